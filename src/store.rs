@@ -1,0 +1,194 @@
+//! `processes.json`: the processes saved for the next run.
+//!
+//! Written only by the supervisor thread, always atomically (temp file, fsync,
+//! rename, fsync of the directory), so a crash at any moment leaves either the
+//! old file or the new one. A file that does not parse is never overwritten:
+//! it is moved aside as `processes.json.corrupt-<unix time>` and reported.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{AddRequest, ProcessSpec, validate};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedFile {
+    version: u32,
+    processes: Vec<SavedProcess>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedProcess {
+    spec: AddRequest,
+    #[serde(default)]
+    manually_stopped: bool,
+}
+
+/// One saved process, as loaded at start.
+#[derive(Debug)]
+pub struct Saved {
+    pub spec: ProcessSpec,
+    pub manually_stopped: bool,
+}
+
+/// What loading found, for the start-up messages.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub processes: Vec<Saved>,
+    /// Where a corrupt file was moved.
+    pub moved_aside: Option<(PathBuf, String)>,
+    /// Entries that no longer validate (skipped, kept in the file until the next save).
+    pub skipped: Vec<String>,
+}
+
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(path: PathBuf) -> Store {
+        Store { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the saved processes. A missing file is an empty list; a corrupt one
+    /// is moved aside (never deleted) and reported in `Loaded::moved_aside`.
+    pub fn load(&self) -> io::Result<Loaded> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
+            Err(e) => return Err(e),
+        };
+        let file: SavedFile = match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let aside = self
+                    .path
+                    .with_file_name(format!("processes.json.corrupt-{secs}"));
+                fs::rename(&self.path, &aside)?;
+                return Ok(Loaded {
+                    moved_aside: Some((aside, e.to_string())),
+                    ..Loaded::default()
+                });
+            }
+        };
+        let mut loaded = Loaded::default();
+        for p in file.processes {
+            let id = p.spec.id.clone();
+            match validate(p.spec) {
+                Ok(spec) => loaded.processes.push(Saved {
+                    spec,
+                    manually_stopped: p.manually_stopped,
+                }),
+                Err(e) => loaded.skipped.push(format!("{id}: {e}")),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Atomically replace the file with `processes`.
+    pub fn save<'a>(
+        &self,
+        processes: impl Iterator<Item = (&'a ProcessSpec, bool)>,
+    ) -> io::Result<()> {
+        let file = SavedFile {
+            version: 1,
+            processes: processes
+                .map(|(spec, manually_stopped)| SavedProcess {
+                    spec: spec.to_request(),
+                    manually_stopped,
+                })
+                .collect(),
+        };
+        let mut json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
+        json.push(b'\n');
+        let tmp = self
+            .path
+            .with_file_name(format!("processes.json.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_add;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("exeio-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn round_trip_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("rt");
+        let store = Store::new(d.join("processes.json"));
+        let a = parse_add(br#"{"id":"a","command":"sleep","args":["9"],"save_for_next_run":true}"#)
+            .unwrap();
+        let b = parse_add(br#"{"id":"b","command":"true","periodic":true,"period_seconds":5}"#)
+            .unwrap();
+        store.save([(&a, false), (&b, true)].into_iter()).unwrap();
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.processes.len(), 2);
+        assert_eq!(loaded.processes[0].spec, a);
+        assert!(!loaded.processes[0].manually_stopped);
+        assert_eq!(loaded.processes[1].spec, b);
+        assert!(loaded.processes[1].manually_stopped);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_not_lost() {
+        let d = tmpdir("corrupt");
+        let store = Store::new(d.join("processes.json"));
+        fs::write(store.path(), b"{not json").unwrap();
+        let loaded = store.load().unwrap();
+        let (aside, _) = loaded.moved_aside.expect("moved aside");
+        assert_eq!(fs::read(&aside).unwrap(), b"{not json");
+        assert!(!store.path().exists());
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let d = tmpdir("missing");
+        let loaded = Store::new(d.join("processes.json")).load().unwrap();
+        assert!(loaded.processes.is_empty() && loaded.moved_aside.is_none());
+        fs::remove_dir_all(d).unwrap();
+    }
+}
