@@ -141,7 +141,7 @@ fn command_line(spec: &ProcessSpec) -> String {
     s
 }
 
-/// One malloc arena for the whole process: exeio runs a thread per child, and
+/// Tune malloc for many mostly idle threads. One malloc arena for the whole process: exeio runs a thread per child, and
 /// glibc would otherwise give each of many threads an arena of its own (RSS
 /// that buys nothing here: the threads mostly sleep in poll).
 pub fn lean_malloc() {
@@ -149,6 +149,11 @@ pub fn lean_malloc() {
     // SAFETY: mallopt only tunes the allocator; called before other threads start.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // A fixed threshold: big buffers (log chunks, read buffers) are always
+        // their own mappings, returned to the kernel when freed and resident
+        // only where touched. The dynamic default would move them onto the
+        // heap, where freed memory stays resident.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
 }
 

@@ -25,7 +25,7 @@ use crate::supervisor::Supervisor;
 
 /// HTTP worker threads. Each may block on one slow client's body, so there
 /// are more than cores; an idle worker costs a few KiB.
-const HTTP_WORKERS: usize = 8;
+const HTTP_WORKERS: usize = 4;
 
 pub fn run(cfg: Config) -> Result<()> {
     let started = Instant::now();

@@ -549,7 +549,8 @@ impl Pump {
         let run = run.map(|n| format!("RUN#{n} ")).unwrap_or_default();
         let prefix = ["STDOUT", "STDERR"]
             .map(|s| [&log_stamp(0)[..], format!(" {run}{s}: ").as_bytes()].concat());
-        let out = Vec::with_capacity(2 * CHUNK);
+        // Grown on first output: an idle child costs no buffer.
+        let out = Vec::new();
         Pump {
             log,
             stamp: StampCache::new(),
@@ -561,6 +562,9 @@ impl Pump {
 
     /// Add output; whole lines are formatted now and written once 64 KiB are buffered.
     pub fn feed(&mut self, stream: Stream, bytes: &[u8]) {
+        if self.out.capacity() == 0 {
+            self.out.reserve(2 * CHUNK);
+        }
         self.restamp();
         let i = stream as usize;
         let mut rest = bytes;
