@@ -26,6 +26,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
+use crate::logger::Logger;
 use crate::logs::{LogFile, Pump, Stream};
 use crate::policy::ExitStatus;
 use crate::protocol::{Event, Msg};
@@ -53,6 +54,8 @@ pub struct Spawned {
 /// Everything the child thread needs to report back.
 pub struct Reporter {
     pub id: ProcessId,
+    /// For exeio.log: a log file that stops (or starts again) taking writes.
+    pub logger: Logger,
     pub generation: u64,
     pub tx: Sender<Msg>,
 }
@@ -271,6 +274,7 @@ fn watch(
     let mut exited_at: Option<Instant> = None;
     let mut last_data = Instant::now();
     let mut dirty = false;
+    let mut log_health = LogHealth::default();
     let mut held_open = false;
     loop {
         if pipes.iter().all(Option::is_none) && exited_at.is_some() {
@@ -312,6 +316,7 @@ fn watch(
             if dirty {
                 pump.flush();
                 dirty = false;
+                log_health.check(log, &rep);
             }
             continue;
         }
@@ -357,6 +362,7 @@ fn watch(
         }
     }
     pump.finish();
+    log_health.check(log, &rep);
     if held_open {
         log.system(
             "output pipes still held open by another process after the exit; stopped reading",
@@ -371,6 +377,34 @@ fn watch(
         at: SystemTime::now(),
         seen: exited_at.unwrap_or_else(Instant::now),
     }));
+}
+
+/// Tells exeio.log when a process's log stops taking writes, and when it
+/// recovers (the error itself is also in the process's `/status`).
+#[derive(Default)]
+struct LogHealth {
+    failing: bool,
+}
+
+impl LogHealth {
+    fn check(&mut self, log: &LogFile, rep: &Reporter) {
+        match (log.last_error(), self.failing) {
+            (Some(err), false) => {
+                self.failing = true;
+                rep.logger.supervisor(format!(
+                    "cannot write the log of '{}' ({}): {err}; output is held back and retried",
+                    rep.id,
+                    log.path().display()
+                ));
+            }
+            (None, true) => {
+                self.failing = false;
+                rep.logger
+                    .supervisor(format!("the log of '{}' is writable again", rep.id));
+            }
+            _ => {}
+        }
+    }
 }
 
 fn grow_pipe(f: &File) {

@@ -442,6 +442,7 @@ impl Supervisor {
             id: id.clone(),
             generation: e.proc.generation() + 1,
             tx: self.tx.clone(),
+            logger: self.logger.clone(),
         };
         match child::spawn(&e.proc.spec, e.log.clone(), label, run_number, reporter) {
             Ok(sp) => {
