@@ -8,6 +8,9 @@ use std::path::Path;
 use crate::cli::Config;
 use crate::error::{Error, Result};
 
+/// The environment variable a key may come from. Never passed on to children.
+pub const KEY_ENV: &str = "EXEIO_API_KEY";
+
 /// Random bytes in a generated key (256 bits, printed as 64 hex chars).
 const KEY_BYTES: usize = 32;
 
@@ -26,19 +29,19 @@ pub enum Origin {
 }
 
 impl ApiKey {
-    /// Flag, then `EXEIO_API_KEY`, then `--api-key-file`, then the stored key
+    /// `--api-key`, then `--api-key-file`, then `EXEIO_API_KEY`, then the stored key
     /// file, else generate one and store it 0600.
     pub fn load(cfg: &Config, key_file: &Path) -> Result<ApiKey> {
         if let Some(k) = &cfg.api_key {
             return Ok(ApiKey::new(k.clone(), Origin::Flag));
         }
-        if let Ok(k) = std::env::var("EXEIO_API_KEY")
+        if let Some(path) = &cfg.api_key_file {
+            return read_key(path).map(|k| ApiKey::new(k, Origin::File(path.clone())));
+        }
+        if let Ok(k) = std::env::var(KEY_ENV)
             && !k.trim().is_empty()
         {
             return Ok(ApiKey::new(k, Origin::Env));
-        }
-        if let Some(path) = &cfg.api_key_file {
-            return read_key(path).map(|k| ApiKey::new(k, Origin::File(path.clone())));
         }
         if key_file.exists() {
             return read_key(key_file).map(|k| ApiKey::new(k, Origin::File(key_file.to_owned())));

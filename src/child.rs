@@ -78,6 +78,7 @@ pub fn spawn(
     }
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
+        .env_remove(crate::auth::KEY_ENV)
         .envs(&spec.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -157,6 +158,23 @@ pub fn lean_malloc() {
         // only where touched. The dynamic default would move them onto the
         // heap, where freed memory stays resident.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+}
+
+/// TCP_NODELAY on the listening socket, inherited by every accepted one:
+/// tiny_http writes a response's head and body separately, and Nagle plus
+/// delayed ACKs would hold the body back ~40 ms on a kept-alive connection.
+pub fn no_delay(listener: &std::net::TcpListener) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a valid int option value.
+    unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 

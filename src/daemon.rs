@@ -38,6 +38,7 @@ pub fn run(cfg: Config) -> Result<()> {
         addr: addr.clone(),
         source,
     })?;
+    crate::child::no_delay(&listener);
     let bound = listener.local_addr().map_err(|source| Error::Bind {
         addr: addr.clone(),
         source,

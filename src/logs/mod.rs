@@ -184,6 +184,9 @@ impl LogFile {
         if g.file.is_some() {
             g.close();
         }
+        // The file may have been renamed, replaced or truncated in place
+        // (copytruncate): count it again on the next access.
+        g.counts.clear();
     }
 
     pub fn last_error(&self) -> Option<String> {
