@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The README's curl examples as a runnable script.
+#
+#   EXEIO_API_KEY=... [EXEIO_URL=http://127.0.0.1:8080] bash examples/curl-examples.sh
+#
+# It drives a running exeio through every endpoint with harmless local
+# commands (sh, sleep, date), checks each HTTP status (curl -f), and removes
+# every process it added, also when a step fails. It never calls /shutdown,
+# /stop-all or /restart-all, so it leaves other processes alone.
+set -euo pipefail
+
+URL="${EXEIO_URL:-http://127.0.0.1:8080}"
+KEY="${EXEIO_API_KEY:?set EXEIO_API_KEY to the key exeio printed (or stored in its api-key file)}"
+PREFIX="curl-demo-$$"
+ADDED=()
+
+# api METHOD PATH [JSON]: one authenticated request; fails on HTTP >= 400.
+api() {
+  local method=$1 path=$2
+  shift 2
+  if [ $# -gt 0 ]; then
+    curl -fsS -X "$method" "$URL$path" \
+      -H "exeio-api-key: $KEY" \
+      -H "Content-Type: application/json" \
+      -d "$1"
+  else
+    curl -fsS -X "$method" "$URL$path" -H "exeio-api-key: $KEY"
+  fi
+  echo
+}
+
+# add JSON: POST /add and remember the id for the clean-up.
+add() {
+  local id
+  id=$(printf '%s' "$1" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
+  ADDED+=("$id")
+  api POST /add "$1"
+}
+
+cleanup() {
+  local id
+  for id in "${ADDED[@]}"; do
+    curl -sS -o /dev/null -X POST "$URL/remove/$id" -H "exeio-api-key: $KEY" || true
+  done
+}
+trap cleanup EXIT
+
+# wait_for PATH TEXT: poll a GET endpoint until its body contains TEXT (10 s).
+wait_for() {
+  local path=$1 text=$2 i
+  for i in $(seq 1 100); do
+    if curl -fsS "$URL$path" -H "exeio-api-key: $KEY" | grep -q -- "$text"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "timed out waiting for '$text' in $path" >&2
+  return 1
+}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "GET /info (no key needed)"
+curl -fsS "$URL/info"
+echo
+
+step "POST /add: a long-running service with auto_restart"
+add '{
+  "id": "'"$PREFIX"'-web",
+  "command": "sh",
+  "args": ["-c", "echo serving; exec sleep 100000"],
+  "auto_restart": true,
+  "save_for_next_run": false
+}'
+
+step "GET /list (a bare JSON array)"
+api GET /list
+
+step "GET /status/{id}, with the Authorization: Bearer header"
+curl -fsS "$URL/status/$PREFIX-web" -H "Authorization: Bearer $KEY"
+echo
+
+step "GET /logs/{id}?page=1&page_size=50 (newest first)"
+wait_for "/logs/$PREFIX-web?page=1&page_size=50" "STDOUT: serving"
+api GET "/logs/$PREFIX-web?page=1&page_size=50"
+
+step "POST /restart/{id}, then POST /stop/{id} (no auto-restart after a manual stop)"
+api POST "/restart/$PREFIX-web"
+api POST "/stop/$PREFIX-web"
+wait_for "/status/$PREFIX-web" '"status":"manually_stopped"'
+
+step "POST /start/{id}"
+api POST "/start/$PREFIX-web"
+wait_for "/status/$PREFIX-web" '"status":"running"'
+
+step "POST /input/{id}: a child that reads its stdin"
+add '{
+  "id": "'"$PREFIX"'-echo",
+  "command": "sh",
+  "args": ["-c", "while read -r line; do echo \"got: $line\"; done"]
+}'
+api POST "/input/$PREFIX-echo" '{"input": "hello from curl"}'
+wait_for "/logs/$PREFIX-echo?page=1&page_size=10" "got: hello from curl"
+api GET "/logs/$PREFIX-echo?page=1&page_size=10"
+
+step "POST /clear-log/{id}"
+api POST "/clear-log/$PREFIX-echo"
+
+step "POST /add: a periodic job every second"
+add '{
+  "id": "'"$PREFIX"'-tick",
+  "command": "date",
+  "args": ["-u", "+tick at %H:%M:%S"],
+  "periodic": true,
+  "period_seconds": 1
+}'
+wait_for "/status/$PREFIX-tick" '"status":"waiting"'
+api GET "/logs/$PREFIX-tick?page=1&page_size=5"
+
+step "GET /logs/{id}?follow=true for 3 seconds (a chunked stream)"
+curl -s -N --max-time 3 "$URL/logs/$PREFIX-tick?follow=true" \
+  -H "exeio-api-key: $KEY" || true
+echo
+
+step "GET /metrics (Prometheus text)"
+api GET /metrics | grep "$PREFIX" || true
+
+step "POST /remove/{id} for everything this script added"
+for id in "${ADDED[@]}"; do
+  api POST "/remove/$id"
+done
+ADDED=()
+
+step "done"
