@@ -1,0 +1,127 @@
+//! `/proc` inspection (process state, parent, group), signals to pids the tests started,
+//! file modes and the time formats the tests check.
+
+use std::fs;
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The `pid` of a process object (panics if it is not a number).
+pub fn pid_of(p: &Value) -> i32 {
+    p["pid"].as_i64().unwrap_or_else(|| panic!("no pid in {p}")) as i32
+}
+
+/// Sends `sig` to a pid this test started (directly or through exeio).
+pub fn send_signal(pid: i32, sig: Signal) {
+    kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill {pid}: {e}"));
+}
+
+/// The fields of `/proc/PID/stat` the tests look at.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid pgrp ...": comm may hold spaces and parentheses.
+    let after = &text[text.rfind(')')? + 1..];
+    let mut f = after.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// True if the pid exists and is not a zombie (or dead).
+pub fn pid_alive(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
+pub fn all_procs() -> Vec<ProcStat> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// Live (non-zombie) children of `pid`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    all_procs()
+        .into_iter()
+        .filter(|s| s.ppid == pid && s.state != 'Z' && s.state != 'X')
+        .map(|s| s.pid)
+        .collect()
+}
+
+/// Zombie children of `pid` (exited, not reaped).
+pub fn zombie_children_of(pid: i32) -> usize {
+    all_procs()
+        .into_iter()
+        .filter(|s| s.ppid == pid && s.state == 'Z')
+        .count()
+}
+
+/// Live members of process group `pgrp`.
+pub fn group_members(pgrp: i32) -> Vec<i32> {
+    all_procs()
+        .into_iter()
+        .filter(|s| s.pgrp == pgrp && s.state != 'Z' && s.state != 'X')
+        .map(|s| s.pid)
+        .collect()
+}
+
+/// File mode bits (`& 0o7777`).
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// True if `line` starts with `[YYYY-MM-DD HH:MM:SS] `.
+pub fn has_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    if b.len() < 22 || b[0] != b'[' || b[20] != b']' || b[21] != b' ' {
+        return false;
+    }
+    let pattern = b"dddd-dd-dd dd:dd:dd";
+    pattern.iter().zip(&b[1..20]).all(|(p, c)| {
+        if *p == b'd' {
+            c.is_ascii_digit()
+        } else {
+            p == c
+        }
+    })
+}
+
+/// True if `s` looks like an RFC 3339 UTC time (`2026-01-02T03:04:05Z`, fractions allowed).
+pub fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return false;
+    }
+    let pattern = b"dddd-dd-ddTdd:dd:dd";
+    let head_ok = pattern.iter().zip(&b[..19]).all(|(p, c)| {
+        if *p == b'd' {
+            c.is_ascii_digit()
+        } else {
+            p == c
+        }
+    });
+    head_ok && (s.ends_with('Z') || s.ends_with("+00:00"))
+}
