@@ -219,7 +219,7 @@ fn serve(api: &Api, mut req: Request, endpoint: Endpoint) {
         }
         (_, mut answer) => {
             procfs::fill_answer(&mut answer);
-            respond(req, 200, &routes::answer_body(&answer));
+            respond_bytes(req, 200, routes::answer_body(&answer));
         }
     }
 }
@@ -327,6 +327,10 @@ fn respond_err(req: Request, e: &ApiError) {
 
 fn respond(req: Request, status: u16, body: &Value) {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{\"success\":false}".to_vec());
+    respond_bytes(req, status, bytes);
+}
+
+fn respond_bytes(req: Request, status: u16, bytes: Vec<u8>) {
     let header = Header::from_bytes("Content-Type", "application/json").expect("static header");
     let _ = req.respond(
         Response::from_data(bytes)

@@ -1,6 +1,7 @@
 //! Pure routing: (method, url) → `Endpoint`, and replies → (status, JSON).
 //! The one place where an `ApiError` becomes an HTTP status.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -185,20 +186,45 @@ pub fn error_body(e: &ApiError) -> (u16, Value) {
     )
 }
 
-/// JSON for an answer (`Answer::Log` is turned into a page by the caller).
-pub fn answer_body(a: &Answer) -> Value {
-    match a {
-        Answer::Done { message, process } => match process {
-            Some(p) => json!({"success": true, "message": message, "process": p}),
-            None => json!({"success": true, "message": message}),
-        },
-        Answer::Many { message, processes } => {
-            json!({"success": true, "message": message, "processes": processes})
-        }
-        Answer::List(list) => json!(list),
-        Answer::Process(p) => json!({"success": true, "process": p}),
-        Answer::Log(_) => json!({"success": true}),
+/// JSON bytes for an answer (`Answer::Log` is turned into a page by the
+/// caller). Serialized straight from the snapshots, without a `Value` tree:
+/// `GET /list` is the hottest path.
+pub fn answer_body(a: &Answer) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        success: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        process: Option<&'a Snapshot>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        processes: Option<&'a [Snapshot]>,
     }
+    fn body<'a>(
+        message: Option<&'a str>,
+        process: Option<&'a Snapshot>,
+        processes: Option<&'a [Snapshot]>,
+    ) -> Body<'a> {
+        Body {
+            success: true,
+            message,
+            process,
+            processes,
+        }
+    }
+    let bytes = match a {
+        Answer::List(list) => serde_json::to_vec(list),
+        Answer::Done { message, process } => {
+            serde_json::to_vec(&body(Some(message), process.as_deref(), None))
+        }
+        Answer::Many { message, processes } => {
+            serde_json::to_vec(&body(Some(message), None, Some(processes)))
+        }
+        Answer::Process(p) => serde_json::to_vec(&body(None, Some(p), None)),
+        Answer::Log(_) => serde_json::to_vec(&body(None, None, None)),
+    };
+    bytes
+        .unwrap_or_else(|_| br#"{"success":false,"message":"cannot serialize the reply"}"#.to_vec())
 }
 
 /// Prometheus text for `GET /metrics`.
