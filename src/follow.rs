@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{BorrowedFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,17 @@ pub fn start(req: Request, log: Arc<LogFile>, server_port: u16) {
 
 fn stream(req: Request, log: &Arc<LogFile>, peer: Option<SocketAddr>, server_port: u16) {
     let mut follower = log.follow();
-    let socket = peer.and_then(|p| find_socket(p, server_port));
+    // Our own duplicate of the connection: tiny_http closes its read half
+    // when the client hangs up, and a borrowed fd could then be closed (or
+    // reused) under us.
+    let socket = peer
+        .and_then(|p| find_socket(p, server_port))
+        .and_then(|fd| {
+            // SAFETY: the fd is the live connection of the request this thread owns.
+            unsafe { BorrowedFd::borrow_raw(fd) }
+                .try_clone_to_owned()
+                .ok()
+        });
     let mut w = req.into_writer();
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
                 Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
@@ -55,29 +65,25 @@ fn stream(req: Request, log: &Arc<LogFile>, peer: Option<SocketAddr>, server_por
                 break;
             }
         }
-        if client_gone(socket, POLL_EVERY) {
+        if client_gone(socket.as_ref(), POLL_EVERY) {
             break;
         }
     }
 }
 
 /// Wait up to `wait` for the client to hang up; true if it has.
-fn client_gone(socket: Option<RawFd>, wait: Duration) -> bool {
+fn client_gone(socket: Option<&OwnedFd>, wait: Duration) -> bool {
     let timeout = PollTimeout::try_from(wait.as_millis() as u64).unwrap_or(PollTimeout::MAX);
     let Some(fd) = socket else {
         let _ = poll(&mut [], timeout);
         return false;
     };
-    // SAFETY: the fd belongs to the connection whose writer this thread holds,
-    // so it stays open for the whole call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
-    let mut fds = [PollFd::new(fd, rdhup)];
+    let mut fds = [PollFd::new(fd.as_fd(), rdhup)];
     match poll(&mut fds, timeout) {
         Ok(0) | Err(_) => false,
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(rdhup | PollFlags::POLLHUP | PollFlags::POLLERR)),
+        // Only hang-up events are asked for: anything reported means gone.
+        Ok(_) => true,
     }
 }
 
