@@ -1,15 +1,15 @@
 //! `GET /logs/{id}?follow=true`: a chunked stream of new log lines, on a
 //! thread of its own (never a worker, never the supervisor). The thread
-//! watches the client's socket for a hang-up, so a client that goes away
+//! watches the client's TCP state, so a client that goes away
 //! frees its thread and fds within `POLL_EVERY`, even when no line is written.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollTimeout, poll};
 use tiny_http::Request;
 
 use crate::logs::LogFile;
@@ -72,18 +72,32 @@ fn stream(req: Request, log: &Arc<LogFile>, peer: Option<SocketAddr>, server_por
 }
 
 /// Wait up to `wait` for the client to hang up; true if it has.
+/// Wait `wait`, then tell whether the client has gone: its TCP connection
+/// has left ESTABLISHED (a FIN or RST arrived). tiny_http shuts down its read
+/// half of the socket, so poll's hang-up flags would fire at once; the TCP
+/// state does not.
 fn client_gone(socket: Option<&OwnedFd>, wait: Duration) -> bool {
     let timeout = PollTimeout::try_from(wait.as_millis() as u64).unwrap_or(PollTimeout::MAX);
-    let Some(fd) = socket else {
-        let _ = poll(&mut [], timeout);
-        return false;
-    };
-    let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
-    let mut fds = [PollFd::new(fd.as_fd(), rdhup)];
-    match poll(&mut fds, timeout) {
-        Ok(0) | Err(_) => false,
-        // Only hang-up events are asked for: anything reported means gone.
-        Ok(_) => true,
+    let _ = poll(&mut [], timeout);
+    socket.is_some_and(|fd| tcp_state(fd).is_some_and(|s| s != TCP_ESTABLISHED))
+}
+
+const TCP_ESTABLISHED: u8 = 1;
+
+fn tcp_state(fd: &OwnedFd) -> Option<u8> {
+    use nix::libc;
+    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        (r == 0).then_some(info.tcpi_state)
     }
 }
 
