@@ -122,6 +122,47 @@ impl SocketTimeout {
     }
 }
 
+/// A client's connection, found by its peer address; for the rare requests
+/// that must be cut short behind tiny_http's back.
+pub struct Connection {
+    fd: OwnedFd,
+}
+
+impl Connection {
+    pub fn find(peer: SocketAddr) -> Option<Connection> {
+        let fd = find_socket_by_peer(peer)?;
+        // SAFETY: the fd is the live connection of the request the caller owns.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .ok()?;
+        Some(Connection { fd })
+    }
+
+    fn stream(&self) -> std::mem::ManuallyDrop<TcpStream> {
+        // SAFETY: wraps our own fd without taking ownership (ManuallyDrop).
+        std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(self.fd.as_raw_fd()) })
+    }
+
+    /// Further reads on the connection return end-of-file at once.
+    pub fn shutdown_read(&self) {
+        let _ = self.stream().shutdown(std::net::Shutdown::Read);
+    }
+
+    /// Write a whole JSON response and close both directions.
+    pub fn answer_and_close(&self, status: u16, json: &str) {
+        let mut s = self.stream();
+        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+        let head = format!(
+            "HTTP/1.1 {status} Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            json.len()
+        );
+        let _ = s
+            .write_all(head.as_bytes())
+            .and_then(|_| s.write_all(json.as_bytes()));
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 fn find_socket_by_peer(peer: SocketAddr) -> Option<RawFd> {
     scan_sockets(|s| s.peer_addr().ok() == Some(peer))
 }

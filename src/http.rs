@@ -30,12 +30,45 @@ const WORKER_STACK: usize = 256 * 1024;
 const EAGER_BODY: usize = 1024;
 /// At most this many slow requests at once; more get a 503.
 const MAX_SLOW: usize = 512;
+/// Largest declared body we let tiny_http drain (into one buffer) on drop.
+const MAX_DRAINED_BODY: usize = 64 * 1024 * 1024;
 /// A client must send its body within this.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a quick call may take before the client gets a 503.
 const QUICK_REPLY: Duration = Duration::from_secs(30);
 /// Stop-like calls wait for the exit: the longest grace period plus slack.
 const SLOW_REPLY: Duration = Duration::from_secs(spec::MAX_STOP_TIMEOUT_SECONDS + 60);
+
+/// A declared body we will not read: tiny_http drains an unread body when
+/// the request is dropped, reading from the client (a stalled client would
+/// hold the thread) into one buffer of the declared size (a huge declared
+/// length would abort the process). So shut down the read half of the
+/// connection first, making that drain end at once; and for a length no
+/// buffer could hold, answer on the socket ourselves and never drop the
+/// request (it is leaked: a few hundred bytes and tiny_http's thread for
+/// that connection, the price of not aborting).
+fn abandon_body(req: Request, routed: &Result<Endpoint, ApiError>) -> Option<Request> {
+    let n = match req.body_length() {
+        Some(n) if n > EAGER_BODY => n,
+        _ => return Some(req),
+    };
+    let conn = req
+        .remote_addr()
+        .and_then(|peer| crate::follow::Connection::find(*peer));
+    let Some(conn) = conn else { return Some(req) };
+    if n <= MAX_DRAINED_BODY {
+        conn.shutdown_read();
+        return Some(req);
+    }
+    let e = match routed {
+        Err(e) => e.clone(),
+        Ok(_) => ApiError::PayloadTooLarge,
+    };
+    let (status, body) = routes::error_body(&e);
+    conn.answer_and_close(status, &body.to_string());
+    std::mem::forget(req);
+    None
+}
 
 /// Shared by all workers.
 pub struct Api {
@@ -89,10 +122,22 @@ fn worker(api: Arc<Api>) {
 fn handle(api: &Arc<Api>, req: Request) {
     let method = req.method().as_str().to_owned();
     let url = req.url().to_owned();
-    if !routes::is_public(&method, &url) && !authorized(api, &req) {
-        return respond_err(req, &ApiError::Unauthorized);
-    }
-    let endpoint = match routes::route(&method, &url) {
+    let routed = if routes::is_public(&method, &url) || authorized(api, &req) {
+        routes::route(&method, &url)
+    } else {
+        Err(ApiError::Unauthorized)
+    };
+    let reads_body = matches!(routed, Ok(Endpoint::Add | Endpoint::Input(_)))
+        && req.body_length().is_none_or(|n| n <= MAX_BODY);
+    let req = if reads_body {
+        req
+    } else {
+        match abandon_body(req, &routed) {
+            Some(req) => req,
+            None => return,
+        }
+    };
+    let endpoint = match routed {
         Ok(e) => e,
         Err(e) => return respond_err(req, &e),
     };
@@ -295,9 +340,9 @@ fn parse_input(body: &[u8]) -> Result<String, ApiError> {
     struct Input {
         input: String,
     }
-    serde_json::from_slice::<Input>(body)
+    spec::parse_object::<Input>(body)
         .map(|i| i.input)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+        .map_err(ApiError::BadRequest)
 }
 
 fn logs_page(req: Request, log: &LogFile, page: usize, page_size: usize) {

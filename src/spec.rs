@@ -151,8 +151,18 @@ impl ProcessSpec {
 
 /// Parse and validate a `POST /add` body.
 pub fn parse_add(body: &[u8]) -> Result<ProcessSpec, String> {
-    let req: AddRequest = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let req: AddRequest = parse_object(body)?;
     validate(req)
+}
+
+/// Deserialize a JSON object. serde would also fill a struct from an array
+/// (by position): a body must be an object.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err("invalid JSON: the body must be a JSON object ({...})".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))
 }
 
 pub fn validate(req: AddRequest) -> Result<ProcessSpec, String> {
@@ -351,6 +361,7 @@ mod tests {
         assert!(req(r#"{"id":"a","command":"x","stop_signal":"BOGUS"}"#).is_err());
         assert!(req(r#"{"id":"a","command":"x","restart_policy":"sometimes"}"#).is_err());
         assert!(req("{not json").is_err());
+        assert!(req(r#"["a","sleep"]"#).unwrap_err().contains("object"));
     }
 
     #[test]
