@@ -125,7 +125,25 @@ pub fn spawn(
         .spawn(move || {
             log.system(&started_line);
             let pump = Pump::new(log.clone(), run);
-            watch(pid, out, err, exit_fd, pump, &log, reporter)
+            let (id, generation, tx) = (
+                reporter.id.clone(),
+                reporter.generation,
+                reporter.tx.clone(),
+            );
+            let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                watch(pid, out, err, exit_fd, pump, &log, reporter)
+            }));
+            if watched.is_err() {
+                // A bug in the pump must not lose the child: still report its exit.
+                let status = exit_status(pid); // blocks until the exit
+                let _ = tx.send(Msg::Event(Event::Exited {
+                    id,
+                    generation,
+                    status,
+                    at: SystemTime::now(),
+                    seen: Instant::now(),
+                }));
+            }
         });
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.

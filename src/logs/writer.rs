@@ -123,15 +123,17 @@ impl Inner {
             // Truncated (copytruncate) or appended to behind our back.
             Ok(end) if end != self.size + n => {
                 self.size = end;
-                if end == n {
-                    self.counts[0] = lines;
-                } else {
-                    self.counts.clear();
+                match self.counts.first_mut() {
+                    Some(c) if end == n => *c = lines,
+                    _ => self.counts.clear(),
                 }
             }
             _ => {
                 self.size += n;
-                self.counts[0] += lines;
+                // Empty counts (a failed rotation) are recounted at the next open.
+                if let Some(c) = self.counts.first_mut() {
+                    *c += lines;
+                }
             }
         }
     }
