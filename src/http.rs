@@ -159,7 +159,8 @@ fn handle(api: &Arc<Api>, req: Request) {
         .stack_size(WORKER_STACK)
         .spawn(move || {
             let _slot = SlowSlot(slot);
-            if let Some(timeout) = socket_timeout(&req) {
+            let reads_body = matches!(endpoint, Endpoint::Add | Endpoint::Input(_));
+            if reads_body && let Some(timeout) = socket_timeout(&req) {
                 timeout.apply();
             }
             serve(&api2, req, endpoint);
