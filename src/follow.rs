@@ -143,11 +143,6 @@ impl Connection {
         std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(self.fd.as_raw_fd()) })
     }
 
-    /// Further reads on the connection return end-of-file at once.
-    pub fn shutdown_read(&self) {
-        let _ = self.stream().shutdown(std::net::Shutdown::Read);
-    }
-
     /// Write a whole JSON response and close both directions.
     pub fn answer_and_close(&self, status: u16, json: &str) {
         let mut s = self.stream();

@@ -39,27 +39,20 @@ const QUICK_REPLY: Duration = Duration::from_secs(30);
 /// Stop-like calls wait for the exit: the longest grace period plus slack.
 const SLOW_REPLY: Duration = Duration::from_secs(spec::MAX_STOP_TIMEOUT_SECONDS + 60);
 
-/// A declared body we will not read: tiny_http drains an unread body when
-/// the request is dropped, reading from the client (a stalled client would
-/// hold the thread) into one buffer of the declared size (a huge declared
-/// length would abort the process). So shut down the read half of the
-/// connection first, making that drain end at once; and for a length no
-/// buffer could hold, answer on the socket ourselves and never drop the
-/// request (it is leaked: a few hundred bytes and tiny_http's thread for
-/// that connection, the price of not aborting).
-fn abandon_body(req: Request, routed: &Result<Endpoint, ApiError>) -> Option<Request> {
-    let n = match req.body_length() {
-        Some(n) if n > EAGER_BODY => n,
+/// tiny_http drains an unread body when the request is dropped, into one
+/// buffer of the declared size: a huge declared length would abort the
+/// process. For a length no buffer should hold, answer on the socket
+/// ourselves and never drop the request (it is leaked: a few hundred bytes
+/// and tiny_http's thread for that connection, the price of not aborting).
+fn refuse_unbufferable_body(req: Request, routed: &Result<Endpoint, ApiError>) -> Option<Request> {
+    match req.body_length() {
+        Some(n) if n > MAX_DRAINED_BODY => {}
         _ => return Some(req),
-    };
+    }
     let conn = req
         .remote_addr()
         .and_then(|peer| crate::follow::Connection::find(*peer));
     let Some(conn) = conn else { return Some(req) };
-    if n <= MAX_DRAINED_BODY {
-        conn.shutdown_read();
-        return Some(req);
-    }
     let e = match routed {
         Err(e) => e.clone(),
         Ok(_) => ApiError::PayloadTooLarge,
@@ -127,25 +120,24 @@ fn handle(api: &Arc<Api>, req: Request) {
     } else {
         Err(ApiError::Unauthorized)
     };
-    let reads_body = matches!(routed, Ok(Endpoint::Add | Endpoint::Input(_)))
-        && req.body_length().is_none_or(|n| n <= MAX_BODY);
-    let req = if reads_body {
-        req
-    } else {
-        match abandon_body(req, &routed) {
-            Some(req) => req,
-            None => return,
-        }
+    let Some(req) = refuse_unbufferable_body(req, &routed) else {
+        return;
     };
-    let endpoint = match routed {
-        Ok(e) => e,
-        Err(e) => return respond_err(req, &e),
-    };
-    if !is_slow(&endpoint, &req) {
-        return serve(api, req, endpoint);
+    let body_on_socket = body_on_socket(&req);
+    let waits = matches!(
+        routed,
+        Ok(Endpoint::Stop(_)
+            | Endpoint::Restart(_)
+            | Endpoint::Remove(_)
+            | Endpoint::StopAll
+            | Endpoint::RestartAll)
+    );
+    if !body_on_socket && !waits {
+        return answer(api, req, routed);
     }
-    // A body still on the socket, or a reply that waits for a process to
-    // exit: a thread of its own, so no client can hold a worker.
+    // A body still on the socket (read, or drained by tiny_http when the
+    // request is dropped), or a reply that waits for a process to exit: a
+    // thread of its own, so no client can hold a worker.
     if api.slow.fetch_add(1, Ordering::SeqCst) >= MAX_SLOW {
         api.slow.fetch_sub(1, Ordering::SeqCst);
         return respond_err(
@@ -159,14 +151,33 @@ fn handle(api: &Arc<Api>, req: Request) {
         .stack_size(WORKER_STACK)
         .spawn(move || {
             let _slot = SlowSlot(slot);
-            let reads_body = matches!(endpoint, Endpoint::Add | Endpoint::Input(_));
-            if reads_body && let Some(timeout) = socket_timeout(&req) {
+            if body_on_socket && let Some(timeout) = socket_timeout(&req) {
                 timeout.apply();
             }
-            serve(&api2, req, endpoint);
+            answer(&api2, req, routed);
         });
     if spawned.is_err() {
         crate::diag::warn("cannot start a thread for a slow request");
+    }
+}
+
+fn answer(api: &Api, req: Request, routed: Result<Endpoint, ApiError>) {
+    match routed {
+        Ok(endpoint) => serve(api, req, endpoint),
+        Err(e) => respond_err(req, &e),
+    }
+}
+
+/// Does the body still have to come off the socket? tiny_http has already
+/// read small bodies; a larger or chunked one is read by us or drained by
+/// tiny_http when the request is dropped.
+fn body_on_socket(req: &Request) -> bool {
+    match req.body_length() {
+        Some(n) => n > EAGER_BODY,
+        None => req
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding")),
     }
 }
 
@@ -176,18 +187,6 @@ struct SlowSlot(Arc<Api>);
 impl Drop for SlowSlot {
     fn drop(&mut self) {
         self.0.slow.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn is_slow(endpoint: &Endpoint, req: &Request) -> bool {
-    match endpoint {
-        Endpoint::Add | Endpoint::Input(_) => req.body_length().is_none_or(|n| n > EAGER_BODY),
-        Endpoint::Stop(_)
-        | Endpoint::Restart(_)
-        | Endpoint::Remove(_)
-        | Endpoint::StopAll
-        | Endpoint::RestartAll => true,
-        _ => false,
     }
 }
 
