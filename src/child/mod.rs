@@ -11,11 +11,11 @@
 //! one per pipe: half the stacks, and the exit is ordered after the output
 //! without any cross-thread handshake.
 
+mod exec;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -76,42 +76,15 @@ pub fn spawn(
             Err(e) => return Err(format!("working_dir {}: {e}", dir.display())),
         }
     }
-    let mut cmd = Command::new(&spec.command);
-    cmd.args(&spec.args)
-        .env_remove(crate::auth::KEY_ENV)
-        .envs(&spec.env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(dir) = &spec.working_dir {
-        cmd.current_dir(dir);
-    }
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe syscalls (prctl, getppid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
-    let pid = child.id();
-    let take = |c: &mut std::process::Child| {
-        let out = OwnedFd::from(c.stdout.take().expect("piped stdout"));
-        let err = OwnedFd::from(c.stderr.take().expect("piped stderr"));
-        let inp = OwnedFd::from(c.stdin.take().expect("piped stdin"));
-        (out, err, inp)
-    };
-    let (out, err, inp) = take(&mut child);
-    drop(child); // std's Child neither kills nor waits on drop; we reap by pid.
+    let started = exec::start(
+        &spec.command,
+        &spec.args,
+        &spec.env,
+        crate::auth::KEY_ENV,
+        spec.working_dir.as_deref(),
+    )
+    .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
+    let (pid, out, err, inp) = (started.pid, started.stdout, started.stderr, started.stdin);
     let stdin = File::from(inp);
     set_nonblocking(&stdin);
     let started_line = format!(

@@ -1,0 +1,359 @@
+//! Starting a child process: `clone(CLONE_VM | CLONE_VFORK)` and `execve`,
+//! as `posix_spawn` does, plus the one thing `posix_spawn` cannot do: set
+//! `PR_SET_PDEATHSIG` in the child before it execs.
+//!
+//! Why not `std::process::Command` with `pre_exec`: that forces a real
+//! `fork`, which copies every mapping of exeio (one stack per child thread),
+//! so each spawn got slower as children accumulated. A vfork-style child
+//! shares exeio's memory and runs only until `execve`: nothing is copied.
+//!
+//! Everything the child needs (paths, argv, envp, fds) is prepared here
+//! before the clone; the child routine only makes async-signal-safe system
+//! calls on that prepared data, on a stack of its own, with every signal
+//! blocked until just before `execve`.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use nix::libc;
+
+/// Stack of the short-lived child routine (it runs until execve).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The pipes of a started child, from exeio's side.
+pub struct Started {
+    pub pid: u32,
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// What the child routine reads (prepared by the parent) and writes back.
+struct Plan {
+    candidates: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+    fds: [libc::c_int; 3],
+    parent: libc::pid_t,
+    /// errno of the failure, written by the child before it exits.
+    error: libc::c_int,
+}
+
+/// Start `program` with `args` and exeio's environment (less `drop_env`,
+/// plus `env`), in a new process group, stdio piped, SIGKILLed if exeio dies.
+pub fn start(
+    program: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    drop_env: &str,
+    cwd: Option<&Path>,
+) -> io::Result<Started> {
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let argv_c: Vec<CString> = std::iter::once(program.as_bytes())
+        .chain(args.iter().map(|a| a.as_bytes()))
+        .map(cstr)
+        .collect::<io::Result<_>>()?;
+    let base = base_env(drop_env);
+    let merged: Vec<CString>;
+    let (envp_c, path_var): (&[CString], Option<OsString>) = if env.is_empty() {
+        (&base.vars, base.path.clone())
+    } else {
+        let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os()
+            .filter(|(k, _)| k.as_os_str() != OsStr::new(drop_env))
+            .collect();
+        for (k, v) in env {
+            vars.insert(k.into(), v.into());
+        }
+        let path = vars.get(OsStr::new("PATH")).cloned();
+        merged = vars
+            .into_iter()
+            .map(|(mut k, v)| {
+                k.push("=");
+                k.push(v);
+                cstr(&k.into_vec())
+            })
+            .collect::<io::Result<_>>()?;
+        (&merged, path)
+    };
+    let candidates = candidates(program, path_var.as_deref())?;
+    let cwd = cwd.map(|d| cstr(d.as_os_str().as_bytes())).transpose()?;
+
+    let (in_r, in_w) = std::io::pipe()?;
+    let (out_r, out_w) = std::io::pipe()?;
+    let (err_r, err_w) = std::io::pipe()?;
+    let (in_r, out_w, err_w) = (
+        OwnedFd::from(in_r),
+        OwnedFd::from(out_w),
+        OwnedFd::from(err_w),
+    );
+
+    let mut plan = Plan {
+        candidates,
+        argv: argv_c
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain([std::ptr::null()])
+            .collect(),
+        envp: envp_c
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain([std::ptr::null()])
+            .collect(),
+        cwd,
+        fds: [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        parent: std::process::id() as libc::pid_t,
+        error: 0,
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the child runs `child_main` on `stack` with `plan`, both alive
+    // until clone returns (CLONE_VFORK suspends us until the child execs or
+    // exits). All signals are blocked around the clone so no handler runs in
+    // the child; the old mask is restored here afterwards.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
+        let pid = libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut plan as *mut Plan).cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop((in_r, out_w, err_w)); // the child's ends
+    drop(argv_c);
+    // SAFETY: the child wrote it through the pointer we passed; it has exec'd or exited.
+    let error = unsafe { std::ptr::read_volatile(&plan.error) };
+    if error != 0 {
+        // The child never exec'd: reap it and report why.
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return Err(io::Error::from_raw_os_error(error));
+    }
+    Ok(Started {
+        pid: pid as u32,
+        stdin: OwnedFd::from(in_w),
+        stdout: OwnedFd::from(out_r),
+        stderr: OwnedFd::from(err_r),
+    })
+}
+
+/// exeio's own environment less `drop_env`, as `KEY=value` strings, built
+/// once: exeio never changes its environment, and rebuilding it for every
+/// spawn would only churn the heap.
+struct BaseEnv {
+    vars: Vec<CString>,
+    path: Option<OsString>,
+}
+
+fn base_env(drop_env: &str) -> &'static BaseEnv {
+    static BASE: std::sync::OnceLock<BaseEnv> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let mut path = None;
+        let vars = std::env::vars_os()
+            .filter(|(k, _)| k.as_os_str() != OsStr::new(drop_env))
+            .filter_map(|(mut k, v)| {
+                if k == "PATH" {
+                    path = Some(v.clone());
+                }
+                k.push("=");
+                k.push(v);
+                CString::new(k.into_vec()).ok()
+            })
+            .collect();
+        BaseEnv { vars, path }
+    })
+}
+
+/// Where execve is tried, as execvp would: the name itself if it has a
+/// `/`, else each directory of PATH.
+fn candidates(program: &str, path: Option<&OsStr>) -> io::Result<Vec<CString>> {
+    let to_c =
+        |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    if program.contains('/') {
+        return Ok(vec![to_c(program.as_bytes().to_vec())?]);
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    let all: Vec<CString> = path
+        .as_bytes()
+        .split(|&b| b == b':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+            let mut full = dir.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(program.as_bytes());
+            to_c(full)
+        })
+        .collect::<io::Result<_>>()?;
+    // Only the names that exist (a stat each, cheaper than a failed execve
+    // each in the child); all of them if none does, for the right errno.
+    let existing: Vec<CString> = all
+        .iter()
+        .filter(|c| Path::new(OsStr::from_bytes(c.as_bytes())).exists())
+        .cloned()
+        .collect();
+    Ok(if existing.is_empty() { all } else { existing })
+}
+
+/// The child, between clone and execve. Async-signal-safe calls only, on
+/// data the parent prepared; never returns on success.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `Plan`, alive while the parent is suspended.
+    unsafe {
+        let plan = &mut *(arg as *mut Plan);
+        let fail = |plan: &mut Plan| -> ! {
+            plan.error = *libc::__errno_location();
+            if plan.error == 0 {
+                plan.error = libc::EINVAL;
+            }
+            libc::_exit(127)
+        };
+        // Rust ignores SIGPIPE; a child gets the default, as with std.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if libc::setpgid(0, 0) != 0 {
+            fail(plan);
+        }
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            fail(plan);
+        }
+        if libc::getppid() != plan.parent {
+            *libc::__errno_location() = libc::ESRCH;
+            fail(plan);
+        }
+        for (target, &fd) in plan.fds.iter().enumerate() {
+            let target = target as libc::c_int;
+            if fd == target {
+                // dup2 onto itself keeps CLOEXEC: clear it instead.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) != 0 {
+                    fail(plan);
+                }
+            } else if libc::dup2(fd, target) < 0 {
+                fail(plan);
+            }
+        }
+        if let Some(dir) = &plan.cwd
+            && libc::chdir(dir.as_ptr()) != 0
+        {
+            fail(plan);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        let mut denied = false;
+        for path in &plan.candidates {
+            libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            match *libc::__errno_location() {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+                _ => break,
+            }
+        }
+        // Block signals again: the parent must not see a handler run on our stack.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let errno = *libc::__errno_location();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        *libc::__errno_location() = if denied && errno == libc::ENOENT {
+            libc::EACCES
+        } else {
+            errno
+        };
+        fail(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn reap(pid: u32) -> i32 {
+        let mut status = 0;
+        // SAFETY: waitpid on a child this test started.
+        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        libc::WEXITSTATUS(status)
+    }
+
+    #[test]
+    fn candidates_follow_path_like_execvp() {
+        let c = candidates("x/y", None).unwrap();
+        assert_eq!(c, vec![CString::new("x/y").unwrap()]);
+        let c = candidates("sh", Some(OsStr::new("/nonexistent:/bin:/usr/bin"))).unwrap();
+        assert!(!c.is_empty() && c.iter().all(|p| p.to_bytes().ends_with(b"/sh")));
+        assert!(!c.iter().any(|p| p.to_bytes().starts_with(b"/nonexistent")));
+        // nothing exists: every candidate is kept, for execve's own errno
+        let c = candidates("no-such-program-xyz", Some(OsStr::new("/a:/b"))).unwrap();
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn starts_a_child_in_its_own_group_with_env_cwd_and_pipes() {
+        let env = BTreeMap::from([("EXEIO_TEST_VAR".to_owned(), "v1".to_owned())]);
+        let s = start(
+            "sh",
+            &[
+                "-c".into(),
+                "echo $EXEIO_TEST_VAR; pwd; echo oops >&2; ps -o pgid= -p $$; exit 3".into(),
+            ],
+            &env,
+            "EXEIO_NOT_PASSED",
+            Some(Path::new("/")),
+        )
+        .unwrap();
+        let mut out = String::new();
+        std::fs::File::from(s.stdout)
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        std::fs::File::from(s.stderr)
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(reap(s.pid), 3);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(&lines[..2], ["v1", "/"]);
+        if let Some(pgid) = lines.get(2) {
+            assert_eq!(pgid.trim(), s.pid.to_string(), "own process group");
+        }
+        assert_eq!(err, "oops\n");
+    }
+
+    #[test]
+    fn reports_why_a_program_cannot_start() {
+        let e = start("no-such-program-xyz", &[], &BTreeMap::new(), "", None)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let plain = std::env::temp_dir().join(format!("exeio-not-exec-{}", std::process::id()));
+        std::fs::write(&plain, b"not a program").unwrap();
+        let e = start(plain.to_str().unwrap(), &[], &BTreeMap::new(), "", None)
+            .err()
+            .unwrap();
+        std::fs::remove_file(&plain).unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let e = start(
+            "sh",
+            &[],
+            &BTreeMap::new(),
+            "",
+            Some(Path::new("/no/such/dir")),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}
