@@ -1,8 +1,8 @@
 //! Child processes: spawn, signal, reap, and the one thread each child gets.
 //!
-//! The only home of nix process calls and `unsafe`. Called by the supervisor
-//! thread only (PR_SET_PDEATHSIG fires when the *spawning thread* exits, and
-//! the supervisor thread lives as long as any child).
+//! The home of process calls (the start itself is in `exec`). Called by the
+//! supervisor thread only (PR_SET_PDEATHSIG fires when the *spawning thread*
+//! exits, and the supervisor thread lives as long as any child).
 //!
 //! Each child gets one thread that polls its stdout, stderr and a pidfd: it
 //! pumps output into the log, notices the exit the moment it happens, drains
