@@ -531,3 +531,32 @@ fn a_chunked_body_over_one_mib_is_413() {
     assert_eq!(parse_response(&raw).status, 413);
     assert!(list_ids(&d).is_empty());
 }
+
+/// The README's curl examples (examples/curl-examples.sh) run as written
+/// against a live exeio and leave nothing behind.
+#[test]
+fn the_readme_curl_examples_work() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("curl is needed for this test (.ci/run installs it)");
+    }
+    let d = Daemon::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/curl-examples.sh");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(script)
+        .env("EXEIO_URL", format!("http://{}", d.addr()))
+        .env("EXEIO_API_KEY", KEY);
+    let out = run_to_end(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "curl-examples.sh failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = d.get("/list");
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body.trim(), "[]", "the script left processes behind");
+}
