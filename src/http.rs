@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Request, Response, Server};
 
 use crate::auth::ApiKey;
+use crate::conn::Connection;
 use crate::error::ApiError;
 use crate::follow;
 use crate::logs::LogFile;
@@ -49,9 +50,7 @@ fn refuse_unbufferable_body(req: Request, routed: &Result<Endpoint, ApiError>) -
         Some(n) if n > MAX_DRAINED_BODY => {}
         _ => return Some(req),
     }
-    let conn = req
-        .remote_addr()
-        .and_then(|peer| crate::follow::Connection::find(*peer));
+    let conn = req.remote_addr().and_then(|peer| Connection::find(*peer));
     let Some(conn) = conn else { return Some(req) };
     let e = match routed {
         Err(e) => e.clone(),
@@ -151,8 +150,10 @@ fn handle(api: &Arc<Api>, req: Request) {
         .stack_size(WORKER_STACK)
         .spawn(move || {
             let _slot = SlowSlot(slot);
-            if body_on_socket && let Some(timeout) = socket_timeout(&req) {
-                timeout.apply();
+            if body_on_socket
+                && let Some(conn) = req.remote_addr().and_then(|p| Connection::find(*p))
+            {
+                conn.set_read_timeout(BODY_TIMEOUT);
             }
             answer(&api2, req, routed);
         });
@@ -188,13 +189,6 @@ impl Drop for SlowSlot {
     fn drop(&mut self) {
         self.0.slow.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// A read timeout on the client's socket, so a client that stalls in its
-/// body cannot hold a thread for ever.
-fn socket_timeout(req: &Request) -> Option<crate::follow::SocketTimeout> {
-    let peer = *req.remote_addr()?;
-    crate::follow::SocketTimeout::find(peer, BODY_TIMEOUT)
 }
 
 fn serve(api: &Api, mut req: Request, endpoint: Endpoint) {

@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod child;
 pub mod cli;
+pub mod conn;
 pub mod daemon;
 pub mod diag;
 pub mod error;

@@ -6,7 +6,7 @@
 //! handles to process state.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use crossbeam_channel::Sender;
 use serde::Serialize;
@@ -54,7 +54,6 @@ pub enum Event {
         generation: u64,
         status: ExitStatus,
         at: SystemTime,
-        seen: Instant,
     },
 }
 

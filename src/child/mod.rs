@@ -114,7 +114,6 @@ pub fn spawn(
                     generation,
                     status,
                     at: SystemTime::now(),
-                    seen: Instant::now(),
                 }));
             }
         });
@@ -384,7 +383,6 @@ fn watch(
         generation: rep.generation,
         status,
         at: SystemTime::now(),
-        seen: exited_at.unwrap_or_else(Instant::now),
     }));
 }
 
