@@ -5,7 +5,7 @@
 //! ```text
 //! signals thread ──Msg::Shutdown/ReopenLogs──┐
 //! http workers ×N ──Msg::Call{reply}─────────┼─▶ supervisor thread: owns all process state, no locks;
-//! child thread (1 per child) ──Event::Exited─┘   spawns children, signals their groups, reaps them
+//! child thread (1 per child) ──Event::Exited─┘   spawns children (vfork-style, child::exec), signals their groups, reaps them
 //! child thread: polls stdout+stderr+pidfd ─▶ log file (append-only) ◀─ http workers page/follow it
 //! supervisor ──SYSTEM lines──▶ logger thread ─▶ log files, exeio.log
 //! supervisor ──non-blocking write──▶ child stdin (never blocks: all or 503)
