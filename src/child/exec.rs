@@ -59,27 +59,17 @@ pub fn start(
         .map(cstr)
         .collect::<io::Result<_>>()?;
     let base = base_env(drop_env);
-    let merged: Vec<CString>;
-    let (envp_c, path_var): (&[CString], Option<OsString>) = if env.is_empty() {
-        (&base.vars, base.path.clone())
+    let merged: Environment;
+    let env_used = if env.is_empty() {
+        base
     } else {
-        let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os()
-            .filter(|(k, _)| k.as_os_str() != OsStr::new(drop_env))
-            .collect();
-        for (k, v) in env {
-            vars.insert(k.into(), v.into());
-        }
-        let path = vars.get(OsStr::new("PATH")).cloned();
-        merged = vars
-            .into_iter()
-            .map(|(mut k, v)| {
-                k.push("=");
-                k.push(v);
-                cstr(&k.into_vec())
-            })
-            .collect::<io::Result<_>>()?;
-        (&merged, path)
+        let overrides = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        merged = Environment::build(inherited(drop_env).chain(overrides))?;
+        &merged
     };
+    let (envp_c, path_var) = (&env_used.vars, env_used.path.clone());
     let candidates = candidates(program, path_var.as_deref())?;
     let cwd = cwd.map(|d| cstr(d.as_os_str().as_bytes())).transpose()?;
 
@@ -152,30 +142,43 @@ pub fn start(
     })
 }
 
-/// exeio's own environment less `drop_env`, as `KEY=value` strings, built
-/// once: exeio never changes its environment, and rebuilding it for every
-/// spawn would only churn the heap.
-struct BaseEnv {
+/// An environment as `KEY=value` strings, and its PATH.
+struct Environment {
     vars: Vec<CString>,
     path: Option<OsString>,
 }
 
-fn base_env(drop_env: &str) -> &'static BaseEnv {
-    static BASE: std::sync::OnceLock<BaseEnv> = std::sync::OnceLock::new();
-    BASE.get_or_init(|| {
-        let mut path = None;
-        let vars = std::env::vars_os()
-            .filter(|(k, _)| k.as_os_str() != OsStr::new(drop_env))
-            .filter_map(|(mut k, v)| {
-                if k == "PATH" {
-                    path = Some(v.clone());
-                }
+impl Environment {
+    /// Later pairs override earlier ones with the same name.
+    fn build(pairs: impl Iterator<Item = (OsString, OsString)>) -> io::Result<Environment> {
+        let vars: BTreeMap<OsString, OsString> = pairs.collect();
+        let path = vars.get(OsStr::new("PATH")).cloned();
+        let vars = vars
+            .into_iter()
+            .map(|(mut k, v)| {
                 k.push("=");
                 k.push(v);
-                CString::new(k.into_vec()).ok()
+                CString::new(k.into_vec()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
             })
-            .collect();
-        BaseEnv { vars, path }
+            .collect::<io::Result<_>>()?;
+        Ok(Environment { vars, path })
+    }
+}
+
+/// exeio's own environment less `drop_env`.
+fn inherited(drop_env: &str) -> impl Iterator<Item = (OsString, OsString)> + '_ {
+    std::env::vars_os().filter(move |(k, _)| k.as_os_str() != OsStr::new(drop_env))
+}
+
+/// The inherited environment, built once: exeio never changes its
+/// environment, and rebuilding it for every spawn would only churn the heap.
+fn base_env(drop_env: &str) -> &'static Environment {
+    static BASE: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        Environment::build(inherited(drop_env)).unwrap_or(Environment {
+            vars: Vec::new(),
+            path: None,
+        })
     })
 }
 

@@ -92,14 +92,6 @@ impl LogFile {
         &self.path
     }
 
-    pub fn set_config(&self, cfg: LogConfig) {
-        let mut g = self.lock();
-        if g.cfg.backups != cfg.backups {
-            g.counts.clear();
-        }
-        g.cfg = cfg;
-    }
-
     /// Append `[ts] SYSTEM: msg` now.
     pub fn system(&self, msg: &str) {
         let mut line = log_stamp(unix_secs(SystemTime::now())).to_vec();
