@@ -259,6 +259,24 @@ mod tests {
     };
 
     #[test]
+    fn sighup_recounts_a_file_changed_in_place() {
+        let t = Tmp::new("copytruncate");
+        let log = t.log(1 << 20, 2);
+        write_numbered(&log, 10);
+        assert_eq!(log.total_lines(), 10);
+        // logrotate copytruncate: the file is emptied in place, then SIGHUP
+        fs::OpenOptions::new()
+            .write(true)
+            .open(log.path())
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        log.reopen();
+        log.system("after truncation");
+        assert_eq!(log.total_lines(), 1);
+    }
+
+    #[test]
     fn total_lines_after_reopen_and_external_rotation() {
         let t = Tmp::new("reopen");
         let log = t.log(1000, 2);
