@@ -1,29 +1,41 @@
-//! Command line → `Config`. Parses and checks; starts nothing.
+//! The daemon's command line → `Config`. Parses and checks; starts nothing.
+//! (`exeio` with a subcommand is the client: `client::`.)
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
 pub const HELP: &str = "\
 exeio — a small process supervisor controlled over an authenticated HTTP API
 
-Usage: exeio [OPTIONS]
+Usage: exeio [OPTIONS]                 run the supervisor (the daemon)
+       exeio COMMAND [ARGS]            talk to a running exeio (exeio help)
 
 Options:
   -H, --host HOST          address to bind (default 127.0.0.1)
   -P, --port PORT          port to bind; 0 picks a free one (default 8080)
-  -k, --api-key KEY        API key clients must send (else EXEIO_API_KEY,
-                           else --api-key-file, else <config-dir>/api-key,
-                           generated on first start)
-      --api-key-file PATH  read the API key from this file
+  -k, --api-key KEY        the admin key clients must send; else
+                           --api-key-file, else EXEIO_API_KEY, else
+                           <config-dir>/api-key, generated on first start
+      --api-key-file PATH  read the admin key from this file
       --config-dir DIR     config dir (default $XDG_CONFIG_HOME/exeio or ~/.config/exeio)
       --data-dir DIR       data dir, logs in DIR/logs (default $XDG_DATA_HOME/exeio
                            or ~/.local/share/exeio)
+      --tls-cert FILE      serve HTTPS with this certificate chain (PEM)...
+      --tls-key FILE       ...and its private key (PEM)
+      --max-connections N  connections served at once (default 256)
+      --max-connections-per-address N
+                           of which from one address (default 32)
+      --auth-fail-limit N  failed authentications from one address...
+      --auth-fail-window S ...within S seconds lock it out for S seconds
+                           (default 10 within 60)
+      --no-cgroups         use process groups even where cgroups are available
   -h, --help               print this help
   -V, --version            print the version
 
-Clients send the key as 'exeio-api-key: KEY' or 'Authorization: Bearer KEY'.
+Clients send a key as 'exeio-api-key: KEY' or 'Authorization: Bearer KEY'.
 SIGTERM/SIGINT stop every process and exit; SIGHUP reopens the log files.
 ";
 
@@ -43,6 +55,33 @@ pub struct Config {
     pub api_key_file: Option<PathBuf>,
     pub config_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_connections: usize,
+    pub max_per_address: usize,
+    pub auth_fail_limit: u32,
+    pub auth_fail_window: Duration,
+    pub cgroups: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            api_key: None,
+            api_key_file: None,
+            config_dir: None,
+            data_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 256,
+            max_per_address: 32,
+            auth_fail_limit: 10,
+            auth_fail_window: Duration::from_secs(60),
+            cgroups: true,
+        }
+    }
 }
 
 pub fn parse(args: Vec<OsString>) -> Result<Cli> {
@@ -54,16 +93,27 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         return Ok(Cli::Version);
     }
     let usage = |e: pico_args::Error| Error::Usage(e.to_string());
+    let d = Config::default();
     let host: Option<String> = p.opt_value_from_str(["-H", "--host"]).map_err(usage)?;
     let port: Option<u16> = p.opt_value_from_str(["-P", "--port"]).map_err(usage)?;
     let api_key: Option<String> = p.opt_value_from_str(["-k", "--api-key"]).map_err(usage)?;
-    let api_key_file: Option<PathBuf> = p
-        .opt_value_from_os_str("--api-key-file", path)
+    let path_flag = |p: &mut pico_args::Arguments, name: &'static str| {
+        p.opt_value_from_os_str(name, path).map_err(usage)
+    };
+    let api_key_file = path_flag(&mut p, "--api-key-file")?;
+    let config_dir = path_flag(&mut p, "--config-dir")?;
+    let data_dir = path_flag(&mut p, "--data-dir")?;
+    let tls_cert = path_flag(&mut p, "--tls-cert")?;
+    let tls_key = path_flag(&mut p, "--tls-key")?;
+    let max_connections: Option<usize> =
+        p.opt_value_from_str("--max-connections").map_err(usage)?;
+    let max_per_address: Option<usize> = p
+        .opt_value_from_str("--max-connections-per-address")
         .map_err(usage)?;
-    let config_dir: Option<PathBuf> = p
-        .opt_value_from_os_str("--config-dir", path)
-        .map_err(usage)?;
-    let data_dir: Option<PathBuf> = p.opt_value_from_os_str("--data-dir", path).map_err(usage)?;
+    let auth_fail_limit: Option<u32> = p.opt_value_from_str("--auth-fail-limit").map_err(usage)?;
+    let auth_fail_window: Option<u64> =
+        p.opt_value_from_str("--auth-fail-window").map_err(usage)?;
+    let no_cgroups = p.contains("--no-cgroups");
     let rest = p.finish();
     if let Some(first) = rest.first() {
         return Err(Error::Usage(format!(
@@ -74,13 +124,46 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
     if api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
         return Err(Error::Usage("--api-key must not be empty".into()));
     }
+    if tls_cert.is_some() != tls_key.is_some() {
+        return Err(Error::Usage(
+            "--tls-cert and --tls-key go together".into(),
+        ));
+    }
+    let positive = |name: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(Error::Usage(format!("{name} must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let max_connections = positive("--max-connections", max_connections, d.max_connections)?;
+    let max_per_address = positive(
+        "--max-connections-per-address",
+        max_per_address,
+        d.max_per_address,
+    )?;
+    let auth_fail_limit = positive(
+        "--auth-fail-limit",
+        auth_fail_limit.map(|n| n as usize),
+        d.auth_fail_limit as usize,
+    )? as u32;
+    let auth_fail_window = match auth_fail_window {
+        Some(0) => return Err(Error::Usage("--auth-fail-window must be at least 1".into())),
+        Some(s) => Duration::from_secs(s),
+        None => d.auth_fail_window,
+    };
     Ok(Cli::Run(Config {
-        host: host.unwrap_or_else(|| "127.0.0.1".into()),
-        port: port.unwrap_or(8080),
+        host: host.unwrap_or(d.host),
+        port: port.unwrap_or(d.port),
         api_key,
         api_key_file,
         config_dir,
         data_dir,
+        tls_cert,
+        tls_key,
+        max_connections,
+        max_per_address,
+        auth_fail_limit,
+        auth_fail_window,
+        cgroups: !no_cgroups,
     }))
 }
 
@@ -105,23 +188,62 @@ mod tests {
         let Cli::Run(c) = run(&[]).unwrap() else {
             panic!()
         };
-        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8080));
-        let Cli::Run(c) = run(&["-H", "0.0.0.0", "--port", "0", "-k", "s3cret"]).unwrap() else {
+        assert_eq!(c, Config::default());
+        let Cli::Run(c) = run(&[
+            "-H",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "-k",
+            "s3cret",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--max-connections",
+            "10",
+            "--max-connections-per-address",
+            "2",
+            "--auth-fail-limit",
+            "3",
+            "--auth-fail-window",
+            "5",
+            "--no-cgroups",
+        ])
+        .unwrap() else {
             panic!()
         };
         assert_eq!(
             (c.host.as_str(), c.port, c.api_key.as_deref()),
             ("0.0.0.0", 0, Some("s3cret"))
         );
+        assert_eq!((c.max_connections, c.max_per_address), (10, 2));
+        assert_eq!((c.auth_fail_limit, c.auth_fail_window), (3, Duration::from_secs(5)));
+        assert_eq!(c.tls_key, Some(PathBuf::from("k.pem")));
+        assert!(!c.cgroups);
         assert_eq!(run(&["--version"]).unwrap(), Cli::Version);
         assert_eq!(run(&["-h"]).unwrap(), Cli::Help);
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert!(run(&["--bogus"]).is_err());
-        assert!(run(&["--port", "99999"]).is_err());
-        assert!(run(&["--port"]).is_err());
-        assert!(run(&["--api-key", ""]).is_err());
+        for bad in [
+            &["--bogus"][..],
+            &["--port", "99999"],
+            &["--port"],
+            &["--api-key", ""],
+            &["--tls-cert", "c.pem"],
+            &["--max-connections", "0"],
+            &["--auth-fail-window", "0"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_gives_the_key_order_the_code_uses() {
+        let order = ["--api-key", "--api-key-file", "EXEIO_API_KEY", "<config-dir>/api-key"];
+        let at: Vec<usize> = order.iter().map(|w| HELP.find(w).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
     }
 }

@@ -1,64 +1,204 @@
-//! Start-up and shutdown, in order: dirs, lock, key, socket, store, signal
-//! thread, logger, HTTP workers, supervisor (on this thread, which lives as
-//! long as any child); then join everything. The only place that starts
-//! long-lived threads.
+//! Start-up and shutdown, in order: inherited fds, dirs, lock, limits, keys,
+//! socket, cgroups (and the sweep of what a killed predecessor left), saved
+//! state, signal thread, logger, persister, HTTP server, supervisor (on this
+//! thread, which lives as long as any child); then stop and join
+//! everything. The only place that starts long-lived threads.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::unbounded;
 
-use crate::auth::{ApiKey, Origin};
+use crate::api::{Api, Counts, Sessions, Throttle};
+use crate::child::cgroup::Cgroups;
 use crate::cli::Config;
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::http::{self, Api};
+use crate::events::Bus;
+use crate::http::{self, EdgeStats, Limits};
 use crate::instance::Instance;
+use crate::keys::{Keys, Origin};
+use crate::lifecycle::RunRecord;
 use crate::logger::Logger;
 use crate::logs::{LogConfig, LogFile};
 use crate::paths::Paths;
+use crate::persist::Persister;
 use crate::signals;
-use crate::store::Store;
-use crate::supervisor::Supervisor;
-
-/// HTTP worker threads. Each may block on one slow client's body, so there
-/// are more than cores; an idle worker costs a few KiB.
-const HTTP_WORKERS: usize = 4;
+use crate::spec::ProcessId;
+use crate::store::{Loaded, Store};
+use crate::supervisor::{Setup, Supervisor};
+use crate::sys;
+use crate::view::Published;
 
 pub fn run(cfg: Config) -> Result<()> {
+    sys::cloexec_inherited_fds();
     let started = Instant::now();
+    let started_wall = SystemTime::now();
     let paths = Paths::resolve(&cfg)?;
     paths.create()?;
     let _instance = Instance::acquire(&paths.lock(), &paths.config_dir)?;
-    let key = ApiKey::load(&cfg, &paths.key_file())?;
+    let fd_limit = sys::raise_fd_limit().ok();
+    let keys = Arc::new(Keys::load(&cfg, &paths.key_file(), &paths.keys_file())?);
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let listener = TcpListener::bind(&addr).map_err(|source| Error::Bind {
         addr: addr.clone(),
         source,
     })?;
-    crate::child::no_delay(&listener);
     let bound = listener.local_addr().map_err(|source| Error::Bind {
         addr: addr.clone(),
         source,
     })?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::load(cert, key).map_err(Error::Other)?),
+        _ => None,
+    };
+    let (cgroups, no_cgroups) = if cfg.cgroups {
+        match Cgroups::detect(&paths.config_dir) {
+            Ok(c) => (Some(Arc::new(c)), None),
+            Err(why) => (None, Some(why)),
+        }
+    } else {
+        (None, Some("--no-cgroups".to_owned()))
+    };
+    let swept = cgroups.as_ref().map(|c| c.sweep()).unwrap_or_default();
     let store = Store::new(paths.store());
     let loaded = store.load().map_err(Error::io("read", paths.store()))?;
+    let runs = load_runs(&paths, &loaded);
 
     let (tx, rx) = unbounded();
     let signals = signals::start(tx.clone())
         .map_err(|e| Error::Other(format!("cannot watch signals: {e}")))?;
     let exeio_log = Arc::new(LogFile::new(paths.exeio_log(), LogConfig::default()));
+    let audit_log = Arc::new(LogFile::new(paths.audit_log(), LogConfig::default()));
     let (logger, logger_thread) = Logger::start(exeio_log)
         .map_err(|e| Error::Other(format!("cannot start the logger: {e}")))?;
-    let server = tiny_http::Server::from_listener(listener, None)
+    let (persister, persister_thread) = Persister::start(tx.clone())
+        .map_err(|e| Error::Other(format!("cannot start the persister: {e}")))?;
+    let published = Arc::new(Published::default());
+    let events = Arc::new(Bus::default());
+    let edge = Arc::new(EdgeStats::default());
+    let isolation = if cgroups.is_some() {
+        "cgroup"
+    } else {
+        "process-group"
+    };
+    let api = Arc::new(Api {
+        tx: tx.clone(),
+        published: published.clone(),
+        keys: keys.clone(),
+        sessions: Sessions::default(),
+        throttle: Throttle::new(cfg.auth_fail_limit, cfg.auth_fail_window),
+        logger: logger.clone(),
+        audit_log,
+        events: events.clone(),
+        edge: edge.clone(),
+        counts: Counts::default(),
+        started,
+        started_wall,
+        tls: tls.is_some(),
+        isolation,
+        stopping: AtomicBool::new(false),
+    });
+    let limits = Limits {
+        max_connections: cfg.max_connections,
+        max_per_address: cfg.max_per_address,
+        ..Limits::default()
+    };
+    let report = {
+        let logger = logger.clone();
+        Box::new(move |msg: String| logger.supervisor(msg))
+    };
+    let setup = Setup {
+        tx: tx.clone(),
+        rx,
+        logger: logger.clone(),
+        logs_dir: paths.logs_dir.clone(),
+        runs_dir: paths.runs_dir(),
+        store,
+        persister,
+        published,
+        events,
+        cgroups: cgroups.clone(),
+    };
+    drop(tx);
+    let mut supervisor = Supervisor::new(setup);
+    for line in &swept {
+        logger.supervisor(line.clone());
+    }
+    report_loaded(&loaded, &paths, &logger);
+    supervisor.start_saved(loaded, runs);
+    let server = http::start(listener, tls, limits, api.clone(), edge, report)
         .map_err(|e| Error::Other(format!("cannot start the HTTP server: {e}")))?;
 
-    diag::say(&format!("exeio listening on http://{bound}"));
-    match &key.origin {
+    let scheme = if api.tls { "https" } else { "http" };
+    diag::say(&format!("exeio listening on {scheme}://{bound}"));
+    announce_key(&keys);
+    diag::say(&format!("Logs directory: {}", paths.logs_dir.display()));
+    diag::say(&format!("Config file: {}", paths.store().display()));
+    match (&cgroups, &no_cgroups) {
+        (Some(c), _) => diag::say(&format!(
+            "Process isolation: cgroup ({}): nothing a process starts outlives it",
+            c.base().display()
+        )),
+        (None, why) => diag::say(&format!(
+            "Process isolation: process groups ({}): a daemon that leaves its group can outlive a stop",
+            why.as_deref().unwrap_or("")
+        )),
+    }
+    if !api.tls && !bound.ip().is_loopback() {
+        diag::warn(&format!(
+            "{bound} is not a loopback address and TLS is off: API keys travel in cleartext \
+             (use --tls-cert/--tls-key, or a TLS proxy)"
+        ));
+    }
+    logger.supervisor(format!(
+        "exeio {} started on {scheme}://{bound} ({isolation} isolation, fd limit {})",
+        env!("CARGO_PKG_VERSION"),
+        fd_limit.map_or("unknown".into(), |n| n.to_string())
+    ));
+    for line in swept {
+        diag::warn(&line);
+    }
+    supervisor.run();
+
+    api.stopping.store(true, Ordering::SeqCst);
+    server.stop();
+    if let Err(e) = keys.save() {
+        diag::warn(&e);
+    }
+    let _ = persister_thread.join();
+    if let Some(c) = &cgroups {
+        c.close();
+    }
+    signals.handle.close();
+    let _ = signals.thread.join();
+    logger.supervisor("exeio stopped".into());
+    drop(api);
+    drop(logger);
+    let _ = wait_for(logger_thread, Duration::from_secs(5));
+    Ok(())
+}
+
+/// Join a thread, but not for ever (a connection thread may still hold a
+/// logger handle while its client dawdles).
+fn wait_for(t: std::thread::JoinHandle<()>, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while !t.is_finished() {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t.join().is_ok()
+}
+
+fn announce_key(keys: &Keys) {
+    match &keys.origin {
         Origin::Generated(path) => {
-            diag::say(&format!("API Key: {}", key.secret()));
+            diag::say(&format!("API Key: {}", keys.admin_secret()));
             diag::say(&format!(
                 "(generated and saved to {}; it is not printed again)",
                 path.display()
@@ -68,13 +208,10 @@ pub fn run(cfg: Config) -> Result<()> {
         Origin::Env => diag::say("API key: from EXEIO_API_KEY"),
         Origin::File(path) => diag::say(&format!("API key: from file {}", path.display())),
     }
-    diag::say("NOTE: all endpoints except /info need the 'exeio-api-key' header with that key");
-    diag::say(&format!("Logs directory: {}", paths.logs_dir.display()));
-    diag::say(&format!("Config file: {}", paths.store().display()));
-    logger.supervisor(format!(
-        "exeio {} started on http://{bound}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    diag::say("NOTE: all endpoints except /info need the 'exeio-api-key' header with a key");
+}
+
+fn report_loaded(loaded: &Loaded, paths: &Paths, logger: &Logger) {
     if let Some((aside, why)) = &loaded.moved_aside {
         let msg = format!(
             "{} did not parse ({why}); moved it to {} and started with no saved processes",
@@ -89,33 +226,19 @@ pub fn run(cfg: Config) -> Result<()> {
         diag::warn(&msg);
         logger.supervisor(msg);
     }
+}
 
-    let api = Arc::new(Api {
-        server: Arc::new(server),
-        key,
-        tx: tx.clone(),
-        started,
-        stopping: AtomicBool::new(false),
-        slow: AtomicUsize::new(0),
-    });
-    let workers = http::start_workers(api.clone(), HTTP_WORKERS)
-        .map_err(|e| Error::Other(format!("cannot start HTTP workers: {e}")))?;
-    drop(tx);
-
-    Supervisor::new(
-        api.tx.clone(),
-        rx,
-        logger.clone(),
-        paths.logs_dir.clone(),
-        store,
-    )
-    .run(loaded);
-
-    http::stop_workers(&api, workers);
-    signals.handle.close();
-    let _ = signals.thread.join();
-    logger.supervisor("exeio stopped".into());
-    drop(logger);
-    let _ = logger_thread.join();
-    Ok(())
+/// The run histories of the saved jobs.
+fn load_runs(paths: &Paths, loaded: &Loaded) -> BTreeMap<ProcessId, Vec<RunRecord>> {
+    loaded
+        .processes
+        .iter()
+        .filter(|s| s.spec.is_job())
+        .filter_map(|s| {
+            let path = paths.runs_dir().join(format!("{}.json", s.spec.id));
+            let bytes = std::fs::read(path).ok()?;
+            let runs: Vec<RunRecord> = serde_json::from_slice(&bytes).ok()?;
+            Some((s.spec.id.clone(), runs))
+        })
+        .collect()
 }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::spec::FieldError;
+
 /// A fault that stops exeio from starting or running.
 #[derive(Debug)]
 pub enum Error {
@@ -68,15 +70,24 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// What an API client is told when a request fails.
+/// What an API client is told when a request fails. Its HTTP status is
+/// decided in one place: `api::status_of`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     BadRequest(String),
+    /// A body that does not validate, naming the field.
+    Invalid(FieldError),
     Unauthorized,
+    Forbidden(String),
     NotFound(String),
-    MethodNotAllowed(String),
+    /// The path exists with these methods.
+    MethodNotAllowed(Vec<&'static str>),
     Conflict(String),
+    /// The body did not arrive in time.
+    Timeout,
     PayloadTooLarge,
+    /// Too many failed authentications: try again after this many seconds.
+    Throttled(u64),
     Unavailable(String),
     Internal(String),
 }
@@ -85,15 +96,24 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
-            | ApiError::MethodNotAllowed(m)
             | ApiError::Conflict(m)
             | ApiError::Unavailable(m)
             | ApiError::Internal(m) => f.write_str(m),
+            ApiError::Invalid(e) => write!(f, "{}", e.message),
+            ApiError::MethodNotAllowed(allow) => {
+                write!(f, "method not allowed here: use {}", allow.join(" or "))
+            }
             ApiError::Unauthorized => f.write_str(
                 "missing or wrong API key: send it in the 'exeio-api-key' header or as 'Authorization: Bearer KEY'",
             ),
+            ApiError::Timeout => f.write_str("the request body did not arrive in time"),
             ApiError::PayloadTooLarge => f.write_str("request body is larger than 1 MiB"),
+            ApiError::Throttled(s) => write!(
+                f,
+                "too many failed authentications from your address: try again in {s} s"
+            ),
         }
     }
 }

@@ -3,42 +3,53 @@
 //! # Theory of operation
 //!
 //! ```text
-//! signals thread ──Msg::Shutdown/ReopenLogs──┐
-//! http workers ×N ──Msg::Call{reply}─────────┼─▶ supervisor thread: owns all process state, no locks;
-//! child thread (1 per child) ──Event::Exited─┘   spawns children (vfork-style, child::exec), signals their groups, reaps them
-//! child thread: polls stdout+stderr+pidfd ─▶ log file (append-only) ◀─ http workers page/follow it
-//! supervisor ──SYSTEM lines──▶ logger thread ─▶ log files, exeio.log
-//! supervisor ──non-blocking write──▶ child stdin (never blocks: all or 503)
+//! http accept thread ─▶ connection threads (capped) ──Msg::Call{reply}───┐
+//!         reads: Arc<View> published by the supervisor (no round trip)   │
+//! signals thread ──Msg::Shutdown/ReopenLogs──────────────────────────────┼─▶ supervisor thread:
+//! child thread (1 per child) ──Event::Exited─────────────────────────────┤   owns all process state,
+//! persister thread ──Event::Saved────────────────────────────────────────┘   no locks; spawns, signals,
+//!                                                                             reaps; publishes the View
+//! child thread: polls stdout+stderr+pidfd+doorbell(+stdin) ─▶ its log (the log's one writer)
+//! supervisor ──SYSTEM lines, input──▶ queued, doorbell rung (never waits on a file or a pipe)
+//! logger thread: writes the logs that have no child thread, exeio.log, audit.log
 //! ```
 //!
 //! Who owns what:
-//! - `supervisor` owns every `lifecycle::Proc` and the `store`; all state
-//!   transitions are `lifecycle::Proc::step`, pure and unit-tested.
-//! - A child's thread is the only writer of its output lines; the logger thread
-//!   writes SYSTEM lines; `logs::LogFile` serialises both per file.
-//! - Timers (backoff, periodic ticks, stop grace periods) are deadlines in the
-//!   supervisor's `select!`; no thread sleeps for them and nothing polls.
+//! - `supervisor` owns every `lifecycle::Proc`; all state transitions are
+//!   `lifecycle::Proc::step`, pure and unit-tested. It decides what is saved;
+//!   the `persist` thread writes it.
+//! - Each log has one writer at a time (`logs::LogFile::post`): its child's
+//!   thread while the child runs, else the logger thread. So lines of one
+//!   log keep their order.
+//! - Timers (backoff, job times, stop grace periods, save retries) are
+//!   deadlines in the supervisor's `select!`; no thread sleeps for them and
+//!   nothing polls.
+//! - `http` is the edge (caps and timeouts on everything a client holds);
+//!   `api` is the route table and the handlers; `sys` holds every raw OS call.
 
-pub mod auth;
+pub mod api;
 pub mod child;
 pub mod cli;
-pub mod conn;
 pub mod daemon;
 pub mod diag;
 pub mod error;
-pub mod follow;
+pub mod events;
 pub mod http;
 pub mod instance;
+pub mod keys;
 pub mod lifecycle;
 pub mod logger;
 pub mod logs;
 pub mod paths;
+pub mod persist;
 pub mod policy;
 pub mod procfs;
 pub mod protocol;
-pub mod routes;
 pub mod signals;
 pub mod spec;
 pub mod store;
 pub mod supervisor;
+pub mod sys;
 pub mod timefmt;
+pub mod users;
+pub mod view;

@@ -1,25 +1,25 @@
-//! The logger thread: writes SYSTEM lines on behalf of the supervisor, so the
-//! supervisor thread never touches a log file (a slow or full disk cannot
-//! stall supervision). Lines are written in the order they were sent.
+//! Routing writes to logs, and the logger thread.
+//!
+//! Every log has one writer at a time (`logs::LogFile::post`): the thread
+//! of its running child, or else the logger thread. The supervisor and the
+//! HTTP threads only queue lines (or a clear, or a reopen) and wake that
+//! writer, so none of them ever waits on a file, and the lines of one log
+//! keep the order in which they were queued. exeio.log and audit.log are
+//! always written by the logger thread.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use crate::logs::LogFile;
+use crate::logs::{LogFile, Op, Post};
 
-enum Job {
-    System(Arc<LogFile>, String),
-    Supervisor(String),
-    Reopen(Vec<Arc<LogFile>>),
-}
-
-/// The supervisor's handle to the logger thread. Dropping every handle ends
-/// the thread after it has written what was queued.
+/// The handle every part of exeio uses to write to logs. Dropping every
+/// handle ends the logger thread after it has written what was queued.
 #[derive(Clone)]
 pub struct Logger {
-    tx: Sender<Job>,
+    tx: Sender<Arc<LogFile>>,
+    exeio_log: Arc<LogFile>,
 }
 
 impl Logger {
@@ -29,38 +29,43 @@ impl Logger {
         let handle = std::thread::Builder::new()
             .name("logger".into())
             .stack_size(128 * 1024)
-            .spawn(move || run(rx, exeio_log))?;
-        Ok((Logger { tx }, handle))
+            .spawn(move || run(rx))?;
+        Ok((Logger { tx, exeio_log }, handle))
+    }
+
+    /// Queue `op` for `log`'s writer and wake it.
+    pub fn post(&self, log: &Arc<LogFile>, op: Op) {
+        match log.post(op) {
+            Post::Wake(wake) => wake(),
+            Post::Drain => {
+                let _ = self.tx.send(log.clone());
+            }
+            Post::Nothing => {}
+        }
     }
 
     /// A SYSTEM line in a process's log.
     pub fn system(&self, log: &Arc<LogFile>, line: String) {
-        let _ = self.tx.send(Job::System(log.clone(), line));
+        self.post(log, Op::Line(line));
     }
 
     /// A line in exeio.log.
     pub fn supervisor(&self, line: String) {
-        let _ = self.tx.send(Job::Supervisor(line));
+        self.post(&self.exeio_log, Op::Line(line));
     }
 
     /// Reopen these logs and exeio.log (SIGHUP).
-    pub fn reopen(&self, logs: Vec<Arc<LogFile>>) {
-        let _ = self.tx.send(Job::Reopen(logs));
+    pub fn reopen(&self, logs: &[Arc<LogFile>]) {
+        for log in logs {
+            self.post(log, Op::Reopen);
+        }
+        self.post(&self.exeio_log, Op::Reopen);
+        self.supervisor("log files reopened (SIGHUP)".into());
     }
 }
 
-fn run(rx: Receiver<Job>, exeio_log: Arc<LogFile>) {
-    for job in rx {
-        match job {
-            Job::System(log, line) => log.system(&line),
-            Job::Supervisor(line) => exeio_log.system(&line),
-            Job::Reopen(logs) => {
-                for log in logs {
-                    log.reopen();
-                }
-                exeio_log.reopen();
-                exeio_log.system("log files reopened (SIGHUP)");
-            }
-        }
+fn run(rx: Receiver<Arc<LogFile>>) {
+    for log in rx {
+        log.drain();
     }
 }

@@ -6,7 +6,7 @@ use exeio::cli::{self, Cli};
 use exeio::error::Error;
 
 fn main() -> ExitCode {
-    exeio::child::lean_malloc();
+    exeio::sys::lean_malloc();
     let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(cli) => cli,
         Err(e) => {

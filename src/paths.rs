@@ -53,6 +53,16 @@ impl Paths {
     pub fn exeio_log(&self) -> PathBuf {
         self.logs_dir.join("exeio.log")
     }
+    pub fn audit_log(&self) -> PathBuf {
+        self.logs_dir.join("audit.log")
+    }
+    pub fn keys_file(&self) -> PathBuf {
+        self.config_dir.join("keys.json")
+    }
+    /// Run histories of saved jobs.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.data_dir.join("runs")
+    }
 }
 
 fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {

@@ -60,19 +60,46 @@ impl ExitStatus {
     }
 }
 
+/// Restart timing of one process: the seed table unless it says otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backoff {
+    /// Delays before the 1st, 2nd, ... consecutive restart (the last repeats);
+    /// `None`: the seed table.
+    pub steps: Option<Vec<Duration>>,
+    /// A run at least this long resets the consecutive-restart count.
+    pub reset: Duration,
+    /// Added to the delay after a run shorter than `RAPID_EXIT`.
+    pub penalty: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            steps: None,
+            reset: MIN_UPTIME,
+            penalty: RAPID_EXIT_PENALTY,
+        }
+    }
+}
+
 /// Delay before the `attempt`th consecutive restart (1-based), after a run
 /// that lasted `run`.
-pub fn restart_delay(attempt: u32, run: Duration) -> Duration {
-    let base = match attempt {
-        0..=3 => 2,
-        4..=6 => 5,
-        7..=10 => 15,
-        11..=15 => 30,
-        _ => 60,
+pub fn restart_delay(backoff: &Backoff, attempt: u32, run: Duration) -> Duration {
+    let base = match &backoff.steps {
+        Some(steps) => {
+            let i = (attempt.max(1) as usize - 1).min(steps.len() - 1);
+            steps[i]
+        }
+        None => Duration::from_secs(match attempt {
+            0..=3 => 2,
+            4..=6 => 5,
+            7..=10 => 15,
+            11..=15 => 30,
+            _ => 60,
+        }),
     };
-    let base = Duration::from_secs(base);
     if run < RAPID_EXIT {
-        base + RAPID_EXIT_PENALTY
+        base + backoff.penalty
     } else {
         base
     }
@@ -103,6 +130,7 @@ pub enum AfterExit {
 pub fn after_exit(
     policy: RestartPolicy,
     max_restarts: Option<u32>,
+    backoff: &Backoff,
     streak: u32,
     exit: ExitStatus,
     run: Duration,
@@ -110,7 +138,7 @@ pub fn after_exit(
     if !wants_restart(policy, exit) {
         return AfterExit::Stay;
     }
-    let streak = if run >= MIN_UPTIME { 0 } else { streak };
+    let streak = if run >= backoff.reset { 0 } else { streak };
     if let Some(max) = max_restarts
         && streak >= max
     {
@@ -119,7 +147,7 @@ pub fn after_exit(
     let attempt = streak + 1;
     AfterExit::Restart {
         attempt,
-        delay: restart_delay(attempt, run),
+        delay: restart_delay(backoff, attempt, run),
     }
 }
 
@@ -142,6 +170,11 @@ mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+    const SEED: Backoff = Backoff {
+        steps: None,
+        reset: MIN_UPTIME,
+        penalty: RAPID_EXIT_PENALTY,
+    };
 
     #[test]
     fn every_row_of_the_backoff_table() {
@@ -164,15 +197,35 @@ mod tests {
             (1000, 60),
         ];
         for &(attempt, secs) in rows {
-            assert_eq!(restart_delay(attempt, long), S(secs), "attempt {attempt}");
+            assert_eq!(restart_delay(&SEED, attempt, long), S(secs), "attempt {attempt}");
             assert_eq!(
-                restart_delay(attempt, S(9)),
+                restart_delay(&SEED, attempt, S(9)),
                 S(secs + 20),
                 "rapid attempt {attempt}"
             );
         }
-        assert_eq!(restart_delay(1, S(10)), S(2), "10 s is not rapid");
-        assert_eq!(restart_delay(3, Duration::ZERO), S(22));
+        assert_eq!(restart_delay(&SEED, 1, S(10)), S(2), "10 s is not rapid");
+        assert_eq!(restart_delay(&SEED, 3, Duration::ZERO), S(22));
+    }
+
+    #[test]
+    fn a_custom_schedule_repeats_its_last_step() {
+        let b = Backoff {
+            steps: Some(vec![Duration::ZERO, Duration::from_millis(500), S(5)]),
+            reset: S(60),
+            penalty: Duration::ZERO,
+        };
+        let got: Vec<Duration> = (1..=5).map(|n| restart_delay(&b, n, S(1))).collect();
+        assert_eq!(got, [Duration::ZERO, Duration::from_millis(500), S(5), S(5), S(5)]);
+        let p = RestartPolicy::Always;
+        // the custom reset window: 60 s of uptime resets the streak
+        assert_eq!(
+            after_exit(p, None, &b, 7, ExitStatus::Code(1), S(60)),
+            AfterExit::Restart { attempt: 1, delay: Duration::ZERO }
+        );
+        let penalised = Backoff { penalty: S(3), ..b };
+        assert_eq!(restart_delay(&penalised, 1, S(1)), S(3));
+        assert_eq!(restart_delay(&penalised, 1, S(10)), Duration::ZERO);
     }
 
     #[test]
@@ -190,14 +243,14 @@ mod tests {
         use ExitStatus::*;
         let p = RestartPolicy::Always;
         assert_eq!(
-            after_exit(p, None, 0, Code(1), S(1)),
+            after_exit(p, None, &SEED, 0, Code(1), S(1)),
             AfterExit::Restart {
                 attempt: 1,
                 delay: S(22)
             }
         );
         assert_eq!(
-            after_exit(p, None, 3, Code(1), S(30)),
+            after_exit(p, None, &SEED, 3, Code(1), S(30)),
             AfterExit::Restart {
                 attempt: 4,
                 delay: S(5)
@@ -205,29 +258,29 @@ mod tests {
         );
         // a run of 5 minutes or more resets the streak
         assert_eq!(
-            after_exit(p, None, 20, Code(1), S(300)),
+            after_exit(p, None, &SEED, 20, Code(1), S(300)),
             AfterExit::Restart {
                 attempt: 1,
                 delay: S(2)
             }
         );
         assert_eq!(
-            after_exit(p, None, 20, Code(1), S(299)),
+            after_exit(p, None, &SEED, 20, Code(1), S(299)),
             AfterExit::Restart {
                 attempt: 21,
                 delay: S(60)
             }
         );
         assert_eq!(
-            after_exit(p, Some(2), 2, Code(1), S(1)),
+            after_exit(p, Some(2), &SEED, 2, Code(1), S(1)),
             AfterExit::GiveUp { restarts: 2 }
         );
         assert_eq!(
-            after_exit(p, Some(0), 0, Code(1), S(1)),
+            after_exit(p, Some(0), &SEED, 0, Code(1), S(1)),
             AfterExit::GiveUp { restarts: 0 }
         );
         assert_eq!(
-            after_exit(RestartPolicy::OnFailure, Some(0), 0, Code(0), S(1)),
+            after_exit(RestartPolicy::OnFailure, Some(0), &SEED, 0, Code(0), S(1)),
             AfterExit::Stay
         );
     }

@@ -1,18 +1,18 @@
 //! Messages into the supervisor thread, and what it answers.
 //!
 //! Everything that reaches the supervisor comes through one channel of `Msg`:
-//! calls from HTTP workers (each with a `bounded(1)` reply sender), exits from
-//! child threads, and signals. Replies are plain data (`Snapshot`), never
-//! handles to process state.
+//! requests from HTTP threads (each with a `bounded(1)` reply sender), exits
+//! from child threads, save results from the persister, and signals. Reads
+//! never come here: the supervisor publishes a `View` after every change and
+//! HTTP threads read that (`view.rs`).
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crossbeam_channel::Sender;
-use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::logs::LogFile;
+use crate::persist::Target;
 use crate::policy::ExitStatus;
 use crate::spec::{ProcessId, ProcessSpec};
 
@@ -30,21 +30,28 @@ pub enum Msg {
 #[derive(Debug)]
 pub enum Call {
     Add(Box<ProcessSpec>),
+    Update(Box<ProcessSpec>),
+    Apply(Box<Apply>),
     Start(ProcessId),
     Restart(ProcessId),
     Stop(ProcessId),
     Remove(ProcessId),
+    RunNow(ProcessId),
     RestartAll,
     StopAll,
-    List,
-    Status(ProcessId),
-    Input(ProcessId, String),
-    /// The log handle of a process, for the HTTP worker to read or clear.
-    Log(ProcessId),
+    Input(ProcessId, Vec<u8>),
     Shutdown,
 }
 
-/// Facts reported by child threads.
+/// `POST /apply`: the whole desired configuration.
+#[derive(Debug)]
+pub struct Apply {
+    pub processes: Vec<ProcessSpec>,
+    pub prune: bool,
+    pub dry_run: bool,
+}
+
+/// Facts reported to the supervisor.
 #[derive(Debug)]
 pub enum Event {
     /// The child's output is drained and its exit logged; it is a zombie
@@ -55,61 +62,41 @@ pub enum Event {
         status: ExitStatus,
         at: SystemTime,
     },
-}
-
-pub type Reply = Result<Answer, ApiError>;
-
-pub enum Answer {
-    Done {
-        message: String,
-        process: Option<Box<Snapshot>>,
+    /// The persister wrote (or failed to write) `version` of `target`.
+    Saved {
+        target: Target,
+        version: u64,
+        result: Result<(), String>,
     },
-    Many {
-        message: String,
-        processes: Vec<Snapshot>,
-    },
-    List(Vec<Snapshot>),
-    Process(Box<Snapshot>),
-    Log(Arc<LogFile>),
 }
 
-/// How a run ended, with its wall-clock time (`last_exit` of the process object).
-#[derive(Clone, Debug, Serialize)]
-pub struct LastExit {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    pub at: String,
+pub type Reply = Result<Done, ApiError>;
+
+/// A request carried out.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub message: String,
+    /// The processes to show in the reply (`process`, or `processes` when
+    /// `many`), rendered from the view published before the reply.
+    pub ids: Vec<ProcessId>,
+    pub many: bool,
+    /// More fields for the reply body (`restarted`, the apply plan, ...).
+    pub extra: Vec<(&'static str, Value)>,
 }
 
-/// The process object of SPEC 5.
-#[derive(Clone, Debug, Serialize)]
-pub struct Snapshot {
-    pub id: String,
-    pub command: String,
-    pub args: Vec<String>,
-    pub working_dir: Option<String>,
-    pub env: std::collections::BTreeMap<String, String>,
-    pub status: &'static str,
-    pub is_running: bool,
-    pub pid: Option<u32>,
-    pub auto_restart: bool,
-    pub restart_policy: &'static str,
-    pub max_restarts: Option<u32>,
-    pub save_for_next_run: bool,
-    pub periodic: bool,
-    pub period_seconds: Option<u64>,
-    pub stop_signal: &'static str,
-    pub stop_timeout_seconds: u64,
-    pub run_count: u64,
-    pub restart_count: u32,
-    pub last_run: Option<String>,
-    pub last_exit: Option<LastExit>,
-    pub next_run_in_seconds: Option<f64>,
-    pub uptime_seconds: Option<f64>,
-    pub cpu_percent: Option<f64>,
-    pub rss_bytes: Option<u64>,
-    pub log_file: String,
-    pub error: Option<String>,
+impl Done {
+    pub fn one(message: String, id: &ProcessId) -> Done {
+        Done {
+            message,
+            ids: vec![id.clone()],
+            ..Done::default()
+        }
+    }
+
+    pub fn message(message: String) -> Done {
+        Done {
+            message,
+            ..Done::default()
+        }
+    }
 }

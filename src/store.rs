@@ -1,13 +1,14 @@
-//! `processes.json`: the processes saved for the next run.
+//! `processes.json`: the processes saved for the next run, and how the user
+//! left them (stopped by hand or not).
 //!
-//! Written only by the supervisor thread, always atomically (temp file, fsync,
-//! rename, fsync of the directory), so a crash at any moment leaves either the
-//! old file or the new one. A file that does not parse is never overwritten:
-//! it is moved aside as `processes.json.corrupt-<unix time>` and reported.
+//! Read once at start (here); rendered by the supervisor, the only one that
+//! decides what is saved, and written by the persister thread, atomically
+//! (`persist::write_atomic`), so a crash at any moment leaves either the old
+//! file or the new one. A file that does not parse is never overwritten: it
+//! is moved aside as `processes.json.corrupt-<unix time>` and reported.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,13 +28,17 @@ struct SavedProcess {
     spec: AddRequest,
     #[serde(default)]
     manually_stopped: bool,
+    /// Runs started so far, so run numbers go on after a restart of exeio.
+    #[serde(default)]
+    run_count: u64,
 }
 
-/// One saved process, as loaded at start.
+/// One saved process, as loaded at start or as it is to be saved.
 #[derive(Debug)]
 pub struct Saved {
     pub spec: ProcessSpec,
     pub manually_stopped: bool,
+    pub run_count: u64,
 }
 
 /// What loading found, for the start-up messages.
@@ -91,51 +96,29 @@ impl Store {
                 Ok(spec) => loaded.processes.push(Saved {
                     spec,
                     manually_stopped: p.manually_stopped,
+                    run_count: p.run_count,
                 }),
-                Err(e) => loaded.skipped.push(format!("{id}: {e}")),
+                Err(e) => loaded.skipped.push(format!("{id}: {}: {}", e.field, e.message)),
             }
         }
         Ok(loaded)
     }
 
-    /// Atomically replace the file with `processes`.
-    pub fn save<'a>(
-        &self,
-        processes: impl Iterator<Item = (&'a ProcessSpec, bool)>,
-    ) -> io::Result<()> {
+    /// The bytes of the file for `processes`.
+    pub fn render<'a>(processes: impl Iterator<Item = &'a Saved>) -> Vec<u8> {
         let file = SavedFile {
             version: 1,
             processes: processes
-                .map(|(spec, manually_stopped)| SavedProcess {
-                    spec: spec.to_request(),
-                    manually_stopped,
+                .map(|p| SavedProcess {
+                    spec: p.spec.to_request(),
+                    manually_stopped: p.manually_stopped,
+                    run_count: p.run_count,
                 })
                 .collect(),
         };
-        let mut json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
+        let mut json = serde_json::to_vec_pretty(&file).unwrap_or_default();
         json.push(b'\n');
-        let tmp = self
-            .path
-            .with_file_name(format!("processes.json.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        json
     }
 }
 
@@ -160,13 +143,26 @@ mod tests {
             .unwrap();
         let b = parse_add(br#"{"id":"b","command":"true","periodic":true,"period_seconds":5}"#)
             .unwrap();
-        store.save([(&a, false), (&b, true)].into_iter()).unwrap();
+        let saved = [
+            Saved {
+                spec: a.clone(),
+                manually_stopped: false,
+                run_count: 7,
+            },
+            Saved {
+                spec: b.clone(),
+                manually_stopped: true,
+                run_count: 0,
+            },
+        ];
+        crate::persist::write_atomic(store.path(), &Store::render(saved.iter())).unwrap();
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let loaded = store.load().unwrap();
         assert_eq!(loaded.processes.len(), 2);
         assert_eq!(loaded.processes[0].spec, a);
         assert!(!loaded.processes[0].manually_stopped);
+        assert_eq!(loaded.processes[0].run_count, 7);
         assert_eq!(loaded.processes[1].spec, b);
         assert!(loaded.processes[1].manually_stopped);
         fs::remove_dir_all(d).unwrap();

@@ -35,6 +35,35 @@ pub fn rfc3339(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// Seconds since the epoch of a UTC civil time (the inverse of `civil_from_unix`).
+pub fn unix_from_civil(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
+    let y = y - i64::from(mo <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((mo + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s)
+}
+
+/// Parse what `rfc3339` writes (`2026-11-26T20:31:02Z`).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    Some(unix_from_civil(
+        i64::from(n(0..4)?),
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    ))
+}
+
 /// `[YYYY-MM-DD HH:MM:SS]` (years outside 0..=9999 are clamped).
 pub fn log_stamp(secs: i64) -> [u8; 21] {
     fn put(out: &mut [u8], mut v: u32) {
@@ -118,6 +147,15 @@ mod tests {
         assert_eq!(&log_stamp(1_767_225_599), b"[2025-12-31 23:59:59]");
         assert_eq!(&log_stamp(1_767_225_600), b"[2026-01-01 00:00:00]");
         assert_eq!(rfc3339(at(1_798_316_262)), "2026-12-26T20:17:42Z");
+    }
+
+    #[test]
+    fn parses_what_it_writes() {
+        for secs in [0, 951_868_799, 1_709_210_096, 1_798_316_262] {
+            assert_eq!(parse_rfc3339(&rfc3339(at(secs))), Some(secs as i64));
+        }
+        assert_eq!(parse_rfc3339("2026-11-26 20:31:02Z"), None);
+        assert_eq!(parse_rfc3339("nope"), None);
     }
 
     #[test]

@@ -7,19 +7,27 @@
 //! so each spawn got slower as children accumulated. A vfork-style child
 //! shares exeio's memory and runs only until `execve`: nothing is copied.
 //!
-//! Everything the child needs (paths, argv, envp, fds) is prepared here
-//! before the clone; the child routine only makes async-signal-safe system
-//! calls on that prepared data, on a stack of its own, with every signal
-//! blocked until just before `execve`.
+//! Everything the child needs (paths, argv, envp, fds, ids) is prepared
+//! here before the clone; the child routine only makes async-signal-safe
+//! system calls on that prepared data, on a stack of its own, with every
+//! signal blocked until just before `execve`. Before it unblocks them it
+//! resets every handled signal to its default, as `posix_spawn` does: a
+//! signal landing between the unmask and `execve` must not run one of
+//! exeio's handlers inside the child, which shares exeio's memory.
+//!
+//! The child also joins its cgroup (if any) before anything else, and
+//! closes every fd above 2: it inherits only stdin, stdout and stderr.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use nix::libc;
+
+use crate::users::Ids;
 
 /// Stack of the short-lived child routine (it runs until execve).
 const CHILD_STACK: usize = 64 * 1024;
@@ -32,27 +40,49 @@ pub struct Started {
     pub stderr: OwnedFd,
 }
 
+/// What to start.
+pub struct Plan<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    /// Added to exeio's environment.
+    pub env: &'a BTreeMap<String, String>,
+    /// Left out of exeio's environment.
+    pub drop_env: &'a str,
+    pub cwd: Option<&'a Path>,
+    /// Run as this user (exeio must be root to switch).
+    pub ids: Option<&'a Ids>,
+    /// `cgroup.procs` of the cgroup to join.
+    pub cgroup: Option<RawFd>,
+}
+
 /// What the child routine reads (prepared by the parent) and writes back.
-struct Plan {
+struct ChildPlan {
     candidates: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     cwd: Option<CString>,
     fds: [libc::c_int; 3],
     parent: libc::pid_t,
+    cgroup: libc::c_int,
+    ids: Option<(libc::uid_t, libc::gid_t)>,
+    groups: Vec<libc::gid_t>,
     /// errno of the failure, written by the child before it exits.
     error: libc::c_int,
 }
 
-/// Start `program` with `args` and exeio's environment (less `drop_env`,
-/// plus `env`), in a new process group, stdio piped, SIGKILLed if exeio dies.
-pub fn start(
-    program: &str,
-    args: &[String],
-    env: &BTreeMap<String, String>,
-    drop_env: &str,
-    cwd: Option<&Path>,
-) -> io::Result<Started> {
+/// Start `plan.program` with its args and exeio's environment (less
+/// `drop_env`, plus `env`), in a new process group, stdio piped, SIGKILLed
+/// if exeio dies.
+pub fn start(plan: Plan<'_>) -> io::Result<Started> {
+    let Plan {
+        program,
+        args,
+        env,
+        drop_env,
+        cwd,
+        ids,
+        cgroup,
+    } = plan;
     let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let argv_c: Vec<CString> = std::iter::once(program.as_bytes())
         .chain(args.iter().map(|a| a.as_bytes()))
@@ -82,7 +112,7 @@ pub fn start(
         OwnedFd::from(err_w),
     );
 
-    let mut plan = Plan {
+    let mut plan = ChildPlan {
         candidates,
         argv: argv_c
             .iter()
@@ -97,6 +127,9 @@ pub fn start(
         cwd,
         fds: [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
         parent: std::process::id() as libc::pid_t,
+        cgroup: cgroup.unwrap_or(-1),
+        ids: ids.map(|i| (i.uid, i.gid)),
+        groups: ids.map(|i| i.groups.clone()).unwrap_or_default(),
         error: 0,
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -114,7 +147,7 @@ pub fn start(
             child_main,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&mut plan as *mut Plan).cast(),
+            (&mut plan as *mut ChildPlan).cast(),
         );
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
@@ -215,18 +248,33 @@ fn candidates(program: &str, path: Option<&OsStr>) -> io::Result<Vec<CString>> {
 /// The child, between clone and execve. Async-signal-safe calls only, on
 /// data the parent prepared; never returns on success.
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the parent's `Plan`, alive while the parent is suspended.
+    // SAFETY: `arg` is the parent's `ChildPlan`, alive while the parent is suspended.
     unsafe {
-        let plan = &mut *(arg as *mut Plan);
-        let fail = |plan: &mut Plan| -> ! {
+        let plan = &mut *(arg as *mut ChildPlan);
+        let fail = |plan: &mut ChildPlan| -> ! {
             plan.error = *libc::__errno_location();
             if plan.error == 0 {
                 plan.error = libc::EINVAL;
             }
             libc::_exit(127)
         };
-        // Rust ignores SIGPIPE; a child gets the default, as with std.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Every caught signal back to its default (exeio's handlers must
+        // never run here); SIGPIPE too, which Rust ignores.
+        for sig in 1..65 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+                && old.sa_sigaction != libc::SIG_DFL
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if plan.cgroup >= 0 && libc::write(plan.cgroup, b"0".as_ptr().cast(), 1) != 1 {
+            fail(plan);
+        }
         if libc::setpgid(0, 0) != 0 {
             fail(plan);
         }
@@ -248,6 +296,19 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             } else if libc::dup2(fd, target) < 0 {
                 fail(plan);
             }
+        }
+        // Only 0, 1 and 2 go on (exeio marks inherited fds close-on-exec at
+        // start, in case close_range is missing: Linux before 5.9).
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        // Raw system calls: glibc's wrappers would try to change the ids of
+        // every thread of exeio (its setxid broadcast), and this child is
+        // not those threads.
+        if let Some((uid, gid)) = plan.ids
+            && (libc::syscall(libc::SYS_setgroups, plan.groups.len(), plan.groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setgid, gid) != 0
+                || libc::syscall(libc::SYS_setuid, uid) != 0)
+        {
+            fail(plan);
         }
         if let Some(dir) = &plan.cwd
             && libc::chdir(dir.as_ptr()) != 0
@@ -285,6 +346,23 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    fn plan<'a>(
+        program: &'a str,
+        args: &'a [String],
+        env: &'a BTreeMap<String, String>,
+        cwd: Option<&'a Path>,
+    ) -> Plan<'a> {
+        Plan {
+            program,
+            args,
+            env,
+            drop_env: "EXEIO_NOT_PASSED",
+            cwd,
+            ids: None,
+            cgroup: None,
+        }
+    }
+
     fn reap(pid: u32) -> i32 {
         let mut status = 0;
         // SAFETY: waitpid on a child this test started.
@@ -307,18 +385,13 @@ mod tests {
     #[test]
     fn starts_a_child_in_its_own_group_with_env_cwd_and_pipes() {
         let env = BTreeMap::from([("EXEIO_TEST_VAR".to_owned(), "v1".to_owned())]);
-        let s = start(
-            "sh",
-            &[
-                "-c".into(),
-                "echo $EXEIO_TEST_VAR; pwd; echo oops >&2; cut -d' ' -f5 /proc/$$/stat; exit 3"
-                    .into(),
-            ],
-            &env,
-            "EXEIO_NOT_PASSED",
-            Some(Path::new("/")),
-        )
-        .unwrap();
+        let args = [
+            "-c".into(),
+            "echo $EXEIO_TEST_VAR; pwd; echo oops >&2; cut -d' ' -f5 /proc/$$/stat; \
+             ls /proc/self/fd | wc -l; exit 3"
+                .into(),
+        ];
+        let s = start(plan("sh", &args, &env, Some(Path::new("/")))).unwrap();
         let mut out = String::new();
         std::fs::File::from(s.stdout)
             .read_to_string(&mut out)
@@ -331,31 +404,28 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(&lines[..2], ["v1", "/"]);
         assert_eq!(lines[2], s.pid.to_string(), "own process group");
+        // 0, 1, 2, and the fd `ls` opens to read the directory
+        assert_eq!(lines[3], "4", "only stdio is inherited");
         assert_eq!(err, "oops\n");
     }
 
     #[test]
     fn reports_why_a_program_cannot_start() {
-        let e = start("no-such-program-xyz", &[], &BTreeMap::new(), "", None)
+        let none = BTreeMap::new();
+        let e = start(plan("no-such-program-xyz", &[], &none, None))
             .err()
             .unwrap();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         let plain = std::env::temp_dir().join(format!("exeio-not-exec-{}", std::process::id()));
         std::fs::write(&plain, b"not a program").unwrap();
-        let e = start(plain.to_str().unwrap(), &[], &BTreeMap::new(), "", None)
+        let e = start(plan(plain.to_str().unwrap(), &[], &none, None))
             .err()
             .unwrap();
         std::fs::remove_file(&plain).unwrap();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
-        let e = start(
-            "sh",
-            &[],
-            &BTreeMap::new(),
-            "",
-            Some(Path::new("/no/such/dir")),
-        )
-        .err()
-        .unwrap();
+        let e = start(plan("sh", &[], &none, Some(Path::new("/no/such/dir"))))
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -1,41 +1,43 @@
 //! Child processes: spawn, signal, reap, and the one thread each child gets.
 //!
-//! The home of process calls (the start itself is in `exec`). Called by the
-//! supervisor thread only (PR_SET_PDEATHSIG fires when the *spawning thread*
-//! exits, and the supervisor thread lives as long as any child).
+//! Called by the supervisor thread only (PR_SET_PDEATHSIG fires when the
+//! *spawning thread* exits, and the supervisor thread lives as long as any
+//! child). The start itself is in `exec`, cgroups in `cgroup`.
 //!
-//! Each child gets one thread that polls its stdout, stderr and a pidfd: it
-//! pumps output into the log, notices the exit the moment it happens, drains
-//! the pipes to EOF (bounded, in case a grandchild holds them open), writes
-//! the exit line, and only then reports `Event::Exited`. One thread instead of
-//! one per pipe: half the stacks, and the exit is ordered after the output
-//! without any cross-thread handshake.
+//! Each child gets one thread (`watch`). It polls the child's stdout and
+//! stderr, a pidfd (readable at the exit), a doorbell rung when there is
+//! something for it, and the child's stdin while input is queued. It is the
+//! only writer of the child's log while the child lives: output lines, and
+//! the SYSTEM lines the supervisor queues, in order. At the exit it drains
+//! the pipes (bounded, in case a grandchild holds them), writes the exit
+//! line, hands the log back, and only then reports `Event::Exited`.
 
+pub mod cgroup;
 mod exec;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
-use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
 use crate::logger::Logger;
-use crate::logs::{LogFile, Pump, Stream};
+use crate::logs::{LogFile, Op, Pump, Stream};
 use crate::policy::ExitStatus;
 use crate::protocol::{Event, Msg};
 use crate::spec::{ProcessId, ProcessSpec};
+use crate::sys;
 
 /// Stack of a child thread: it only moves bytes; buffers live on the heap.
 const THREAD_STACK: usize = 32 * 1024;
-/// Read size. Allocated (zeroed by the kernel, untouched until used) only
-/// once a child writes something: an idle child costs no buffer.
+/// Read size. Allocated only once a child writes something.
 const READ_CHUNK: usize = 128 * 1024;
 /// A pipe that fills a whole read is grown to this, for floods.
 const BIG_PIPE: i32 = 1024 * 1024;
@@ -43,32 +45,85 @@ const BIG_PIPE: i32 = 1024 * 1024;
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
 /// ...or this long in all (a grandchild may flood the inherited pipe).
 const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// Input queued for a child and not yet read by it.
+pub const MAX_QUEUED_INPUT: usize = 2 << 20;
 
-/// A freshly spawned child, as the supervisor keeps it.
-pub struct Spawned {
+/// What the supervisor keeps of a running child.
+pub struct Running {
     pub pid: u32,
-    /// Non-blocking write end of the child's stdin.
-    pub stdin: File,
+    pub link: Arc<Link>,
 }
 
-/// Everything the child thread needs to report back.
-pub struct Reporter {
-    pub id: ProcessId,
-    /// For exeio.log: a log file that stops (or starts again) taking writes.
-    pub logger: Logger,
+/// Shared by the supervisor and a child's thread: queued input and the
+/// doorbell that wakes the thread.
+pub struct Link {
+    stdin: Mutex<Stdin>,
+    bell: OwnedFd,
+}
+
+#[derive(Default)]
+struct Stdin {
+    queued: VecDeque<u8>,
+    closed: bool,
+}
+
+/// Why input was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InputError {
+    /// Not enough room: this many bytes are still queued.
+    Full { queued: usize },
+    /// The child closed its stdin.
+    Closed,
+}
+
+impl Link {
+    fn new() -> io::Result<Link> {
+        Ok(Link {
+            stdin: Mutex::new(Stdin::default()),
+            bell: sys::eventfd()?,
+        })
+    }
+
+    pub fn ring(&self) {
+        sys::eventfd_ring(&self.bell);
+    }
+
+    /// Queue `bytes` for the child's stdin, all or nothing. Never blocks.
+    pub fn input(&self, bytes: &[u8]) -> Result<(), InputError> {
+        let mut s = self.stdin.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.closed {
+            return Err(InputError::Closed);
+        }
+        if s.queued.len() + bytes.len() > MAX_QUEUED_INPUT {
+            return Err(InputError::Full {
+                queued: s.queued.len(),
+            });
+        }
+        s.queued.extend(bytes);
+        drop(s);
+        self.ring();
+        Ok(())
+    }
+}
+
+/// How a child is started, beyond its spec.
+pub struct Start<'a> {
+    pub spec: &'a ProcessSpec,
+    pub log: Arc<LogFile>,
+    /// `RUN#n` label of output lines (jobs).
+    pub label: Option<u64>,
+    pub run_number: u64,
+    /// The child's cgroup, to join before exec.
+    pub cgroup: Option<File>,
     pub generation: u64,
     pub tx: Sender<Msg>,
+    pub logger: Logger,
 }
 
-/// Spawn `spec` in its own process group with piped stdio, and start its thread.
-/// `run` labels output lines (`RUN#n`) for periodic processes.
-pub fn spawn(
-    spec: &ProcessSpec,
-    log: Arc<LogFile>,
-    run: Option<u64>,
-    run_number: u64,
-    reporter: Reporter,
-) -> Result<Spawned, String> {
+/// Spawn a run in its own process group (and cgroup) with piped stdio, and
+/// start its thread. The error says why, for a 400.
+pub fn spawn(s: Start<'_>) -> Result<Running, String> {
+    let spec = s.spec;
     if let Some(dir) = &spec.working_dir {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
@@ -76,54 +131,62 @@ pub fn spawn(
             Err(e) => return Err(format!("working_dir {}: {e}", dir.display())),
         }
     }
-    let started = exec::start(
-        &spec.command,
-        &spec.args,
-        &spec.env,
-        crate::auth::KEY_ENV,
-        spec.working_dir.as_deref(),
-    )
+    let ids = match &spec.user {
+        Some(user) => Some(crate::users::resolve(user, spec.group.as_deref())?),
+        None => None,
+    };
+    let mut env = spec.env.clone();
+    if let Some(ids) = &ids {
+        for k in ["USER", "LOGNAME"] {
+            env.entry(k.into()).or_insert_with(|| ids.name.clone());
+        }
+        env.entry("HOME".into())
+            .or_insert_with(|| ids.home.to_string_lossy().into_owned());
+    }
+    let link = Arc::new(Link::new().map_err(|e| format!("cannot start: {e}"))?);
+    let started = exec::start(exec::Plan {
+        program: &spec.command,
+        args: &spec.args,
+        env: &env,
+        drop_env: crate::keys::KEY_ENV,
+        cwd: spec.working_dir.as_deref(),
+        ids: ids.as_ref(),
+        cgroup: s.cgroup.as_ref().map(AsRawFd::as_raw_fd),
+    })
     .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
-    let (pid, out, err, inp) = (started.pid, started.stdout, started.stderr, started.stdin);
-    let stdin = File::from(inp);
-    set_nonblocking(&stdin);
+    let pid = started.pid;
+    let exit_fd = ExitFd::open(pid);
+    let waker_link = link.clone();
+    s.log.attach(Arc::new(move || waker_link.ring()));
     let started_line = format!(
-        "started run {run_number} (pid {pid}): {}",
+        "started run {} (pid {pid}): {}",
+        s.run_number,
         command_line(spec)
     );
-    let exit_fd = ExitFd::open(pid);
+    s.logger.system(&s.log, started_line);
+    let watcher = Watcher {
+        pid,
+        log: s.log.clone(),
+        link: link.clone(),
+        label: s.label,
+        id: spec.id.clone(),
+        generation: s.generation,
+        tx: s.tx,
+        logger: s.logger,
+    };
+    let (out, err, inp) = (started.stdout, started.stderr, started.stdin);
     let thread = std::thread::Builder::new()
-        .name(format!("child-{}", reporter.id))
+        .name(format!("child-{}", spec.id))
         .stack_size(THREAD_STACK)
-        .spawn(move || {
-            log.system(&started_line);
-            let pump = Pump::new(log.clone(), run);
-            let (id, generation, tx) = (
-                reporter.id.clone(),
-                reporter.generation,
-                reporter.tx.clone(),
-            );
-            let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                watch(pid, out, err, exit_fd, pump, &log, reporter)
-            }));
-            if watched.is_err() {
-                // A bug in the pump must not lose the child: still report its exit.
-                let status = exit_status(pid); // blocks until the exit
-                let _ = tx.send(Msg::Event(Event::Exited {
-                    id,
-                    generation,
-                    status,
-                    at: SystemTime::now(),
-                }));
-            }
-        });
+        .spawn(move || watcher.run(out, err, inp, exit_fd));
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.
+        s.log.detach();
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        let _ = waitpid(Pid::from_raw(pid as i32), None);
+        let _ = reap(pid);
         return Err(format!("cannot start a thread for the child: {e}"));
     }
-    Ok(Spawned { pid, stdin })
+    Ok(Running { pid, link })
 }
 
 fn command_line(spec: &ProcessSpec) -> String {
@@ -135,39 +198,6 @@ fn command_line(spec: &ProcessSpec) -> String {
     s
 }
 
-/// Tune malloc for many mostly idle threads. One malloc arena for the whole process: exeio runs a thread per child, and
-/// glibc would otherwise give each of many threads an arena of its own (RSS
-/// that buys nothing here: the threads mostly sleep in poll).
-pub fn lean_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        // A fixed threshold: big buffers (log chunks, read buffers) are always
-        // their own mappings, returned to the kernel when freed and resident
-        // only where touched. The dynamic default would move them onto the
-        // heap, where freed memory stays resident.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-    }
-}
-
-/// TCP_NODELAY on the listening socket, inherited by every accepted one:
-/// tiny_http writes a response's head and body separately, and Nagle plus
-/// delayed ACKs would hold the body back ~40 ms on a kept-alive connection.
-pub fn no_delay(listener: &std::net::TcpListener) {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a socket we own, with a valid int option value.
-    unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
 /// Send `signal` to the process group `pgid`. A group that is already gone is fine.
 pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     let sig = Signal::try_from(signal).map_err(io::Error::from)?;
@@ -177,58 +207,17 @@ pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     }
 }
 
-/// Reap an exited child (its thread has seen the exit). Kills what is left of
-/// its process group first: nothing a stopped or exited process started
-/// outlives it. Safe against pid reuse: the unreaped zombie still holds the
-/// pid and the group id.
-pub fn reap(pid: u32) {
-    let _ = signal_group(pid, libc::SIGKILL);
-    let _ = waitpid(Pid::from_raw(pid as i32), None);
-}
-
-/// Why input could not be written.
-pub enum InputError {
-    Full { free: usize },
-    Closed,
-    Io(io::Error),
-}
-
-/// Write `bytes` to a child's non-blocking stdin, all or nothing: never blocks.
-pub fn write_input(stdin: &File, bytes: &[u8]) -> Result<(), InputError> {
-    let fd = stdin.as_raw_fd();
-    // SAFETY: plain fcntl/ioctl queries on an fd we own.
-    let (cap, used) = unsafe {
-        let cap = libc::fcntl(fd, libc::F_GETPIPE_SZ);
-        let mut used: libc::c_int = 0;
-        let r = libc::ioctl(fd, libc::FIONREAD, &mut used);
-        (cap, if r == 0 { used } else { 0 })
-    };
-    if cap > 0 {
-        let free = (cap - used).max(0) as usize;
-        if bytes.len() > free {
-            return Err(InputError::Full { free });
-        }
-    }
-    let mut w = stdin;
-    match w.write_all(bytes) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(InputError::Closed),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(InputError::Full { free: 0 }),
-        Err(e) => Err(InputError::Io(e)),
-    }
-}
-
-fn set_nonblocking(f: &impl AsRawFd) {
-    let fd = f.as_raw_fd();
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
+/// Reap an exited child (its thread has seen the exit); the CPU time it
+/// and the children it waited for used. Kill what is left of its process
+/// group first (the unreaped zombie still holds the pid and the group id,
+/// so no recycled pid is hit); its cgroup, if any, is the caller's.
+pub fn reap(pid: u32) -> Duration {
+    let _ = signal_group(pid, nix::libc::SIGKILL);
+    sys::reap(pid)
 }
 
 /// What becomes readable when the child exits: a pidfd, or (kernels before
-/// 5.3) a pipe written by a small waiter thread.
+/// 5.3) a pipe closed by a small waiter thread.
 enum ExitFd {
     PidFd(OwnedFd),
     Pipe(OwnedFd),
@@ -236,11 +225,8 @@ enum ExitFd {
 
 impl ExitFd {
     fn open(pid: u32) -> ExitFd {
-        // SAFETY: pidfd_open returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd >= 0 {
-            // SAFETY: the kernel just gave us this fd.
-            return ExitFd::PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        if let Some(fd) = sys::pidfd_open(pid) {
+            return ExitFd::PidFd(fd);
         }
         let (r, w) = std::io::pipe().expect("pipe for exit notification");
         let _ = std::thread::Builder::new()
@@ -262,128 +248,226 @@ impl ExitFd {
     }
 }
 
-/// The child thread: pump output until the child exits and its pipes are
-/// drained, then log the exit and report it.
-fn watch(
+/// A child's thread.
+struct Watcher {
     pid: u32,
-    out: OwnedFd,
-    err: OwnedFd,
-    exit_fd: ExitFd,
-    mut pump: Pump,
-    log: &LogFile,
-    rep: Reporter,
-) {
-    let mut pipes = [Some(File::from(out)), Some(File::from(err))];
-    for p in pipes.iter().flatten() {
-        set_nonblocking(p);
-    }
-    let mut buf: Vec<u8> = Vec::new();
-    let mut grown = [false; 2];
-    let mut exited_at: Option<Instant> = None;
-    let mut last_data = Instant::now();
-    let mut dirty = false;
-    let mut log_health = LogHealth::default();
-    let mut held_open = false;
-    loop {
-        if pipes.iter().all(Option::is_none) && exited_at.is_some() {
-            break;
+    log: Arc<LogFile>,
+    link: Arc<Link>,
+    label: Option<u64>,
+    id: ProcessId,
+    generation: u64,
+    tx: Sender<Msg>,
+    logger: Logger,
+}
+
+/// Slots of the poll set.
+const OUT: usize = 0;
+const ERR: usize = 1;
+const EXIT: usize = 2;
+const BELL: usize = 3;
+const IN: usize = 4;
+
+impl Watcher {
+    fn run(self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: ExitFd) {
+        let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.watch(out, err, inp, &exit_fd)
+        }));
+        if watched.is_err() {
+            // A bug in the pump must not lose the child: still report its exit.
+            self.log.detach();
+            let status = exit_status(self.pid); // blocks until the exit
+            self.report(status);
         }
-        if let Some(t) = exited_at {
-            let now = Instant::now();
-            if now.duration_since(t) >= DRAIN_MAX || now.duration_since(last_data) >= DRAIN_IDLE {
-                held_open = true;
+    }
+
+    fn report(&self, status: ExitStatus) {
+        let _ = self.tx.send(Msg::Event(Event::Exited {
+            id: self.id.clone(),
+            generation: self.generation,
+            status,
+            at: SystemTime::now(),
+        }));
+    }
+
+    /// Pump output until the child exits and its pipes are drained, then
+    /// log the exit, hand the log back, and report.
+    fn watch(&self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
+        let mut pump = Pump::new(self.log.clone(), self.label);
+        let mut pipes = [Some(File::from(out)), Some(File::from(err))];
+        let mut stdin = Some(File::from(inp));
+        for p in pipes.iter().flatten().chain(stdin.iter()) {
+            sys::set_nonblocking(p);
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        let mut grown = [false; 2];
+        let mut exited_at: Option<Instant> = None;
+        let mut last_data = Instant::now();
+        let mut dirty = false;
+        let mut health = LogHealth::default();
+        let mut held_open = false;
+        self.log.drain();
+        loop {
+            if pipes.iter().all(Option::is_none) && exited_at.is_some() {
                 break;
             }
-        }
-        let timeout = if dirty {
-            PollTimeout::ZERO
-        } else if exited_at.is_some() {
-            let left = DRAIN_IDLE.saturating_sub(last_data.elapsed());
-            PollTimeout::try_from(left.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX)
-        } else {
-            PollTimeout::NONE
-        };
-        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
-        let mut which: Vec<usize> = Vec::with_capacity(3);
-        for (i, p) in pipes.iter().enumerate() {
-            if let Some(f) = p {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-        }
-        if exited_at.is_none() {
-            fds.push(PollFd::new(exit_fd.fd().as_fd(), PollFlags::POLLIN));
-            which.push(2);
-        }
-        let ready = match poll(&mut fds, timeout) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => 0,
-        };
-        if ready == 0 {
-            if dirty {
-                pump.flush();
-                dirty = false;
-                log_health.check(log, &rep);
-            }
-            continue;
-        }
-        let revents: Vec<(usize, bool)> = fds
-            .iter()
-            .zip(&which)
-            .map(|(f, &i)| (i, f.revents().is_some_and(|r| !r.is_empty())))
-            .collect();
-        drop(fds);
-        for (i, ready) in revents {
-            if !ready {
-                continue;
-            }
-            if i == 2 {
-                exited_at = Some(Instant::now());
-                last_data = Instant::now();
-                continue;
-            }
-            let stream = if i == 0 {
-                Stream::Stdout
-            } else {
-                Stream::Stderr
-            };
-            if buf.is_empty() {
-                buf = vec![0; READ_CHUNK];
-            }
-            let file = pipes[i].as_mut().expect("polled pipe is open");
-            match file.read(&mut buf) {
-                Ok(0) => pipes[i] = None,
-                Ok(n) => {
-                    pump.feed(stream, &buf[..n]);
-                    dirty = true;
-                    last_data = Instant::now();
-                    if n == buf.len() && !grown[i] {
-                        grown[i] = true;
-                        grow_pipe(file);
-                    }
+            if let Some(t) = exited_at {
+                let now = Instant::now();
+                if now.duration_since(t) >= DRAIN_MAX || now.duration_since(last_data) >= DRAIN_IDLE {
+                    held_open = true;
+                    break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => pipes[i] = None,
+            }
+            let timeout = if dirty {
+                PollTimeout::ZERO
+            } else if exited_at.is_some() {
+                let left = DRAIN_IDLE.saturating_sub(last_data.elapsed());
+                PollTimeout::try_from(left.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX)
+            } else {
+                PollTimeout::NONE
+            };
+            let want_out = stdin.is_some() && self.has_input();
+            let mut fds: Vec<PollFd> = Vec::with_capacity(5);
+            let mut which: Vec<usize> = Vec::with_capacity(5);
+            for (i, p) in pipes.iter().enumerate() {
+                if let Some(f) = p {
+                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                    which.push(i);
+                }
+            }
+            if exited_at.is_none() {
+                fds.push(PollFd::new(exit_fd.fd().as_fd(), PollFlags::POLLIN));
+                which.push(EXIT);
+            }
+            fds.push(PollFd::new(self.link.bell.as_fd(), PollFlags::POLLIN));
+            which.push(BELL);
+            if let (true, Some(f)) = (want_out, &stdin) {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLOUT));
+                which.push(IN);
+            }
+            let ready = match poll(&mut fds, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => 0,
+            };
+            if ready == 0 {
+                if dirty {
+                    pump.flush();
+                    dirty = false;
+                    health.check(&self.log, &self.logger, &self.id);
+                }
+                continue;
+            }
+            let revents: Vec<(usize, bool)> = fds
+                .iter()
+                .zip(&which)
+                .map(|(f, &i)| (i, f.revents().is_some_and(|r| !r.is_empty())))
+                .collect();
+            drop(fds);
+            for (i, ready) in revents {
+                if !ready {
+                    continue;
+                }
+                match i {
+                    EXIT => {
+                        exited_at = Some(Instant::now());
+                        last_data = Instant::now();
+                    }
+                    BELL => {
+                        sys::eventfd_clear(&self.link.bell);
+                        // Output read so far goes before the queued lines.
+                        pump.flush();
+                        dirty = false;
+                        self.log.drain();
+                    }
+                    IN => {
+                        if !self.feed_stdin(stdin.as_ref().expect("polled")) {
+                            stdin = None;
+                        }
+                    }
+                    OUT | ERR => {
+                        let stream = if i == OUT {
+                            Stream::Stdout
+                        } else {
+                            Stream::Stderr
+                        };
+                        if buf.is_empty() {
+                            buf = vec![0; READ_CHUNK];
+                        }
+                        let file = pipes[i].as_mut().expect("polled pipe is open");
+                        match file.read(&mut buf) {
+                            Ok(0) => pipes[i] = None,
+                            Ok(n) => {
+                                pump.feed(stream, &buf[..n]);
+                                dirty = true;
+                                last_data = Instant::now();
+                                if n == buf.len() && !grown[i] {
+                                    grown[i] = true;
+                                    sys::grow_pipe(file, BIG_PIPE);
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => pipes[i] = None,
+                        }
+                    }
+                    _ => unreachable!("a slot of the poll set"),
+                }
             }
         }
+        drop(stdin);
+        self.close_input();
+        pump.finish();
+        health.check(&self.log, &self.logger, &self.id);
+        if held_open {
+            self.log.post(Op::Line(
+                "output pipes still held open by another process after the exit; stopped reading"
+                    .into(),
+            ));
+        }
+        let status = exit_status(self.pid);
+        self.log.post(Op::Line(status.describe()));
+        self.log.detach();
+        self.report(status);
     }
-    pump.finish();
-    log_health.check(log, &rep);
-    if held_open {
-        log.system(
-            "output pipes still held open by another process after the exit; stopped reading",
-        );
+
+    fn has_input(&self) -> bool {
+        !self
+            .link
+            .stdin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .queued
+            .is_empty()
     }
-    let status = exit_status(pid);
-    log.system(&status.describe());
-    let _ = rep.tx.send(Msg::Event(Event::Exited {
-        id: rep.id,
-        generation: rep.generation,
-        status,
-        at: SystemTime::now(),
-    }));
+
+    /// Write queued input as far as the pipe takes it. False once the
+    /// child has closed its stdin.
+    fn feed_stdin(&self, f: &File) -> bool {
+        let mut s = self.link.stdin.lock().unwrap_or_else(PoisonError::into_inner);
+        while !s.queued.is_empty() {
+            let (front, _) = s.queued.as_slices();
+            let mut w = f;
+            match w.write(front) {
+                Ok(n) => {
+                    s.queued.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    s.queued.clear();
+                    s.closed = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn close_input(&self) {
+        let mut s = self.link.stdin.lock().unwrap_or_else(PoisonError::into_inner);
+        s.closed = true;
+        s.queued.clear();
+    }
 }
 
 /// Tells exeio.log when a process's log stops taking writes, and when it
@@ -394,30 +478,21 @@ struct LogHealth {
 }
 
 impl LogHealth {
-    fn check(&mut self, log: &LogFile, rep: &Reporter) {
+    fn check(&mut self, log: &LogFile, logger: &Logger, id: &ProcessId) {
         match (log.last_error(), self.failing) {
             (Some(err), false) => {
                 self.failing = true;
-                rep.logger.supervisor(format!(
-                    "cannot write the log of '{}' ({}): {err}; output is held back and retried",
-                    rep.id,
+                logger.supervisor(format!(
+                    "cannot write the log of '{id}' ({}): {err}; output is held back and retried",
                     log.path().display()
                 ));
             }
             (None, true) => {
                 self.failing = false;
-                rep.logger
-                    .supervisor(format!("the log of '{}' is writable again", rep.id));
+                logger.supervisor(format!("the log of '{id}' is writable again"));
             }
             _ => {}
         }
-    }
-}
-
-fn grow_pipe(f: &File) {
-    // SAFETY: fcntl on an fd we own; failure (limits) is harmless.
-    unsafe {
-        libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, BIG_PIPE);
     }
 }
 

@@ -1,37 +1,101 @@
 //! The life of one supervised process: every state transition lives here.
 //!
-//! Pure: `Proc::step(input, now, wall)` changes the state and returns the
-//! effects the supervisor must carry out (spawn, signal, log, persist,
+//! Pure: `Proc::step(input, now)` changes the state and returns the effects
+//! the supervisor must carry out (spawn, signal, kill, log, persist, record,
 //! forget). Time is an input, so the whole machine is tested without sleeping.
+//!
+//! Two things are kept apart (STYLE 16, after s6): what the user last asked
+//! for (`want`: up, down, removed, plus a pending restart) and what the
+//! process is doing (`state`). Every request updates `want`; every
+//! transition reads it. So the last request wins: a stop that arrives while
+//! a restart waits for the old run to exit simply cancels the restart.
+//!
+//! Jobs (periodic, later scheduled) keep a clock of their next run in `job`
+//! (see `job.rs`); between runs they are `Idle`, and their status reads
+//! `waiting`.
+
+mod job;
 
 use std::time::{Duration, Instant, SystemTime};
+
+pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger};
 
 use crate::policy::{self, AfterExit, ExitStatus};
 use crate::spec::ProcessSpec;
 
 const SIGKILL: i32 = 9;
+const SIGCONT: i32 = 18;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Then {
+/// The clock, read once per supervisor turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The wall-clock time of a monotonic instant near now.
+    pub fn wall_of(&self, t: Instant) -> SystemTime {
+        if t >= self.at {
+            self.wall + (t - self.at)
+        } else {
+            self.wall - (self.at - t)
+        }
+    }
+}
+
+/// What the user last asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Running (a service), or scheduled (a job).
+    Up,
+    /// Stopped by hand: stays down until started again.
+    Down,
+    /// Being removed: forgotten once its run has stopped.
+    Removed,
+}
+
+/// Why a run is being stopped (for its SYSTEM line and its run record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
     Stop,
     Restart,
     Remove,
     Shutdown,
+    /// A job run over its `timeout_seconds`.
+    Timeout,
+    /// A job run stopped to make way for the next (overlap `replace`).
+    Replace,
+}
+
+impl Cause {
+    fn phrase(self) -> &'static str {
+        match self {
+            Cause::Stop => "manual stop",
+            Cause::Restart => "restart",
+            Cause::Remove => "remove",
+            Cause::Shutdown => "supervisor shutdown",
+            Cause::Timeout => "run timed out",
+            Cause::Replace => "replaced by the next run",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum State {
-    /// Never started, exited with no restart pending, or stopped by shutdown.
-    Stopped,
-    ManuallyStopped,
-    /// Could not start, or gave up restarting.
-    Failed,
+    /// No child and nothing pending.
+    Idle,
     Running {
         generation: u64,
         pid: u32,
         started: Instant,
-        /// Periodic: the next slot on the fixed-rate grid.
-        next_tick: Option<Instant>,
     },
     Stopping {
         generation: u64,
@@ -39,13 +103,10 @@ pub enum State {
         started: Instant,
         kill_at: Instant,
         escalated: bool,
-        then: Then,
+        cause: Cause,
     },
+    /// An automatic restart is pending.
     Backoff {
-        until: Instant,
-    },
-    /// Periodic, between runs.
-    Waiting {
         until: Instant,
     },
 }
@@ -56,16 +117,19 @@ pub enum Input {
     Stop,
     Restart,
     Remove,
+    /// Run a job now, under its overlap policy.
+    RunNow,
     Shutdown,
     Exited {
         generation: u64,
         status: ExitStatus,
         at: SystemTime,
     },
+    /// A deadline may have passed.
     Tick,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// Spawn a run now; report back with `spawned` or `spawn_failed`.
     Spawn,
@@ -73,58 +137,132 @@ pub enum Effect {
     Signal { pgid: u32, signal: i32 },
     /// A SYSTEM line for the process's log.
     Log(String),
-    /// The saved configuration changed.
+    /// What is saved of this process changed.
     Persist,
+    /// A job run ended: keep its record.
+    Record(RunRecord),
     /// The process is gone: drop it.
     Forget,
 }
 
-/// Why a command cannot be carried out in the current state.
+/// Why a request cannot be carried out in the current state.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Conflict(pub String);
+
+/// Status names of SPEC 5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Running,
+    Stopped,
+    Waiting,
+    Backoff,
+    Stopping,
+    Failed,
+    ManuallyStopped,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Running,
+        Status::Stopped,
+        Status::Waiting,
+        Status::Backoff,
+        Status::Stopping,
+        Status::Failed,
+        Status::ManuallyStopped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Waiting => "waiting",
+            Status::Backoff => "backoff",
+            Status::Stopping => "stopping",
+            Status::Failed => "failed",
+            Status::ManuallyStopped => "manually_stopped",
+        }
+    }
+}
+
+/// Exits counted by how they ended (metrics counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exits {
+    pub success: u64,
+    pub failure: u64,
+    pub signal: u64,
+}
 
 /// The supervisor's record of one process.
 #[derive(Clone, Debug)]
 pub struct Proc {
     pub spec: ProcessSpec,
     pub state: State,
+    pub want: Want,
+    /// Start again as soon as the current run has stopped.
+    pub restart_pending: bool,
+    /// exeio is shutting down: nothing starts any more.
+    pub halted: bool,
+    /// Gave up restarting, or could not start: `failed` while idle.
+    pub failed: bool,
     pub run_count: u64,
-    /// Consecutive restarts (reset by a long run or a manual start).
+    /// Consecutive automatic restarts (reset by a long run or a manual start).
     pub streak: u32,
+    /// Automatic restarts ever made (a counter).
+    pub restarts_total: u64,
+    pub exits: Exits,
     pub last_run: Option<SystemTime>,
     pub last_exit: Option<(ExitStatus, SystemTime)>,
     pub error: Option<String>,
+    /// Bumped by every request of the user; a reply to a request that a
+    /// later one overrode says so.
+    pub intent: u64,
+    /// Spawn attempts so far, and the error of the latest if it failed.
+    pub attempts: u64,
+    pub attempt_error: Option<String>,
+    /// Jobs only.
+    pub job: Option<Job>,
     generation: u64,
-    /// Periodic: the slot the latest run was scheduled for.
-    slot: Option<Instant>,
 }
 
 type Step = Result<Vec<Effect>, Conflict>;
 
 impl Proc {
-    pub fn new(spec: ProcessSpec, state: State) -> Proc {
+    pub fn new(spec: ProcessSpec, want: Want) -> Proc {
+        let job = spec.is_job().then(Job::default);
         Proc {
             spec,
-            state,
+            state: State::Idle,
+            want,
+            restart_pending: false,
+            halted: false,
+            failed: false,
             run_count: 0,
             streak: 0,
+            restarts_total: 0,
+            exits: Exits::default(),
             last_run: None,
             last_exit: None,
             error: None,
+            intent: 0,
+            attempts: 0,
+            attempt_error: None,
+            job,
             generation: 0,
-            slot: None,
         }
     }
 
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> Status {
         match self.state {
-            State::Stopped => "stopped",
-            State::ManuallyStopped => "manually_stopped",
-            State::Failed => "failed",
-            State::Running { .. } => "running",
-            State::Stopping { .. } => "stopping",
-            State::Backoff { .. } => "backoff",
-            State::Waiting { .. } => "waiting",
+            State::Running { .. } => Status::Running,
+            State::Stopping { .. } => Status::Stopping,
+            State::Backoff { .. } => Status::Backoff,
+            State::Idle => match self.want {
+                Want::Down => Status::ManuallyStopped,
+                _ if self.failed => Status::Failed,
+                Want::Up if self.job.is_some() && !self.halted => Status::Waiting,
+                _ => Status::Stopped,
+            },
         }
     }
 
@@ -158,314 +296,401 @@ impl Proc {
 
     /// When this process next needs a `Tick`.
     pub fn deadline(&self) -> Option<Instant> {
-        match self.state {
-            State::Running { next_tick, .. } => next_tick,
+        let own = match self.state {
             State::Stopping {
                 kill_at, escalated, ..
             } => (!escalated).then_some(kill_at),
-            State::Backoff { until } | State::Waiting { until } => Some(until),
+            State::Backoff { until } => Some(until),
             _ => None,
+        };
+        let job = self.job.as_ref().and_then(|j| j.deadline(self));
+        match (own, job) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Time until the next run, for backoff and periodic waits.
-    pub fn next_run_in(&self, now: Instant) -> Option<Duration> {
+    /// When the next run starts: a pending restart, or a job's next time.
+    pub fn next_run_at(&self) -> Option<Instant> {
         match self.state {
-            State::Backoff { until } | State::Waiting { until } => {
-                Some(until.saturating_duration_since(now))
-            }
-            _ => None,
+            State::Backoff { until } => Some(until),
+            _ => self.job.as_ref().and_then(|j| j.next_tick(self)),
         }
     }
 
-    pub fn step(&mut self, input: Input, now: Instant) -> Step {
-        use State::*;
-        let stop_sig = self.spec.stop_signal.number();
-        let grace = Duration::from_secs(self.spec.stop_timeout_seconds);
-        match (self.state.clone(), input) {
-            (Running { .. } | Stopping { .. }, Input::Start) => Err(Conflict(format!(
-                "process '{}' is already {}",
-                self.spec.id,
-                self.status()
+    pub fn step(&mut self, input: Input, now: Now) -> Step {
+        match input {
+            Input::Start => self.start(now),
+            Input::Stop => Ok(self.stop(now)),
+            Input::Restart => self.restart(now),
+            Input::Remove => Ok(self.remove(now)),
+            Input::RunNow => self.run_now(now),
+            Input::Shutdown => Ok(self.shutdown(now)),
+            Input::Exited {
+                generation,
+                status,
+                at,
+            } => Ok(self.exited(generation, status, at, now)),
+            Input::Tick => Ok(self.tick(now)),
+        }
+    }
+
+    fn removed_conflict(&self) -> Step {
+        Err(Conflict(format!(
+            "process '{}' is being removed",
+            self.spec.id
+        )))
+    }
+
+    /// Start now. The supervisor undoes the whole step if the spawn fails.
+    fn start(&mut self, now: Now) -> Step {
+        match (&self.state, self.want) {
+            (_, Want::Removed) => self.removed_conflict(),
+            (State::Running { .. }, _) => Err(Conflict(format!(
+                "process '{}' is already running",
+                self.spec.id
             ))),
-            (_, Input::Start) => {
-                let persist = self.state == ManuallyStopped;
-                self.streak = 0;
-                self.slot = None;
-                let mut fx = vec![Effect::Spawn];
-                if persist {
-                    fx.push(Effect::Persist);
-                }
+            (State::Stopping { .. }, _) => {
+                // Started while being stopped: start again once it has.
+                self.intent += 1;
+                self.set_want(Want::Up);
+                self.restart_pending = true;
+                Ok(self.persist_if_saved())
+            }
+            _ => {
+                self.intent += 1;
+                let fx = self.set_want(Want::Up);
+                self.begin_fresh(now);
+                Ok([vec![Effect::Spawn], fx].concat())
+            }
+        }
+    }
+
+    fn restart(&mut self, now: Now) -> Step {
+        if self.want == Want::Removed {
+            return self.removed_conflict();
+        }
+        self.intent += 1;
+        let persist = self.set_want(Want::Up);
+        match self.state {
+            State::Running { .. } => {
+                self.restart_pending = true;
+                let mut fx = self.begin_stop(Cause::Restart, now);
+                fx.extend(persist);
                 Ok(fx)
             }
+            State::Stopping { .. } => {
+                self.restart_pending = true;
+                Ok(persist)
+            }
+            State::Idle | State::Backoff { .. } => {
+                self.begin_fresh(now);
+                Ok([vec![Effect::Spawn], persist].concat())
+            }
+        }
+    }
 
-            (
-                Running {
-                    generation,
-                    pid,
-                    started,
-                    ..
-                },
-                Input::Stop | Input::Restart | Input::Remove | Input::Shutdown,
-            ) => {
-                let then = then_of(input);
-                self.state = Stopping {
-                    generation,
-                    pid,
-                    started,
-                    kill_at: now + grace,
-                    escalated: false,
-                    then,
-                };
-                Ok(vec![
-                    Effect::Log(format!(
-                        "stopping ({}): sending SIG{} to the process group",
-                        reason_of(then),
-                        self.spec.stop_signal.name()
-                    )),
-                    Effect::Signal {
-                        pgid: pid,
-                        signal: stop_sig,
-                    },
-                ])
-            }
-            (
-                Stopping { then: old, .. },
-                Input::Stop | Input::Restart | Input::Remove | Input::Shutdown,
-            ) => {
-                let new = then_of(input).max(old);
-                if let Stopping { then, .. } = &mut self.state {
-                    *then = new;
+    fn stop(&mut self, now: Now) -> Vec<Effect> {
+        if self.want == Want::Removed {
+            return vec![];
+        }
+        self.intent += 1;
+        self.restart_pending = false;
+        let changed = self.want != Want::Down;
+        let persist = self.set_want(Want::Down);
+        if let Some(job) = &mut self.job {
+            job.queued = None;
+        }
+        let mut fx = match self.state {
+            State::Running { .. } => self.begin_stop(Cause::Stop, now),
+            State::Stopping { .. } => vec![],
+            State::Backoff { .. } | State::Idle => {
+                self.state = State::Idle;
+                if changed {
+                    vec![Effect::Log("stopped manually".into())]
+                } else {
+                    vec![]
                 }
-                Ok(vec![])
             }
+        };
+        fx.extend(persist);
+        fx
+    }
 
-            (ManuallyStopped, Input::Stop) => Ok(vec![]),
-            (_, Input::Stop) => {
-                self.state = ManuallyStopped;
-                Ok(vec![
-                    Effect::Log("stopped manually".into()),
-                    Effect::Persist,
-                ])
+    fn remove(&mut self, now: Now) -> Vec<Effect> {
+        self.intent += 1;
+        self.want = Want::Removed;
+        self.restart_pending = false;
+        match self.state {
+            State::Running { .. } => self.begin_stop(Cause::Remove, now),
+            State::Stopping { .. } => vec![],
+            State::Idle | State::Backoff { .. } => {
+                self.state = State::Idle;
+                vec![Effect::Log("removed".into()), Effect::Forget]
             }
-            (_, Input::Restart) => {
-                let persist = self.state == ManuallyStopped;
-                self.streak = 0;
-                self.slot = None;
-                let mut fx = vec![Effect::Log("restarting (manual)".into()), Effect::Spawn];
-                if persist {
-                    fx.push(Effect::Persist);
-                }
-                Ok(fx)
-            }
-            (_, Input::Remove) => Ok(vec![
-                Effect::Log("removed".into()),
-                Effect::Forget,
-                Effect::Persist,
-            ]),
-            (Backoff { .. } | Waiting { .. }, Input::Shutdown) => {
-                self.state = Stopped;
-                Ok(vec![])
-            }
-            (_, Input::Shutdown) => Ok(vec![]),
+        }
+    }
 
-            (
-                Running {
-                    generation: g,
-                    started,
-                    ..
-                },
-                Input::Exited {
-                    generation,
-                    status,
-                    at,
-                },
-            ) if g == generation => {
-                Ok(self.after_run(status, at, now, now.duration_since(started)))
+    fn shutdown(&mut self, now: Now) -> Vec<Effect> {
+        self.halted = true;
+        self.restart_pending = false;
+        match self.state {
+            State::Running { .. } => self.begin_stop(Cause::Shutdown, now),
+            State::Backoff { .. } => {
+                self.state = State::Idle;
+                vec![]
             }
-            (
-                Stopping {
-                    generation: g,
-                    then,
-                    ..
-                },
-                Input::Exited {
-                    generation,
-                    status,
-                    at,
-                },
-            ) if g == generation => {
-                self.last_exit = Some((status, at));
-                match then {
-                    Then::Stop => {
-                        self.state = ManuallyStopped;
-                        Ok(vec![
-                            Effect::Log("stopped manually".into()),
-                            Effect::Persist,
-                        ])
-                    }
-                    Then::Restart => {
-                        self.state = Stopped;
-                        self.streak = 0;
-                        self.slot = None;
-                        Ok(vec![Effect::Spawn])
-                    }
-                    Then::Remove => {
-                        self.state = Stopped;
-                        Ok(vec![
-                            Effect::Log("removed".into()),
-                            Effect::Forget,
-                            Effect::Persist,
-                        ])
-                    }
-                    Then::Shutdown => {
-                        self.state = Stopped;
-                        Ok(vec![Effect::Log("stopped for supervisor shutdown".into())])
-                    }
-                }
-            }
-            (_, Input::Exited { .. }) => Ok(vec![]),
+            _ => vec![],
+        }
+    }
 
-            (
-                Running {
-                    next_tick: Some(t), ..
-                },
-                Input::Tick,
-            ) if t <= now => {
-                let period = self.period();
-                let slot = self.slot.unwrap_or(now);
-                let (next, missed) = policy::next_periodic_run(slot, period, now);
-                self.slot = Some(next - period);
-                if let Running { next_tick, .. } = &mut self.state {
-                    *next_tick = Some(next);
-                }
-                Ok(vec![Effect::Log(format!(
-                    "skipped periodic run: previous run still running ({missed} slot(s) skipped)"
-                ))])
-            }
-            (
-                Stopping {
-                    pid,
-                    kill_at,
-                    escalated: false,
-                    ..
-                },
-                Input::Tick,
-            ) if kill_at <= now => {
-                if let Stopping { escalated, .. } = &mut self.state {
-                    *escalated = true;
-                }
-                Ok(vec![
-                    Effect::Log(format!(
-                        "did not stop within {}s: sending SIGKILL to the process group",
-                        grace.as_secs()
-                    )),
-                    Effect::Signal {
-                        pgid: pid,
-                        signal: SIGKILL,
-                    },
-                ])
-            }
-            (Backoff { until } | Waiting { until }, Input::Tick) if until <= now => {
-                if matches!(self.state, Waiting { .. }) {
-                    self.slot = Some(until);
-                }
+    /// Set `want`, asking for a save when a saved process's want changed.
+    fn set_want(&mut self, want: Want) -> Vec<Effect> {
+        let changed = self.want != want;
+        self.want = want;
+        if changed {
+            self.persist_if_saved()
+        } else {
+            vec![]
+        }
+    }
+
+    fn persist_if_saved(&self) -> Vec<Effect> {
+        if self.spec.save_for_next_run {
+            vec![Effect::Persist]
+        } else {
+            vec![]
+        }
+    }
+
+    /// A run started by the user: the restart streak starts over.
+    fn begin_fresh(&mut self, now: Now) {
+        self.streak = 0;
+        self.restart_pending = false;
+        if let Some(job) = &mut self.job {
+            job.start_by_hand(&self.spec, now);
+        }
+    }
+
+    /// Send the stop signal (then SIGCONT, so a paused process can act on
+    /// it) and start the grace period.
+    fn begin_stop(&mut self, cause: Cause, now: Now) -> Vec<Effect> {
+        let State::Running {
+            generation,
+            pid,
+            started,
+        } = self.state
+        else {
+            return vec![];
+        };
+        self.state = State::Stopping {
+            generation,
+            pid,
+            started,
+            kill_at: now.at + Duration::from_secs(self.spec.stop_timeout_seconds),
+            escalated: false,
+            cause,
+        };
+        vec![
+            Effect::Log(format!(
+                "stopping ({}): sending SIG{} to the process group",
+                cause.phrase(),
+                self.spec.stop_signal.name()
+            )),
+            Effect::Signal {
+                pgid: pid,
+                signal: self.spec.stop_signal.number(),
+            },
+            Effect::Signal {
+                pgid: pid,
+                signal: SIGCONT,
+            },
+        ]
+    }
+
+    fn run_now(&mut self, now: Now) -> Step {
+        let Some(job) = &mut self.job else {
+            return Err(Conflict(format!(
+                "process '{}' is not a periodic or scheduled job: use POST /start or /restart",
+                self.spec.id
+            )));
+        };
+        if self.want == Want::Removed {
+            return self.removed_conflict();
+        }
+        match self.state {
+            State::Idle | State::Backoff { .. } => {
+                job.pending = Some(Trigger::Manual);
                 Ok(vec![Effect::Spawn])
             }
-            (_, Input::Tick) => Ok(vec![]),
+            State::Running { .. } | State::Stopping { .. } => {
+                let overlap = self.spec.job.overlap;
+                match job.overlap(Trigger::Manual, overlap) {
+                    job::OnOverlap::Skip => Err(Conflict(format!(
+                        "job '{}' is still running and its overlap policy is skip",
+                        self.spec.id
+                    ))),
+                    job::OnOverlap::Queued => Ok(vec![Effect::Log(
+                        "manual run queued: it starts when the current run ends".into(),
+                    )]),
+                    job::OnOverlap::Replace => Ok(self.begin_stop(Cause::Replace, now)),
+                }
+            }
         }
     }
 
-    /// The supervisor spawned a run.
-    pub fn spawned(&mut self, pid: u32, now: Instant, wall: SystemTime) {
-        self.generation += 1;
-        self.run_count += 1;
-        self.last_run = Some(wall);
-        self.error = None;
-        let next_tick = self.spec.period_seconds.map(|_| {
-            let slot = *self.slot.get_or_insert(now);
-            slot + self.period()
-        });
-        self.state = State::Running {
-            generation: self.generation,
+    fn tick(&mut self, now: Now) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if let State::Stopping {
             pid,
-            started: now,
-            next_tick,
-        };
-    }
-
-    /// The supervisor could not spawn a run: same path as a failed run,
-    /// so a restart keeps its backoff and never busy-loops.
-    pub fn spawn_failed(&mut self, error: String, now: Instant) -> Vec<Effect> {
-        let mut fx = vec![Effect::Log(format!("failed to start: {error}"))];
-        self.error = Some(error);
-        if self.spec.is_periodic() {
-            let slot = self.slot.unwrap_or(now);
-            let (next, _) = policy::next_periodic_run(slot, self.period(), now);
-            self.slot = Some(next);
-            self.state = State::Waiting { until: next };
-            return fx;
+            kill_at,
+            escalated: false,
+            ..
+        } = self.state
+            && kill_at <= now.at
+        {
+            if let State::Stopping { escalated, .. } = &mut self.state {
+                *escalated = true;
+            }
+            fx.push(Effect::Log(format!(
+                "did not stop within {}s: sending SIGKILL to the process group",
+                self.spec.stop_timeout_seconds
+            )));
+            fx.push(Effect::Signal {
+                pgid: pid,
+                signal: SIGKILL,
+            });
         }
-        let decision = policy::after_exit(
-            self.spec.restart_policy,
-            self.spec.max_restarts,
-            self.streak,
-            ExitStatus::Code(127),
-            Duration::ZERO,
-        );
-        fx.extend(self.apply(decision, "after failing to start".into(), now));
-        if self.state == State::Stopped {
-            self.state = State::Failed;
+        if let State::Backoff { until } = self.state
+            && until <= now.at
+        {
+            fx.push(Effect::Spawn);
+        }
+        if self.job.is_some() {
+            fx.extend(self.job_tick(now));
         }
         fx
     }
 
-    fn after_run(
-        &mut self,
-        status: ExitStatus,
-        at: SystemTime,
-        now: Instant,
-        ran: Duration,
-    ) -> Vec<Effect> {
-        self.last_exit = Some((status, at));
-        if self.spec.is_periodic() {
-            let slot = self.slot.unwrap_or(now);
-            let mut next = slot + self.period();
-            if next <= now {
-                next = policy::next_periodic_run(slot, self.period(), now).0;
+    /// A job's schedule or run timeout came due.
+    fn job_tick(&mut self, now: Now) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let running = matches!(self.state, State::Running { .. });
+        let job = self.job.as_mut().expect("a job");
+        if running && job.timed_out(now) {
+            fx.extend(self.begin_stop(Cause::Timeout, now));
+            return fx;
+        }
+        let (spec, want, halted) = (&self.spec, self.want, self.halted);
+        let job = self.job.as_mut().expect("a job");
+        let Some(due) = job.due(spec, want, halted, now) else {
+            return fx;
+        };
+        match self.state {
+            State::Idle | State::Backoff { .. } => {
+                job.pending = Some(due);
+                fx.push(Effect::Spawn);
             }
-            self.state = State::Waiting { until: next };
-            return vec![];
+            State::Running { .. } | State::Stopping { .. } => {
+                match job.overlap(due, spec.job.overlap) {
+                    job::OnOverlap::Skip => fx.push(Effect::Log(format!(
+                        "skipped periodic run: previous run still running ({} skipped since it started)",
+                        job.skipped
+                    ))),
+                    job::OnOverlap::Queued => fx.push(Effect::Log(
+                        "scheduled run queued: it starts when the current run ends".into(),
+                    )),
+                    job::OnOverlap::Replace => fx.extend(self.begin_stop(Cause::Replace, now)),
+                }
+            }
+        }
+        fx
+    }
+
+    fn exited(&mut self, generation_: u64, status: ExitStatus, at: SystemTime, now: Now) -> Vec<Effect> {
+        let (started, cause) = match self.state {
+            State::Running {
+                generation,
+                started,
+                ..
+            } if generation == generation_ => (started, None),
+            State::Stopping {
+                generation,
+                started,
+                cause,
+                ..
+            } if generation == generation_ => (started, Some(cause)),
+            _ => return vec![], // a stale exit
+        };
+        self.last_exit = Some((status, at));
+        match status {
+            ExitStatus::Code(0) => self.exits.success += 1,
+            ExitStatus::Code(_) => self.exits.failure += 1,
+            ExitStatus::Signal(_) => self.exits.signal += 1,
+        }
+        self.state = State::Idle;
+        let ran = now.at.saturating_duration_since(started);
+        let mut fx = Vec::new();
+        if let Some(job) = &mut self.job {
+            fx.push(Effect::Record(job.finish_run(status, cause, at, ran)));
+        }
+        if self.halted {
+            fx.push(Effect::Log("stopped for supervisor shutdown".into()));
+            return fx;
+        }
+        match self.want {
+            Want::Removed => {
+                fx.extend([Effect::Log("removed".into()), Effect::Forget]);
+                return fx;
+            }
+            Want::Down => {
+                fx.push(Effect::Log("stopped manually".into()));
+                return fx;
+            }
+            Want::Up => {}
+        }
+        if std::mem::take(&mut self.restart_pending) {
+            self.begin_fresh(now);
+            fx.push(Effect::Spawn);
+            return fx;
+        }
+        if let Some(job) = &mut self.job {
+            if let Some(next) = job.queued.take() {
+                job.pending = Some(next);
+                fx.push(Effect::Spawn);
+            }
+            return fx;
+        }
+        if ran >= self.spec.backoff.reset {
+            self.streak = 0;
         }
         let decision = policy::after_exit(
             self.spec.restart_policy,
             self.spec.max_restarts,
+            &self.spec.backoff,
             self.streak,
             status,
             ran,
         );
-        if ran >= policy::MIN_UPTIME {
-            self.streak = 0;
-        }
-        self.apply(decision, status.restart_reason(), now)
+        fx.extend(self.decide(decision, status.restart_reason(), now));
+        fx
     }
 
-    fn apply(&mut self, decision: AfterExit, reason: String, now: Instant) -> Vec<Effect> {
+    fn decide(&mut self, decision: AfterExit, reason: String, now: Now) -> Vec<Effect> {
         match decision {
-            AfterExit::Stay => {
-                self.state = State::Stopped;
-                vec![]
-            }
+            AfterExit::Stay => vec![],
             AfterExit::Restart { attempt, delay } => {
                 self.streak = attempt;
-                self.state = State::Backoff { until: now + delay };
+                self.state = State::Backoff {
+                    until: now.at + delay,
+                };
                 vec![Effect::Log(format!(
-                    "restarting in {}s {reason} (restart #{attempt})",
-                    delay.as_secs()
+                    "restarting in {} {reason} (restart #{attempt})",
+                    seconds(delay)
                 ))]
             }
             AfterExit::GiveUp { restarts } => {
-                self.state = State::Failed;
+                self.failed = true;
                 let why = format!("gave up after {restarts} consecutive restarts");
                 self.error = Some(why.clone());
                 vec![Effect::Log(why)]
@@ -473,26 +698,103 @@ impl Proc {
         }
     }
 
-    fn period(&self) -> Duration {
-        Duration::from_secs(self.spec.period_seconds.unwrap_or(1))
+    /// The supervisor spawned a run.
+    pub fn spawned(&mut self, pid: u32, now: Now) {
+        if matches!(self.state, State::Backoff { .. }) {
+            self.restarts_total += 1;
+        }
+        self.generation += 1;
+        self.run_count += 1;
+        self.attempts += 1;
+        self.attempt_error = None;
+        self.last_run = Some(now.wall);
+        self.error = None;
+        self.failed = false;
+        self.state = State::Running {
+            generation: self.generation,
+            pid,
+            started: now.at,
+        };
+        if let Some(job) = &mut self.job {
+            job.start_run(self.run_count, &self.spec, now);
+        }
+    }
+
+    /// The supervisor could not spawn a run that was not the user's own
+    /// request (a restart after backoff, a job's time, a restart after a
+    /// stop): the same path as a failed run, so it never busy-loops.
+    pub fn spawn_failed(&mut self, error: String, now: Now) -> Vec<Effect> {
+        self.attempts += 1;
+        self.attempt_error = Some(error.clone());
+        let mut fx = vec![Effect::Log(format!("failed to start: {error}"))];
+        self.error = Some(error.clone());
+        let was_backoff = matches!(self.state, State::Backoff { .. });
+        self.state = State::Idle;
+        if let Some(job) = &mut self.job {
+            fx.push(Effect::Record(job.spawn_error(self.run_count + 1, error, now)));
+            return fx;
+        }
+        if was_backoff {
+            self.restarts_total += 1;
+        }
+        let decision = policy::after_exit(
+            self.spec.restart_policy,
+            self.spec.max_restarts,
+            &self.spec.backoff,
+            self.streak,
+            ExitStatus::Code(127),
+            Duration::ZERO,
+        );
+        fx.extend(self.decide(decision, "after failing to start".into(), now));
+        if self.state == State::Idle {
+            self.failed = true;
+        }
+        fx
+    }
+
+    /// A saved process coming back at exeio's start.
+    pub fn revive(&mut self, now: Now) -> Vec<Effect> {
+        if self.want != Want::Up {
+            return vec![];
+        }
+        self.begin_fresh(now);
+        match &mut self.job {
+            Some(job) => {
+                job.pending = Some(Trigger::Start);
+                vec![Effect::Spawn]
+            }
+            None => vec![Effect::Spawn],
+        }
+    }
+
+    /// Take a new configuration. The caller has already stopped the run if
+    /// the change needs a restart (`ProcessSpec::needs_restart_for`).
+    pub fn reconfigure(&mut self, spec: ProcessSpec, now: Now) {
+        let was_job = self.job.is_some();
+        self.spec = spec;
+        match (was_job, self.spec.is_job()) {
+            (false, true) => {
+                let mut job = Job::default();
+                job.start_by_hand(&self.spec, now);
+                self.job = Some(job);
+            }
+            (true, false) => self.job = None,
+            (true, true) => {
+                let job = self.job.as_mut().expect("a job");
+                job.rescheduled(&self.spec, now);
+            }
+            (false, false) => {}
+        }
     }
 }
 
-fn then_of(input: Input) -> Then {
-    match input {
-        Input::Restart => Then::Restart,
-        Input::Remove => Then::Remove,
-        Input::Shutdown => Then::Shutdown,
-        _ => Then::Stop,
-    }
-}
-
-fn reason_of(then: Then) -> &'static str {
-    match then {
-        Then::Stop => "manual stop",
-        Then::Restart => "manual restart",
-        Then::Remove => "remove",
-        Then::Shutdown => "supervisor shutdown",
+/// `2s`, `0.5s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}s", s as u64)
+    } else {
+        format!("{}s", (s * 1000.0).round() / 1000.0)
     }
 }
 

@@ -5,8 +5,25 @@ use crate::spec::parse_add;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
+struct Clock {
+    t0: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock { t0: Instant::now() }
+    }
+
+    fn at(&self, d: Duration) -> Now {
+        Now {
+            at: self.t0 + d,
+            wall: SystemTime::UNIX_EPOCH + S(1_800_000_000) + d,
+        }
+    }
+}
+
 fn proc(json: &str) -> Proc {
-    Proc::new(parse_add(json.as_bytes()).unwrap(), State::Stopped)
+    Proc::new(parse_add(json.as_bytes()).unwrap(), Want::Up)
 }
 
 fn exited(p: &Proc, status: ExitStatus) -> Input {
@@ -27,158 +44,304 @@ fn logs(fx: &[Effect]) -> String {
         .join("|")
 }
 
+fn spawns(fx: &[Effect]) -> bool {
+    fx.contains(&Effect::Spawn)
+}
+
+fn record(fx: &[Effect]) -> Option<&RunRecord> {
+    fx.iter().find_map(|e| match e {
+        Effect::Record(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// Started at `c.at(d)`.
+fn running(p: &mut Proc, c: &Clock, d: Duration, pid: u32) {
+    p.spawned(pid, c.at(d));
+    assert_eq!(p.status(), Status::Running);
+}
+
 #[test]
 fn crash_goes_to_backoff_then_restarts_on_the_deadline() {
-    let t0 = Instant::now();
+    let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true}"#);
-    assert_eq!(p.step(Input::Start, t0).unwrap(), vec![Effect::Spawn]);
-    p.spawned(10, t0, SystemTime::UNIX_EPOCH);
-    assert_eq!(p.status(), "running");
-    let fx = p.step(exited(&p, ExitStatus::Code(3)), t0 + S(1)).unwrap();
+    assert_eq!(p.step(Input::Start, c.at(S(0))).unwrap(), vec![Effect::Spawn]);
+    running(&mut p, &c, S(0), 10);
+    let fx = p.step(exited(&p, ExitStatus::Code(3)), c.at(S(1))).unwrap();
     assert_eq!(
         logs(&fx),
         "restarting in 22s after crash with exit code 3 (restart #1)"
     );
-    assert_eq!(p.state, State::Backoff { until: t0 + S(23) });
+    assert_eq!(p.status(), Status::Backoff);
+    assert_eq!(p.next_run_at(), Some(c.at(S(23)).at));
     assert_eq!(p.streak, 1);
-    assert_eq!(p.next_run_in(t0 + S(3)), Some(S(20)));
-    assert_eq!(p.step(Input::Tick, t0 + S(22)).unwrap(), vec![]);
-    assert_eq!(
-        p.step(Input::Tick, t0 + S(23)).unwrap(),
-        vec![Effect::Spawn]
+    assert!(!spawns(&p.step(Input::Tick, c.at(S(22))).unwrap()));
+    assert!(spawns(&p.step(Input::Tick, c.at(S(23))).unwrap()));
+    running(&mut p, &c, S(23), 11);
+    assert_eq!(p.restarts_total, 1);
+    assert_eq!((p.exits.failure, p.run_count), (1, 2));
+}
+
+#[test]
+fn custom_backoff_restarts_at_once() {
+    let c = Clock::new();
+    let mut p = proc(
+        r#"{"id":"a","command":"x","auto_restart":true,"backoff_seconds":[0],"rapid_exit_penalty_seconds":0}"#,
     );
+    running(&mut p, &c, S(0), 10);
+    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(1))).unwrap();
+    assert!(logs(&fx).contains("restarting in 0s"), "{}", logs(&fx));
+    assert_eq!(p.deadline(), Some(c.at(S(1)).at), "due now");
+    assert!(spawns(&p.step(Input::Tick, c.at(S(1))).unwrap()));
 }
 
 #[test]
 fn policies_never_and_on_failure() {
-    let t0 = Instant::now();
+    let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x"}"#);
-    p.spawned(10, t0, SystemTime::UNIX_EPOCH);
-    assert_eq!(p.step(exited(&p, ExitStatus::Code(1)), t0).unwrap(), vec![]);
-    assert_eq!(p.state, State::Stopped);
+    running(&mut p, &c, S(0), 10);
+    assert_eq!(
+        p.step(exited(&p, ExitStatus::Code(1)), c.at(S(0))).unwrap(),
+        vec![]
+    );
+    assert_eq!(p.status(), Status::Stopped);
     let mut p = proc(r#"{"id":"a","command":"x","restart_policy":"on-failure"}"#);
-    p.spawned(10, t0, SystemTime::UNIX_EPOCH);
-    p.step(exited(&p, ExitStatus::Code(0)), t0).unwrap();
-    assert_eq!(p.state, State::Stopped);
-    p.spawned(11, t0, SystemTime::UNIX_EPOCH);
-    let fx = p.step(exited(&p, ExitStatus::Signal(9)), t0).unwrap();
+    running(&mut p, &c, S(0), 10);
+    p.step(exited(&p, ExitStatus::Code(0)), c.at(S(0))).unwrap();
+    assert_eq!(p.status(), Status::Stopped);
+    running(&mut p, &c, S(0), 11);
+    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(0))).unwrap();
     assert!(logs(&fx).contains("after external kill signal 9"));
 }
 
 #[test]
-fn manual_stop_escalates_and_never_restarts() {
-    let t0 = Instant::now();
+fn manual_stop_sends_term_and_cont_escalates_and_never_restarts() {
+    let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true,"stop_timeout_seconds":3}"#);
-    p.spawned(42, t0, SystemTime::UNIX_EPOCH);
-    let fx = p.step(Input::Stop, t0 + S(1)).unwrap();
+    running(&mut p, &c, S(0), 42);
+    let fx = p.step(Input::Stop, c.at(S(1))).unwrap();
+    let signals: Vec<i32> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Signal { pgid: 42, signal } => Some(*signal),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signals, [15, SIGCONT], "TERM, then CONT for a paused process");
+    assert_eq!(p.deadline(), Some(c.at(S(4)).at));
+    assert_eq!(p.step(Input::Tick, c.at(S(2))).unwrap(), vec![]);
+    let fx = p.step(Input::Tick, c.at(S(4))).unwrap();
     assert!(fx.contains(&Effect::Signal {
         pgid: 42,
-        signal: 15
+        signal: SIGKILL
     }));
-    assert_eq!(p.deadline(), Some(t0 + S(4)));
-    assert_eq!(p.step(Input::Tick, t0 + S(2)).unwrap(), vec![]);
-    let fx = p.step(Input::Tick, t0 + S(4)).unwrap();
-    assert!(fx.contains(&Effect::Signal {
-        pgid: 42,
-        signal: 9
-    }));
-    assert_eq!(p.deadline(), None, "SIGKILL is sent once");
-    // the exit (even a crash code) after a manual stop is not a restart
-    let fx = p.step(exited(&p, ExitStatus::Code(1)), t0 + S(5)).unwrap();
-    assert!(!fx.contains(&Effect::Spawn));
-    assert!(fx.contains(&Effect::Persist));
-    assert_eq!(p.state, State::ManuallyStopped);
+    assert_eq!(p.deadline(), None, "SIGKILL once, then wait for the exit");
+    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(5))).unwrap();
+    assert_eq!(logs(&fx), "stopped manually");
+    assert!(!spawns(&fx));
+    assert_eq!(p.status(), Status::ManuallyStopped);
 }
 
 #[test]
-fn stop_cancels_a_pending_restart() {
-    let t0 = Instant::now();
+fn the_last_request_wins() {
+    let c = Clock::new();
+    // restart, then stop while the old run ignores TERM: it stays down
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true}"#);
-    p.spawned(1, t0, SystemTime::UNIX_EPOCH);
-    p.step(exited(&p, ExitStatus::Code(1)), t0).unwrap();
-    p.step(Input::Stop, t0).unwrap();
-    assert_eq!(p.state, State::ManuallyStopped);
-    assert_eq!(p.deadline(), None);
-    assert_eq!(p.step(Input::Tick, t0 + S(100)).unwrap(), vec![]);
+    running(&mut p, &c, S(0), 42);
+    p.step(Input::Restart, c.at(S(1))).unwrap();
+    assert!(p.restart_pending);
+    p.step(Input::Stop, c.at(S(1))).unwrap();
+    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(2))).unwrap();
+    assert!(!spawns(&fx), "the stop came last");
+    assert_eq!(p.status(), Status::ManuallyStopped);
+
+    // stop, then restart before the exit: it starts again
+    let mut p = proc(r#"{"id":"a","command":"x"}"#);
+    running(&mut p, &c, S(0), 42);
+    p.step(Input::Stop, c.at(S(1))).unwrap();
+    p.step(Input::Restart, c.at(S(1))).unwrap();
+    let fx = p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(2))).unwrap();
+    assert!(spawns(&fx), "the restart came last");
+    assert_eq!(p.want, Want::Up);
+
+    // every request moves the intent on: a reply can tell it was overridden
+    let before = p.intent;
+    p.step(Input::Stop, c.at(S(3))).unwrap();
+    assert_eq!(p.intent, before + 1);
 }
 
 #[test]
-fn commands_while_stopping_upgrade_and_stale_exits_are_ignored() {
-    let t0 = Instant::now();
+fn remove_wins_over_later_requests() {
+    let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x"}"#);
-    p.spawned(7, t0, SystemTime::UNIX_EPOCH);
-    let stale = exited(&p, ExitStatus::Code(0));
-    p.step(Input::Restart, t0).unwrap();
-    p.step(Input::Remove, t0).unwrap();
-    assert!(matches!(
-        p.state,
-        State::Stopping {
-            then: Then::Remove,
-            ..
-        }
-    ));
-    assert_eq!(
-        p.step(Input::Start, t0),
-        Err(Conflict("process 'a' is already stopping".into()))
-    );
-    let fx = p.step(stale, t0).unwrap();
+    running(&mut p, &c, S(0), 42);
+    p.step(Input::Remove, c.at(S(1))).unwrap();
+    assert!(p.step(Input::Restart, c.at(S(1))).is_err());
+    assert!(p.step(Input::Start, c.at(S(1))).is_err());
+    let fx = p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(2))).unwrap();
     assert!(fx.contains(&Effect::Forget));
-    // an exit of an older generation changes nothing
-    let mut q = proc(r#"{"id":"b","command":"x"}"#);
-    q.spawned(1, t0, SystemTime::UNIX_EPOCH);
-    let old = exited(&q, ExitStatus::Code(0));
-    q.step(Input::Restart, t0).unwrap();
-    q.step(exited(&q, ExitStatus::Code(0)), t0).unwrap();
-    q.spawned(2, t0, SystemTime::UNIX_EPOCH);
-    assert_eq!(q.step(old, t0).unwrap(), vec![]);
-    assert_eq!(q.pid(), Some(2));
+    // an idle process is forgotten at once
+    let mut p = proc(r#"{"id":"b","command":"x"}"#);
+    assert_eq!(
+        p.step(Input::Remove, c.at(S(0))).unwrap(),
+        vec![Effect::Log("removed".into()), Effect::Forget]
+    );
+}
+
+#[test]
+fn a_manual_stop_of_a_saved_process_is_saved_and_shutdown_changes_no_want() {
+    let c = Clock::new();
+    let mut p = proc(r#"{"id":"a","command":"x","save_for_next_run":true,"auto_restart":true}"#);
+    running(&mut p, &c, S(0), 7);
+    let fx = p.step(Input::Stop, c.at(S(1))).unwrap();
+    assert!(fx.contains(&Effect::Persist));
+    p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(1))).unwrap();
+    let fx = p.step(Input::Start, c.at(S(2))).unwrap();
+    assert!(fx.contains(&Effect::Persist) && spawns(&fx));
+    running(&mut p, &c, S(2), 8);
+    let fx = p.step(Input::Shutdown, c.at(S(3))).unwrap();
+    assert!(!fx.contains(&Effect::Persist));
+    let fx = p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(3))).unwrap();
+    assert!(!spawns(&fx));
+    assert_eq!(p.want, Want::Up, "it comes back with exeio");
+    assert_eq!(p.status(), Status::Stopped);
 }
 
 #[test]
 fn gives_up_after_max_restarts() {
-    let t0 = Instant::now();
+    let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true,"max_restarts":1}"#);
-    p.spawned(1, t0, SystemTime::UNIX_EPOCH);
-    p.step(exited(&p, ExitStatus::Code(1)), t0).unwrap();
-    p.step(Input::Tick, t0 + S(22)).unwrap();
-    p.spawned(2, t0 + S(22), SystemTime::UNIX_EPOCH);
-    let fx = p.step(exited(&p, ExitStatus::Code(1)), t0 + S(23)).unwrap();
+    running(&mut p, &c, S(0), 1);
+    p.step(exited(&p, ExitStatus::Code(1)), c.at(S(1))).unwrap();
+    assert_eq!(p.status(), Status::Backoff);
+    p.step(Input::Tick, c.at(S(100))).unwrap();
+    running(&mut p, &c, S(100), 2);
+    let fx = p.step(exited(&p, ExitStatus::Code(1)), c.at(S(101))).unwrap();
     assert_eq!(logs(&fx), "gave up after 1 consecutive restarts");
-    assert_eq!(p.state, State::Failed);
+    assert_eq!(p.status(), Status::Failed);
+    // a manual start begins a new streak
+    assert!(spawns(&p.step(Input::Start, c.at(S(200))).unwrap()));
+    assert_eq!(p.streak, 0);
 }
 
 #[test]
-fn spawn_failure_backs_off_instead_of_busy_looping() {
-    let t0 = Instant::now();
+fn spawn_failures_back_off_and_jobs_record_them() {
+    let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true}"#);
-    let fx = p.spawn_failed("gone".into(), t0);
-    assert!(logs(&fx).contains("failed to start: gone"));
-    assert_eq!(p.state, State::Backoff { until: t0 + S(22) });
-    let mut q = proc(r#"{"id":"b","command":"x"}"#);
-    q.spawn_failed("gone".into(), t0);
-    assert_eq!(q.state, State::Failed);
+    let fx = p.spawn_failed("no such file".into(), c.at(S(0)));
+    assert!(logs(&fx).contains("failed to start: no such file"));
+    assert_eq!(p.status(), Status::Backoff);
+    assert_eq!(p.attempt_error.as_deref(), Some("no such file"));
+    let mut p = proc(r#"{"id":"a","command":"x"}"#);
+    p.spawn_failed("nope".into(), c.at(S(0)));
+    assert_eq!(p.status(), Status::Failed);
+    let mut j = proc(r#"{"id":"j","command":"x","periodic":true,"period_seconds":10}"#);
+    j.step(Input::Start, c.at(S(0))).unwrap();
+    let fx = j.spawn_failed("nope".into(), c.at(S(0)));
+    let r = record(&fx).unwrap();
+    assert_eq!((r.result, r.trigger.as_str()), (RunResult::SpawnError, "start"));
+    assert_eq!(j.status(), Status::Waiting, "the next run comes on schedule");
 }
 
 #[test]
-fn periodic_runs_on_a_fixed_grid() {
-    let t0 = Instant::now();
-    let ms = Duration::from_millis;
-    let mut p = proc(r#"{"id":"a","command":"x","periodic":true,"period_seconds":10}"#);
-    p.spawned(1, t0, SystemTime::UNIX_EPOCH);
-    p.step(exited(&p, ExitStatus::Code(0)), t0 + S(2)).unwrap();
-    assert_eq!(p.state, State::Waiting { until: t0 + S(10) });
-    assert_eq!(
-        p.step(Input::Tick, t0 + S(10)).unwrap(),
-        vec![Effect::Spawn]
-    );
-    // the spawn lands 5 ms late; the next slot is still t0 + 20 s
-    p.spawned(2, t0 + S(10) + ms(5), SystemTime::UNIX_EPOCH);
-    assert_eq!(p.deadline(), Some(t0 + S(20)));
-    // a tick while the run is still going is skipped and logged
-    let fx = p.step(Input::Tick, t0 + S(20)).unwrap();
-    assert!(logs(&fx).contains("skipped periodic run"));
-    assert_eq!(p.deadline(), Some(t0 + S(30)));
-    p.step(exited(&p, ExitStatus::Code(1)), t0 + S(25)).unwrap();
-    assert_eq!(p.state, State::Waiting { until: t0 + S(30) });
-    assert_eq!(p.run_count, 2);
+fn stale_exits_are_ignored() {
+    let c = Clock::new();
+    let mut p = proc(r#"{"id":"a","command":"x"}"#);
+    running(&mut p, &c, S(0), 1);
+    let old = exited(&p, ExitStatus::Code(0));
+    p.step(Input::Restart, c.at(S(1))).unwrap();
+    p.step(old, c.at(S(2))).unwrap();
+    running(&mut p, &c, S(2), 2);
+    assert_eq!(p.step(old, c.at(S(3))).unwrap(), vec![]);
+    assert_eq!(p.status(), Status::Running);
+}
+
+#[test]
+fn periodic_runs_on_a_fixed_grid_and_skips_overlaps() {
+    let c = Clock::new();
+    let mut p = proc(r#"{"id":"j","command":"x","periodic":true,"period_seconds":10}"#);
+    assert!(spawns(&p.step(Input::Start, c.at(S(0))).unwrap()));
+    running(&mut p, &c, S(0), 1);
+    let fx = p.step(exited(&p, ExitStatus::Code(0)), c.at(S(3))).unwrap();
+    let r = record(&fx).unwrap();
+    assert_eq!((r.run, r.result, r.trigger.as_str()), (1, RunResult::Ok, "start"));
+    assert_eq!(p.status(), Status::Waiting);
+    assert_eq!(p.next_run_at(), Some(c.at(S(10)).at));
+    assert!(spawns(&p.step(Input::Tick, c.at(S(10))).unwrap()));
+    running(&mut p, &c, S(10), 2);
+    // runs long: the tick at 20 is skipped, and counted
+    let fx = p.step(Input::Tick, c.at(S(20))).unwrap();
+    assert!(logs(&fx).contains("skipped"), "{}", logs(&fx));
+    assert_eq!(p.next_run_at(), Some(c.at(S(30)).at));
+    let fx = p.step(exited(&p, ExitStatus::Code(1)), c.at(S(25))).unwrap();
+    let r = record(&fx).unwrap();
+    assert_eq!((r.result, r.trigger.as_str()), (RunResult::Failed, "schedule"));
+    assert_eq!(p.status(), Status::Waiting, "a failed run is a result, not a state");
+    assert!(spawns(&p.step(Input::Tick, c.at(S(30))).unwrap()));
+    running(&mut p, &c, S(30), 3);
+    let fx = p.step(exited(&p, ExitStatus::Code(0)), c.at(S(31))).unwrap();
+    assert_eq!(record(&fx).unwrap().skipped_before, 1, "the tick at 20");
+}
+
+#[test]
+fn overlap_queue_replace_and_timeouts() {
+    let c = Clock::new();
+    let mut q = proc(r#"{"id":"q","command":"x","periodic":true,"period_seconds":10,"overlap":"queue"}"#);
+    q.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut q, &c, S(0), 1);
+    assert!(logs(&q.step(Input::Tick, c.at(S(10))).unwrap()).contains("queued"));
+    let fx = q.step(Input::Tick, c.at(S(20))).unwrap();
+    assert!(logs(&fx).contains("skipped"), "one queued run at most");
+    let fx = q.step(exited(&q, ExitStatus::Code(0)), c.at(S(21))).unwrap();
+    assert!(spawns(&fx), "the queued run starts when the current one ends");
+
+    let mut r = proc(r#"{"id":"r","command":"x","periodic":true,"period_seconds":10,"overlap":"replace"}"#);
+    r.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut r, &c, S(0), 5);
+    let fx = r.step(Input::Tick, c.at(S(10))).unwrap();
+    assert!(fx.contains(&Effect::Signal { pgid: 5, signal: 15 }));
+    let fx = r.step(exited(&r, ExitStatus::Signal(15)), c.at(S(11))).unwrap();
+    assert_eq!(record(&fx).unwrap().result, RunResult::Replaced);
+    assert!(spawns(&fx));
+
+    let mut t = proc(r#"{"id":"t","command":"x","periodic":true,"period_seconds":100,"timeout_seconds":5}"#);
+    t.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut t, &c, S(0), 9);
+    assert_eq!(t.deadline(), Some(c.at(S(5)).at));
+    let fx = t.step(Input::Tick, c.at(S(5))).unwrap();
+    assert!(logs(&fx).contains("run timed out"), "{}", logs(&fx));
+    let fx = t.step(exited(&t, ExitStatus::Signal(15)), c.at(S(6))).unwrap();
+    assert_eq!(record(&fx).unwrap().result, RunResult::TimedOut);
+    assert!(!spawns(&fx));
+    assert_eq!(t.status(), Status::Waiting);
+}
+
+#[test]
+fn run_now_follows_the_overlap_policy() {
+    let c = Clock::new();
+    let mut j = proc(r#"{"id":"j","command":"x","periodic":true,"period_seconds":60}"#);
+    j.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut j, &c, S(0), 1);
+    assert!(j.step(Input::RunNow, c.at(S(1))).is_err(), "skip: still running");
+    j.step(exited(&j, ExitStatus::Code(0)), c.at(S(2))).unwrap();
+    assert!(spawns(&j.step(Input::RunNow, c.at(S(3))).unwrap()));
+    running(&mut j, &c, S(3), 2);
+    let fx = j.step(exited(&j, ExitStatus::Code(0)), c.at(S(4))).unwrap();
+    assert_eq!(record(&fx).unwrap().trigger, "manual");
+    assert_eq!(j.next_run_at(), Some(c.at(S(60)).at), "the schedule is unchanged");
+    let mut s = proc(r#"{"id":"s","command":"x"}"#);
+    assert!(s.step(Input::RunNow, c.at(S(0))).is_err(), "not a job");
+}
+
+#[test]
+fn a_stopped_job_waits_for_nothing() {
+    let c = Clock::new();
+    let mut j = proc(r#"{"id":"j","command":"x","periodic":true,"period_seconds":10}"#);
+    j.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut j, &c, S(0), 1);
+    j.step(exited(&j, ExitStatus::Code(0)), c.at(S(1))).unwrap();
+    j.step(Input::Stop, c.at(S(2))).unwrap();
+    assert_eq!(j.status(), Status::ManuallyStopped);
+    assert_eq!(j.deadline(), None);
+    assert!(!spawns(&j.step(Input::Tick, c.at(S(10))).unwrap()));
 }

@@ -43,6 +43,11 @@ impl Follower {
         }
     }
 
+    /// Where the follower is in the current file.
+    pub fn position(&self) -> Option<u64> {
+        self.files.back().map(|(_, pos)| *pos)
+    }
+
     /// Append the complete lines written since the last call. After a
     /// truncation (clear, copytruncate) it restarts at 0; after rotations it
     /// finishes the old file and the backups written since, then goes on.
@@ -122,7 +127,7 @@ mod tests {
         f.read_new(&mut buf).unwrap();
         assert_eq!(bodies(&buf), ["SYSTEM: one", "SYSTEM: two"]);
         buf.clear();
-        log.clear().unwrap();
+        crate::logs::testutil::clear(&log).unwrap();
         log.system("after clear");
         f.read_new(&mut buf).unwrap();
         assert_eq!(bodies(&buf), ["SYSTEM: after clear"]);

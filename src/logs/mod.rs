@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crossbeam_channel::Sender;
+
 use crate::timefmt::{log_stamp, unix_secs};
 
 mod follow;
@@ -39,7 +41,7 @@ use reader::{count_lines, read_back};
 /// Longest line written (longer ones are split), write batch and read block.
 const CHUNK: usize = 64 * 1024;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     pub max_bytes: u64,
     pub backups: u32,
@@ -54,14 +56,88 @@ impl Default for LogConfig {
     }
 }
 
-pub struct Page {
-    pub total_lines: u64,
-    pub lines: Vec<String>,
+/// Which lines a page or a follower shows (`?stream=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Filter {
+    #[default]
+    All,
+    Stdout,
+    Stderr,
+    System,
+}
+
+impl Filter {
+    pub fn parse(s: &str) -> Option<Filter> {
+        match s {
+            "stdout" => Some(Filter::Stdout),
+            "stderr" => Some(Filter::Stderr),
+            "system" => Some(Filter::System),
+            "all" | "" => Some(Filter::All),
+            _ => None,
+        }
+    }
+
+    /// Does this formatted line (`[ts] [RUN#n ]TAG: text`) pass?
+    pub fn keeps(self, line: &[u8]) -> bool {
+        let tag: &[u8] = match self {
+            Filter::All => return true,
+            Filter::Stdout => b"STDOUT:",
+            Filter::Stderr => b"STDERR:",
+            Filter::System => b"SYSTEM:",
+        };
+        let Some(mut rest) = line.get(22..) else {
+            return false;
+        };
+        if let Some(run) = rest.strip_prefix(b"RUN#") {
+            let digits = run.iter().take_while(|b| b.is_ascii_digit()).count();
+            rest = run.get(digits + 1..).unwrap_or(b"");
+        }
+        rest.starts_with(tag)
+    }
+}
+
+/// What a writer of a log does next, in order (see `LogFile::post`).
+pub enum Op {
+    /// A `SYSTEM:` line.
+    Line(String),
+    /// A line of exeio's own (`[ts] text`): the audit log.
+    Raw(String),
+    /// Truncate the log and remove its backups; the result goes back.
+    Clear(Sender<io::Result<()>>),
+    /// Close the file (SIGHUP); the next write opens whatever is at the path.
+    Reopen,
+    /// New rotation settings (`POST /update`).
+    Configure(LogConfig),
+}
+
+/// Wakes the thread attached as a log's writer.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Who must act after `LogFile::post`.
+pub enum Post {
+    /// The attached writer: wake it.
+    Wake(Waker),
+    /// Nobody is attached: schedule a `drain` (the logger thread does).
+    Drain,
+    /// A drain is already scheduled.
+    Nothing,
 }
 
 pub struct LogFile {
     path: PathBuf,
+    /// Writes and the write state. Held during file I/O.
     inner: Mutex<Inner>,
+    /// Queued operations and who writes them. Never held during I/O.
+    queue: Mutex<Queue>,
+    /// The last write error, for `/status` (never held during I/O).
+    health: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Op>,
+    writer: Option<Waker>,
+    drain_scheduled: bool,
 }
 
 #[derive(Default)]
@@ -71,7 +147,8 @@ struct Inner {
     ident: (u64, u64),               // (dev, ino) of `file`
     size: u64,                       // bytes in `file`
     closed: Option<(u64, u64, u64)>, // (dev, ino, size) of the file `reopen` closed
-    counts: Vec<u64>,                // lines in id.log, id.log.1, ...; empty: count on open
+    counts: Vec<u64>,                // lines in id.log, id.log.1, ...; empty: not counted yet
+    counting: Option<u64>,           // while a reader counts off the lock: lines written since
     rotations: u64,                  // renames id.log -> id.log.1, seen by followers
     truncations: u64,                // in-place truncations, seen by followers
     pending: Vec<u8>,                // lines not yet written because of an error
@@ -85,104 +162,266 @@ impl LogFile {
             cfg,
             ..Inner::default()
         });
-        LogFile { path, inner }
+        LogFile {
+            path,
+            inner,
+            queue: Mutex::new(Queue::default()),
+            health: Mutex::new(None),
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Append `[ts] SYSTEM: msg` now.
+    /// Queue an operation for this log's one writer, in order. Never waits
+    /// on the file: the caller only learns whom to wake.
+    pub fn post(&self, op: Op) -> Post {
+        let mut q = lock(&self.queue);
+        q.ops.push(op);
+        match &q.writer {
+            Some(w) => Post::Wake(w.clone()),
+            None if q.drain_scheduled => Post::Nothing,
+            None => {
+                q.drain_scheduled = true;
+                Post::Drain
+            }
+        }
+    }
+
+    /// Make the calling thread (a child's) this log's writer until `detach`.
+    pub fn attach(&self, waker: Waker) {
+        lock(&self.queue).writer = Some(waker);
+    }
+
+    /// Stop being the writer, and write what is queued.
+    pub fn detach(&self) {
+        lock(&self.queue).writer = None;
+        self.drain();
+    }
+
+    /// Carry out the queued operations, in order. Whoever drains takes the
+    /// write lock before letting go of the queue, so two drainers can never
+    /// reorder lines.
+    pub fn drain(&self) {
+        let mut q = lock(&self.queue);
+        q.drain_scheduled = false;
+        if q.ops.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut q.ops);
+        let mut g = self.lock();
+        drop(q);
+        for op in ops {
+            match op {
+                Op::Line(msg) => g.write_through(&self.path, &system_line(&msg)),
+                Op::Raw(text) => g.write_through(&self.path, &raw_line(&text)),
+                Op::Clear(reply) => {
+                    let _ = reply.send(g.clear(&self.path));
+                }
+                Op::Reopen => g.reopen(),
+                Op::Configure(cfg) => {
+                    if cfg.backups != g.cfg.backups {
+                        g.counts.clear(); // the backups counted change
+                        g.counting = None;
+                    }
+                    g.cfg = cfg;
+                }
+            }
+        }
+        self.publish_health(&g);
+    }
+
+    /// Append `[ts] SYSTEM: msg` now (tests, and writers that own the log).
     pub fn system(&self, msg: &str) {
-        let mut line = log_stamp(unix_secs(SystemTime::now())).to_vec();
-        line.extend_from_slice(b" SYSTEM: ");
-        line.extend_from_slice(msg.replace(['\r', '\n'], " ").as_bytes());
-        line.push(b'\n');
-        self.lock().write_through(&self.path, &line);
+        let mut g = self.lock();
+        g.write_through(&self.path, &system_line(msg));
+        self.publish_health(&g);
     }
 
     /// Append whole, formatted lines; rotation happens between them.
     pub fn write_lines(&self, formatted: &[u8]) {
-        self.lock().write_through(&self.path, formatted);
-    }
-
-    /// Page `page` (from 1) of `page_size` lines, newest first, through the backups.
-    pub fn page(&self, page: usize, page_size: usize) -> io::Result<Page> {
-        let mut skip = (page.max(1) - 1).saturating_mul(page_size) as u64;
-        let mut need = page_size as u64;
-        let mut files = Vec::new();
-        let total_lines = {
-            let mut g = self.lock();
-            g.open(&self.path)?;
-            for (k, &n) in g.counts.iter().enumerate() {
-                if need == 0 {
-                    break;
-                } else if n <= skip {
-                    skip -= n;
-                    continue;
-                }
-                let f = match (k, &g.file) {
-                    (0, Some(f)) => f.try_clone()?,
-                    _ => match File::open(backup(&self.path, k)) {
-                        Ok(f) => f,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    },
-                };
-                let size = if k == 0 { g.size } else { f.metadata()?.len() };
-                files.push((f, size, skip));
-                need = need.saturating_sub(n - skip);
-                skip = 0;
-            }
-            g.counts.iter().sum()
-        };
-        let mut lines = Vec::with_capacity(page_size.min(1024));
-        for (f, size, skip) in files {
-            read_back(&f, size, skip, page_size, &mut lines)?;
-        }
-        Ok(Page { total_lines, lines })
-    }
-
-    pub fn total_lines(&self) -> u64 {
         let mut g = self.lock();
-        let _ = g.open(&self.path);
-        g.counts.iter().sum()
+        g.write_through(&self.path, formatted);
+        self.publish_health(&g);
     }
 
-    /// Truncate the log and remove its backups.
-    pub fn clear(&self) -> io::Result<()> {
-        let mut g = self.lock();
-        let n = g.cfg.backups as usize + 1;
-        (g.counts, g.closed) = (vec![0; n], None); // nothing to count
-        if let Err(e) = g.open(&self.path).and_then(|f| f.set_len(0)) {
-            g.counts.clear();
-            return Err(e);
+    fn publish_health(&self, g: &Inner) {
+        let mut h = lock(&self.health);
+        if *h != g.error {
+            h.clone_from(&g.error);
         }
-        for k in 1..n {
-            match fs::remove_file(backup(&self.path, k)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+    }
+
+    /// The last write error, if writes are failing. Quick: never waits for
+    /// a write in progress.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.health).clone()
+    }
+
+    /// Page `page` (from 1) of `page_size` lines that pass `filter`, newest
+    /// first, through the backups: `total` gets the line count of the log
+    /// (all streams) before `line` gets the first line. Streams: the lines
+    /// are handed over as they are read, never held all at once.
+    pub fn page(
+        &self,
+        page: usize,
+        page_size: usize,
+        filter: Filter,
+        total: impl FnOnce(u64) -> io::Result<()>,
+        line: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.page_upto(page, page_size, filter, None, total, line)
+    }
+
+    /// A follower from the end of the log, and the `n` lines before it
+    /// (oldest first): `tail -f`, with no line lost or repeated between.
+    pub fn follow_tail(self: &Arc<Self>, n: usize, filter: Filter) -> io::Result<(Vec<Vec<u8>>, Follower)> {
+        let follower = Follower::new(self);
+        let upto = follower.position();
+        let mut lines = Vec::new();
+        if n > 0 {
+            self.page_upto(1, n, filter, upto, |_| Ok(()), |l| {
+                lines.push(l.to_vec());
+                Ok(())
+            })?;
+        }
+        lines.reverse();
+        Ok((lines, follower))
+    }
+
+    fn page_upto(
+        &self,
+        page: usize,
+        page_size: usize,
+        filter: Filter,
+        upto: Option<u64>,
+        total: impl FnOnce(u64) -> io::Result<()>,
+        mut line: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let skip = (page.max(1) - 1).saturating_mul(page_size) as u64;
+        let (files, mut skip, total_lines) = self.page_files(skip, page_size, filter, upto)?;
+        total(total_lines)?;
+        let mut left = page_size;
+        for (f, size) in files {
+            if left == 0 {
+                break;
             }
+            read_back(&f, size, &mut skip, &mut left, filter, &mut line)?;
         }
-        (g.size, g.dropped) = (0, 0);
-        g.truncations += 1;
-        g.pending.clear();
         Ok(())
     }
 
-    /// Close the file; the next access opens whatever is at the path then.
-    pub fn reopen(&self) {
-        let mut g = self.lock();
-        if g.file.is_some() {
-            g.close();
+    /// The files a page is read from, newest first, with their sizes; the
+    /// lines still to skip in them; and the log's line count. Unfiltered,
+    /// whole files are skipped by their counts; filtered, skipping counts
+    /// matching lines as they are read.
+    fn page_files(
+        &self,
+        mut skip: u64,
+        page_size: usize,
+        filter: Filter,
+        upto: Option<u64>,
+    ) -> io::Result<(Vec<(File, u64)>, u64, u64)> {
+        self.count()?;
+        let g = self.lock();
+        let mut need = page_size as u64;
+        let mut skipping = skip;
+        let mut files = Vec::new();
+        for (k, &n) in g.counts.iter().enumerate() {
+            if filter == Filter::All {
+                if need == 0 {
+                    break;
+                }
+                if files.is_empty() && n <= skipping {
+                    skipping -= n;
+                    continue;
+                }
+            }
+            let f = match (k, &g.file) {
+                (0, Some(f)) => f.try_clone()?,
+                _ => match File::open(backup(&self.path, k)) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            let size = if k == 0 && g.file.is_some() {
+                upto.map_or(g.size, |u| u.min(g.size))
+            } else {
+                f.metadata()?.len()
+            };
+            if filter == Filter::All {
+                need = need.saturating_sub(n.saturating_sub(skipping));
+                if files.is_empty() {
+                    skip = skipping;
+                }
+                skipping = 0;
+            }
+            files.push((f, size));
         }
-        // The file may have been renamed, replaced or truncated in place
-        // (copytruncate): count it again on the next access.
-        g.counts.clear();
+        Ok((files, skip, g.counts.iter().sum()))
     }
 
-    pub fn last_error(&self) -> Option<String> {
-        self.lock().error.clone()
+    /// A page as strings (tests and small callers).
+    pub fn page_lines(&self, page: usize, page_size: usize) -> io::Result<(u64, Vec<String>)> {
+        let mut total = 0;
+        let mut lines = Vec::new();
+        self.page(
+            page,
+            page_size,
+            Filter::All,
+            |t| {
+                total = t;
+                Ok(())
+            },
+            |l| {
+                lines.push(String::from_utf8_lossy(l).into_owned());
+                Ok(())
+            },
+        )?;
+        Ok((total, lines))
+    }
+
+    pub fn total_lines(&self) -> u64 {
+        let _ = self.count();
+        self.lock().counts.iter().sum()
+    }
+
+    /// Make sure the line counts are known. Counting reads the whole files,
+    /// so it runs without the write lock: writes meanwhile are added after.
+    fn count(&self) -> io::Result<()> {
+        for _ in 0..3 {
+            let (snapshot, epoch) = {
+                let mut g = self.lock();
+                g.open(&self.path)?;
+                if !g.counts.is_empty() {
+                    return Ok(());
+                }
+                g.counting = Some(0);
+                let current = g.file.as_ref().expect("opened").try_clone()?;
+                let mut files = vec![Some((current, g.size))];
+                for k in 1..=g.cfg.backups as usize {
+                    files.push(File::open(backup(&self.path, k)).ok().map(|f| (f, u64::MAX)));
+                }
+                (files, (g.rotations, g.truncations, g.ident))
+            };
+            let mut counts = Vec::with_capacity(snapshot.len());
+            for f in &snapshot {
+                counts.push(match f {
+                    Some((f, limit)) => count_lines(f, *limit)?,
+                    None => 0,
+                });
+            }
+            let mut g = self.lock();
+            if (g.rotations, g.truncations, g.ident) == epoch && g.counts.is_empty() {
+                counts[0] += g.counting.take().unwrap_or(0);
+                g.counts = counts;
+                return Ok(());
+            }
+            g.counting = None; // the files changed under us: count again
+        }
+        Ok(())
     }
 
     /// A cursor at the current end of the log.
@@ -191,12 +430,28 @@ impl LogFile {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn system_line(msg: &str) -> Vec<u8> {
+    raw_line(&format!("SYSTEM: {msg}"))
+}
+
+fn raw_line(text: &str) -> Vec<u8> {
+    let mut line = log_stamp(unix_secs(SystemTime::now())).to_vec();
+    line.push(b' ');
+    line.extend_from_slice(text.replace(['\r', '\n'], " ").as_bytes());
+    line.push(b'\n');
+    line
+}
+
 impl Inner {
-    /// Open the file at `path` if none is open, and count lines if needed.
+    /// Open the file at `path` if none is open.
     fn open(&mut self, path: &Path) -> io::Result<&File> {
         if self.file.is_none() {
             let f = OpenOptions::new()
@@ -213,27 +468,48 @@ impl Inner {
                 .is_some_and(|c| c != (ident.0, ident.1, md.len()))
             {
                 self.counts.clear(); // rotated or changed while closed
+                self.counting = None;
             }
             (self.ident, self.size) = (ident, md.len());
             self.file = Some(f);
         }
-        let f = self.file.as_ref().expect("opened above");
-        if self.counts.is_empty() {
-            let mut counts = vec![count_lines(f)?];
-            for k in 1..=self.cfg.backups as usize {
-                counts.push(match File::open(backup(path, k)) {
-                    Ok(b) => count_lines(&b)?,
-                    Err(_) => 0,
-                });
-            }
-            self.counts = counts;
-        }
-        Ok(f)
+        Ok(self.file.as_ref().expect("opened above"))
     }
 
     fn close(&mut self) {
         self.file = None;
         self.closed = Some((self.ident.0, self.ident.1, self.size));
+    }
+
+    /// Close the file; the next access opens whatever is at the path then.
+    fn reopen(&mut self) {
+        if self.file.is_some() {
+            self.close();
+        }
+        // The file may have been renamed, replaced or truncated in place
+        // (copytruncate): count it again on the next access.
+        self.counts.clear();
+        self.counting = None;
+    }
+
+    /// Truncate the log and remove its backups.
+    fn clear(&mut self, path: &Path) -> io::Result<()> {
+        let n = self.cfg.backups as usize + 1;
+        (self.counts, self.closed, self.counting) = (vec![0; n], None, None); // nothing to count
+        if let Err(e) = self.open(path).and_then(|f| f.set_len(0)) {
+            self.counts.clear();
+            return Err(e);
+        }
+        for k in 1..n {
+            match fs::remove_file(backup(path, k)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        (self.size, self.dropped) = (0, 0);
+        self.truncations += 1;
+        self.pending.clear();
+        Ok(())
     }
 }
 
@@ -247,7 +523,7 @@ fn backup(path: &Path, k: usize) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testutil::{Tmp, file, write_numbered};
+    use testutil::{Tmp, clear, file, reopen, write_numbered};
 
     /// Checked at compile time: HTTP workers share a `LogFile`; a `Pump` moves
     /// to its child's thread and a `Follower` to an HTTP worker.
@@ -271,7 +547,7 @@ mod tests {
             .unwrap()
             .set_len(0)
             .unwrap();
-        log.reopen();
+        reopen(&log);
         log.system("after truncation");
         assert_eq!(log.total_lines(), 1);
     }
@@ -283,14 +559,14 @@ mod tests {
         write_numbered(&log, 70);
         let log = t.log(1000, 2);
         assert_eq!(log.total_lines(), 70);
-        log.reopen();
+        reopen(&log);
         log.system("same file");
         assert_eq!(log.total_lines(), 71);
-        log.reopen(); // logrotate: rename, then SIGHUP
+        reopen(&log); // logrotate: rename, then SIGHUP
         fs::rename(log.path(), backup(log.path(), 1)).unwrap();
         log.system("new file");
         assert_eq!(log.total_lines(), 19 + 26 + 1);
-        assert_eq!(log.page(1, 2).unwrap().lines.len(), 2);
+        assert_eq!(log.page_lines(1, 2).unwrap().1.len(), 2);
     }
 
     #[test]
@@ -298,9 +574,9 @@ mod tests {
         let t = Tmp::new("clear");
         let log = t.log(1000, 2);
         write_numbered(&log, 70);
-        log.clear().unwrap();
+        clear(&log).unwrap();
         assert_eq!(log.total_lines(), 0);
-        assert!(log.page(1, 10).unwrap().lines.is_empty());
+        assert!(log.page_lines(1, 10).unwrap().1.is_empty());
         assert!(!backup(log.path(), 1).exists());
         log.system("fresh");
         assert_eq!(file(log.path()), ["SYSTEM: fresh"]);

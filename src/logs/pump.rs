@@ -165,7 +165,7 @@ impl Drop for Pump {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::testutil::{Tmp, file, pump_lines};
+    use crate::logs::testutil::{Tmp, file};
 
     #[test]
     fn lines_split_across_feeds_and_streams() {
@@ -241,20 +241,5 @@ mod tests {
             "\u{e9}".repeat(CHUNK),
             "no character is cut in half"
         );
-    }
-
-    /// `cargo test --release -- --ignored --nocapture` prints the speed.
-    #[test]
-    #[ignore]
-    fn bench_feed_and_write() {
-        let t = Tmp::new("bench");
-        let log = t.log(50 << 20, 5);
-        let start = std::time::Instant::now();
-        let n = pump_lines(&log, 2_000_000);
-        let secs = start.elapsed().as_secs_f64();
-        println!("{n} lines in {secs:.3} s: {:.0} lines/s", n as f64 / secs);
-        let start = std::time::Instant::now();
-        let p = log.page(1, 50).unwrap();
-        println!("page 1 of {} lines: {:?}", p.total_lines, start.elapsed());
     }
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::CHUNK;
+use super::{CHUNK, Filter};
 use super::scan::{count_nl, find_nl, rfind_nl};
 
 /// Fill `buf` from `at`; fewer bytes only at the end of the file.
@@ -25,10 +25,12 @@ pub(super) fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> io::Result<usiz
     Ok(n)
 }
 
-pub(super) fn count_lines(f: &File) -> io::Result<u64> {
-    let (mut buf, mut at, mut lines) = (vec![0; 4 * CHUNK], 0, 0);
+/// Newlines in the first `limit` bytes of `f` (`u64::MAX`: all of it).
+pub(super) fn count_lines(f: &File, limit: u64) -> io::Result<u64> {
+    let (mut buf, mut at, mut lines) = (vec![0; 4 * CHUNK], 0u64, 0);
     loop {
-        let n = read_full_at(f, &mut buf, at)?;
+        let want = (limit - at).min(buf.len() as u64) as usize;
+        let n = read_full_at(f, &mut buf[..want], at)?;
         lines += count_nl(&buf[..n]) as u64;
         if n < buf.len() {
             return Ok(lines);
@@ -37,25 +39,35 @@ pub(super) fn count_lines(f: &File) -> io::Result<u64> {
     }
 }
 
-/// Collect lines of `f[..size]` backwards into `out` until it holds `want`,
-/// after skipping the `skip` newest.
+/// Hand the lines of `f[..size]` to `line`, newest first, after skipping
+/// `skip` of them (only lines that pass `filter` count), until `left` have
+/// been handed over. Both counters carry on into the next (older) file.
 pub(super) fn read_back(
     f: &File,
     size: u64,
-    mut skip: u64,
-    want: usize,
-    out: &mut Vec<String>,
+    skip: &mut u64,
+    left: &mut usize,
+    filter: Filter,
+    line: &mut impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut take = |part: &[u8], carry: &mut Vec<u8>, skip: &mut u64| {
-        if *skip > 0 {
-            *skip -= 1;
-        } else if carry.is_empty() {
-            out.push(String::from_utf8_lossy(part).into_owned());
+    let mut take = |part: &[u8], carry: &mut Vec<u8>, skip: &mut u64, left: &mut usize| -> io::Result<bool> {
+        let joined;
+        let whole: &[u8] = if carry.is_empty() {
+            part
         } else {
-            out.push(String::from_utf8_lossy(&[part, carry].concat()).into_owned());
+            joined = [part, carry].concat();
+            &joined
+        };
+        if filter.keeps(whole) {
+            if *skip > 0 {
+                *skip -= 1;
+            } else {
+                line(whole)?;
+                *left -= 1;
+            }
         }
         carry.clear();
-        out.len() >= want
+        Ok(*left == 0)
     };
     let (mut buf, mut carry, mut pos) = (vec![0; CHUNK], Vec::new(), size);
     while pos > 0 {
@@ -69,13 +81,13 @@ pub(super) fn read_back(
             seg = seg.strip_suffix(b"\n").unwrap_or(seg);
         }
         let n = count_nl(seg) as u64;
-        if n > 0 && n <= skip {
-            skip -= n; // every line ending in this block is skipped
+        if filter == Filter::All && n > 0 && n <= *skip {
+            *skip -= n; // every line ending in this block is skipped
             carry.clear();
             carry.extend_from_slice(&seg[..find_nl(seg).expect("counted")]);
         } else {
             while let Some(i) = rfind_nl(seg) {
-                if take(&seg[i + 1..], &mut carry, &mut skip) {
+                if take(&seg[i + 1..], &mut carry, skip, left)? {
                     return Ok(());
                 }
                 seg = &seg[..i];
@@ -86,8 +98,8 @@ pub(super) fn read_back(
         }
         pos = start;
     }
-    if size > 0 && want > 0 {
-        take(&[], &mut carry, &mut skip);
+    if size > 0 && *left > 0 {
+        take(&[], &mut carry, skip, left)?;
     }
     Ok(())
 }
@@ -102,23 +114,23 @@ mod tests {
         let t = Tmp::new("page");
         let log = t.log(1000, 2);
         write_numbered(&log, 70); // files: .2 = 0..26, .1 = 26..52, current = 52..70
-        let page = |p, n| numbers(&log.page(p, n).unwrap().lines);
+        let page = |p, n| numbers(&log.page_lines(p, n).unwrap().1);
         assert_eq!(page(1, 5), [69, 68, 67, 66, 65]);
         assert_eq!(page(2, 10), (50..60).rev().collect::<Vec<_>>());
         assert_eq!(page(2, 30), (10..40).rev().collect::<Vec<_>>());
         assert_eq!(page(3, 30), (0..10).rev().collect::<Vec<_>>());
         assert_eq!(page(1, 1000), (0..70).rev().collect::<Vec<_>>());
         assert!(page(4, 30).is_empty() && page(1, 0).is_empty());
-        assert_eq!(log.page(9, 10).unwrap().total_lines, 70);
+        assert_eq!(log.page_lines(9, 10).unwrap().0, 70);
 
         let big = t.log(1 << 30, 2); // same path: counts the existing files once
         assert_eq!(big.total_lines(), 70);
         write_numbered(&big, 10_000); // many 64 KiB blocks in one file
         assert_eq!(big.total_lines(), 10_070);
-        assert_eq!(numbers(&big.page(1, 3).unwrap().lines), [9999, 9998, 9997]);
-        let p = numbers(&big.page(500, 10).unwrap().lines);
+        assert_eq!(numbers(&big.page_lines(1, 3).unwrap().1), [9999, 9998, 9997]);
+        let p = numbers(&big.page_lines(500, 10).unwrap().1);
         assert_eq!(p, (5000..5010).rev().collect::<Vec<_>>());
-        let p = numbers(&big.page(1001, 10).unwrap().lines);
+        let p = numbers(&big.page_lines(1001, 10).unwrap().1);
         assert_eq!(
             p,
             (60..70).rev().collect::<Vec<_>>(),
@@ -132,6 +144,6 @@ mod tests {
         let log = t.log(1 << 40, 1);
         let n = pump_lines(&log, 2_000_000);
         assert_eq!(log.total_lines(), n);
-        assert_eq!(count_lines(&File::open(log.path()).unwrap()).unwrap(), n);
+        assert_eq!(count_lines(&File::open(log.path()).unwrap(), u64::MAX).unwrap(), n);
     }
 }

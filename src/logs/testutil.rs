@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{LogConfig, LogFile, Pump, Stream, backup};
+use super::{LogConfig, LogFile, Op, Pump, Stream, backup};
 
 pub(super) struct Tmp(pub(super) PathBuf);
 
@@ -95,4 +95,18 @@ pub(super) fn pump_lines(log: &Arc<LogFile>, n: u64) -> u64 {
     pump.finish();
     assert!(fed > 900);
     n
+}
+
+/// Clear the log as its writer does (a queued operation, then a drain).
+pub(super) fn clear(log: &LogFile) -> std::io::Result<()> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    log.post(Op::Clear(tx));
+    log.drain();
+    rx.recv().unwrap()
+}
+
+/// SIGHUP's reopen, as its writer does it.
+pub(super) fn reopen(log: &LogFile) {
+    log.post(Op::Reopen);
+    log.drain();
 }

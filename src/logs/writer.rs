@@ -125,13 +125,20 @@ impl Inner {
                 self.size = end;
                 match self.counts.first_mut() {
                     Some(c) if end == n => *c = lines,
-                    _ => self.counts.clear(),
+                    _ => {
+                        self.counts.clear();
+                        self.counting = None;
+                        self.truncations += 1;
+                    }
                 }
             }
             _ => {
                 self.size += n;
-                // Empty counts (a failed rotation) are recounted at the next open.
+                // Empty counts (not counted yet, or a failed rotation) are
+                // counted by the next reader; one counting now adds these.
                 if let Some(c) = self.counts.first_mut() {
+                    *c += lines;
+                } else if let Some(c) = &mut self.counting {
                     *c += lines;
                 }
             }
@@ -142,10 +149,14 @@ impl Inner {
         let backups = self.cfg.backups as usize;
         if backups == 0 {
             self.file.as_ref().expect("open").set_len(0)?;
-            (self.size, self.counts[0]) = (0, 0);
+            self.size = 0;
+            if let Some(c) = self.counts.first_mut() {
+                *c = 0;
+            }
             self.truncations += 1;
             return Ok(());
         }
+        self.counting = None; // a count in progress started before the rename
         let mut counts = std::mem::take(&mut self.counts); // recount if a rename fails
         for k in (1..backups).rev() {
             match fs::rename(backup(path, k), backup(path, k + 1)) {
@@ -154,8 +165,10 @@ impl Inner {
             }
         }
         fs::rename(path, backup(path, 1))?;
-        counts.insert(0, 0);
-        counts.truncate(backups + 1);
+        if !counts.is_empty() {
+            counts.insert(0, 0);
+            counts.truncate(backups + 1);
+        }
         (self.counts, self.file) = (counts, None);
         self.rotations += 1;
         Ok(())
@@ -217,7 +230,7 @@ mod tests {
         assert_eq!(log.last_error(), None);
         assert_eq!(file(log.path()), ["SYSTEM: lost dir", "SYSTEM: back"]);
 
-        log.reopen();
+        crate::logs::testutil::reopen(&log);
         fs::remove_dir_all(t.0.join("sub")).unwrap();
         let line = format!("[2026-01-01 00:00:00] {}\n", "y".repeat(977)); // 1000 bytes
         for _ in 0..5000 {

@@ -1,0 +1,316 @@
+//! The HTTP API: what each request goes through, in order, on its
+//! connection's thread.
+//!
+//! ```text
+//! locked-out address? 429 ─ route (table) 404/405 ─ key or session 401 ─ role 403
+//!   ─ CSRF header for cookie callers 403 ─ handler ─ reply ─ audit line
+//! ```
+//!
+//! Handlers are thin: reads render the published `View` (no round trip to
+//! the supervisor); changes send one `Call` and wait for its reply. This is
+//! the one place where an `ApiError` becomes an HTTP status (`status_of`).
+
+mod admin;
+mod auth;
+mod events;
+mod logs;
+mod metrics;
+mod procs;
+mod render;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Sender, bounded};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::events::Bus;
+use crate::http::{BodyError, EdgeStats, Exchange, Response, Service};
+use crate::keys::Keys;
+use crate::logger::Logger;
+use crate::logs::{LogFile, Op};
+use crate::protocol::{Call, Done, Msg};
+use crate::spec;
+use crate::view::Published;
+
+pub use auth::{Caller, Sessions, Throttle};
+use routes::{Access, Miss};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// How long a request may wait for the supervisor before a 503.
+const QUICK_REPLY: Duration = Duration::from_secs(30);
+/// Stop-like requests wait for the exit: the longest grace period plus slack.
+const SLOW_REPLY: Duration = Duration::from_secs(spec::MAX_STOP_TIMEOUT_SECONDS + 60);
+
+/// Shared by every connection thread.
+pub struct Api {
+    pub tx: Sender<Msg>,
+    pub published: Arc<Published>,
+    pub keys: Arc<Keys>,
+    pub sessions: Sessions,
+    pub throttle: Throttle,
+    pub logger: Logger,
+    pub audit_log: Arc<LogFile>,
+    pub events: Arc<Bus>,
+    pub edge: Arc<EdgeStats>,
+    pub counts: Counts,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    pub tls: bool,
+    /// How process trees are kept: "cgroup" or "process-group".
+    pub isolation: &'static str,
+    /// Set at shutdown: streams end.
+    pub stopping: AtomicBool,
+}
+
+/// The decoded `{...}` segments of the path, and the caller.
+pub struct Args {
+    pub params: Vec<String>,
+    pub caller: Option<Caller>,
+}
+
+/// What a handler produced.
+pub enum Answer {
+    /// 200 with this JSON.
+    Json(Vec<u8>),
+    Reply(Response),
+    /// A request carried out by the supervisor.
+    Done(Done),
+    /// The handler wrote the reply itself (a stream).
+    Streamed,
+}
+
+impl Service for Api {
+    fn serve(&self, ex: &mut Exchange<'_>) {
+        let started = Instant::now();
+        let mut name = None;
+        let mut audited = false;
+        match self.handle(ex, &mut name, &mut audited) {
+            Ok(Answer::Json(body)) => ex.respond(Response::json(200, body)),
+            Ok(Answer::Reply(r)) => ex.respond(r),
+            Ok(Answer::Done(done)) => ex.respond(Response::json(200, self.done_body(done))),
+            Ok(Answer::Streamed) => {}
+            Err(e) => ex.respond(error_response(&e)),
+        }
+        let status = ex.status();
+        self.counts.count(status);
+        if audited || matches!(status, 401 | 403 | 429) {
+            self.audit(ex.peer(), name.as_deref(), ex, status, started.elapsed());
+        }
+    }
+}
+
+impl Api {
+    fn handle(
+        &self,
+        ex: &mut Exchange<'_>,
+        name: &mut Option<String>,
+        audited: &mut bool,
+    ) -> Result<Answer, ApiError> {
+        let now = Instant::now();
+        let ip = ex.peer().ip();
+        if let Some(secs) = self.throttle.locked(ip, now) {
+            return Err(ApiError::Throttled(secs));
+        }
+        let (route, params) = routes::find(ex.method(), ex.path()).map_err(|m| match m {
+            Miss::NotFound => ApiError::NotFound(format!(
+                "no such endpoint: {} (GET /info lists them)",
+                ex.path()
+            )),
+            Miss::Method(allow) => ApiError::MethodNotAllowed(allow),
+        })?;
+        *audited = route.changes_state();
+        let caller = self.identify(ex, now);
+        if let Some(c) = &caller {
+            *name = Some(c.who.name.clone());
+        }
+        if let Access::Key(needed) = route.access {
+            let Some(c) = &caller else {
+                self.throttle.failed(ip, now);
+                return Err(ApiError::Unauthorized);
+            };
+            if c.who.role < needed {
+                return Err(ApiError::Forbidden(format!(
+                    "the key '{}' has the role {}; {} {} needs {}",
+                    c.who.name,
+                    c.who.role.name(),
+                    route.method,
+                    route.path,
+                    needed.name()
+                )));
+            }
+            if c.by_cookie && route.changes_state() && ex.header("x-exeio-csrf") != Some("1") {
+                return Err(ApiError::Forbidden(
+                    "a request made with the session cookie must carry the header 'X-Exeio-CSRF: 1'"
+                        .into(),
+                ));
+            }
+        }
+        if ex.declares_more_than(MAX_BODY) {
+            // Refused before a byte of it is read; the connection closes.
+            return Err(ApiError::PayloadTooLarge);
+        }
+        (route.handler)(self, ex, &Args { params, caller })
+    }
+
+    /// The caller, if it presented a valid key or session.
+    fn identify(&self, ex: &Exchange<'_>, now: Instant) -> Option<Caller> {
+        match auth::presented(|n| ex.header(n)) {
+            auth::Presented::Nothing => None,
+            auth::Presented::Key(k) => self.keys.verify(k).map(|who| Caller {
+                who,
+                by_cookie: false,
+            }),
+            auth::Presented::Session(t) => self.sessions.check(t, &self.keys, now).map(|who| Caller {
+                who,
+                by_cookie: true,
+            }),
+        }
+    }
+
+    /// Send a request to the supervisor and wait for its reply.
+    pub fn ask(&self, call: Call) -> Result<Done, ApiError> {
+        let wait = match call {
+            Call::Stop(_)
+            | Call::Restart(_)
+            | Call::Remove(_)
+            | Call::StopAll
+            | Call::RestartAll
+            | Call::Update(_)
+            | Call::Apply(_)
+            | Call::RunNow(_)
+            | Call::Start(_) => SLOW_REPLY,
+            _ => QUICK_REPLY,
+        };
+        let (tx, rx) = bounded(1);
+        self.tx
+            .send(Msg::Call(call, tx))
+            .map_err(|_| ApiError::Unavailable("exeio is shutting down".into()))?;
+        match rx.recv_timeout(wait) {
+            Ok(reply) => reply,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(ApiError::Unavailable(
+                "the supervisor did not answer in time".into(),
+            )),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(ApiError::Unavailable("exeio is shutting down".into()))
+            }
+        }
+    }
+
+    /// The JSON of a carried-out request, with its processes as published.
+    fn done_body(&self, done: Done) -> Vec<u8> {
+        let view = self.published.load();
+        let now = render::Clock::now();
+        let mut body = serde_json::Map::new();
+        body.insert("success".into(), Value::Bool(true));
+        body.insert("message".into(), Value::String(done.message));
+        let procs: Vec<Value> = done
+            .ids
+            .iter()
+            .filter_map(|id| view.get(id.as_str()))
+            .map(|p| render::process_value(p, &now))
+            .collect();
+        if done.many {
+            body.insert("processes".into(), Value::Array(procs));
+        } else if !done.ids.is_empty() {
+            body.insert(
+                "process".into(),
+                procs.into_iter().next().unwrap_or(Value::Null),
+            );
+        }
+        for (k, v) in done.extra {
+            body.insert(k.into(), v);
+        }
+        serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+    }
+
+    fn audit(&self, peer: SocketAddr, name: Option<&str>, ex: &Exchange<'_>, status: u16, took: Duration) {
+        let line = format!(
+            "{} {} {} {} {status} {}ms",
+            peer.ip(),
+            name.unwrap_or("-"),
+            ex.method(),
+            ex.path(),
+            took.as_millis()
+        );
+        self.logger.post(&self.audit_log, Op::Raw(line));
+    }
+
+    /// The whole body, within the cap and the body timeout.
+    fn body(&self, ex: &mut Exchange<'_>) -> Result<Vec<u8>, ApiError> {
+        ex.read_body(MAX_BODY).map_err(|e| match e {
+            BodyError::TooLarge => ApiError::PayloadTooLarge,
+            BodyError::Timeout => ApiError::Timeout,
+            BodyError::Malformed(m) => ApiError::BadRequest(format!("cannot read the body: {m}")),
+        })
+    }
+}
+
+/// Requests answered, by status, for `/metrics`.
+#[derive(Default)]
+pub struct Counts {
+    by_status: [AtomicU64; STATUSES.len() + 1],
+}
+
+const STATUSES: [u16; 16] = [
+    200, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 503, 505, 204, 304,
+];
+
+impl Counts {
+    fn count(&self, status: u16) {
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
+        self.by_status[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (status, count) of every status seen ("other" as 0).
+    pub fn seen(&self) -> Vec<(u16, u64)> {
+        self.by_status
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (STATUSES.get(i).copied().unwrap_or(0), n.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+/// The HTTP status of an error: the one mapping.
+pub fn status_of(e: &ApiError) -> u16 {
+    match e {
+        ApiError::BadRequest(_) | ApiError::Invalid(_) => 400,
+        ApiError::Unauthorized => 401,
+        ApiError::Forbidden(_) => 403,
+        ApiError::NotFound(_) => 404,
+        ApiError::MethodNotAllowed(_) => 405,
+        ApiError::Timeout => 408,
+        ApiError::Conflict(_) => 409,
+        ApiError::PayloadTooLarge => 413,
+        ApiError::Throttled(_) => 429,
+        ApiError::Internal(_) => 500,
+        ApiError::Unavailable(_) => 503,
+    }
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    let mut body = json!({"success": false, "message": e.to_string()});
+    if let ApiError::Invalid(f) = e
+        && !f.field.is_empty()
+    {
+        body["field"] = Value::String(f.field.clone());
+    }
+    let r = Response::json(status_of(e), serde_json::to_vec(&body).unwrap_or_default());
+    match e {
+        ApiError::MethodNotAllowed(allow) => r.with_header("Allow", allow.join(", ")),
+        ApiError::Throttled(s) => r.with_header("Retry-After", s.to_string()),
+        ApiError::Unavailable(_) => r.with_header("Retry-After", "1"),
+        ApiError::Unauthorized => r.with_header("WWW-Authenticate", "Bearer"),
+        _ => r,
+    }
+}

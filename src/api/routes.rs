@@ -1,0 +1,196 @@
+//! The API as one table (STYLE 17): method, path pattern, who may call it,
+//! and its handler. Routing, the role check, `/info`'s endpoint list, the
+//! OpenAPI document and the tests all derive from `ROUTES`; there is no
+//! second list.
+
+use super::{Answer, Api, Args, admin, events, logs, metrics, procs};
+use crate::error::ApiError;
+use crate::http::Exchange;
+use crate::http::request::percent_decode;
+use crate::keys::Role;
+
+pub type Handler = fn(&Api, &mut Exchange<'_>, &Args) -> Result<Answer, ApiError>;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no key.
+    Open,
+    /// A key (or a session) with at least this role.
+    Key(Role),
+}
+
+pub struct Route {
+    pub method: &'static str,
+    /// `/stop/{id}`: a `{name}` segment matches one path segment.
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: Handler,
+    pub summary: &'static str,
+}
+
+impl Route {
+    /// Does the request change something (audited, CSRF-checked)?
+    pub fn changes_state(&self) -> bool {
+        self.method == "POST"
+    }
+}
+
+use Access::{Key, Open};
+use Role::{Admin, Operate, Read};
+
+macro_rules! route {
+    ($m:literal $p:literal, $a:expr, $h:path, $s:literal) => {
+        Route {
+            method: $m,
+            path: $p,
+            access: $a,
+            handler: $h,
+            summary: $s,
+        }
+    };
+}
+
+pub static ROUTES: &[Route] = &[
+    route!("GET" "/info", Open, admin::info, "Name, version, uptime, mode and endpoints"),
+    route!("POST" "/session", Open, admin::login, "Log in with a key: sets the session cookie"),
+    route!("POST" "/session/logout", Open, admin::logout, "End the session"),
+    route!("GET" "/list", Key(Read), procs::list, "Every process object"),
+    route!("GET" "/status/{id}", Key(Read), procs::status, "One process object"),
+    route!("GET" "/logs/{id}", Key(Read), logs::logs, "A page of a process's log, or a live follow"),
+    route!("GET" "/runs/{id}", Key(Read), procs::runs, "Run history of a job, newest first"),
+    route!("GET" "/metrics", Key(Read), metrics::metrics, "Prometheus metrics"),
+    route!("GET" "/events", Key(Read), events::events, "Server-sent events of every change"),
+    route!("POST" "/start/{id}", Key(Operate), procs::start, "Start a process now"),
+    route!("POST" "/stop/{id}", Key(Operate), procs::stop, "Stop a process (no restart)"),
+    route!("POST" "/restart/{id}", Key(Operate), procs::restart, "Stop, then start now"),
+    route!("POST" "/restart-all", Key(Operate), procs::restart_all, "Restart every process"),
+    route!("POST" "/stop-all", Key(Operate), procs::stop_all, "Stop every process"),
+    route!("POST" "/input/{id}", Key(Operate), procs::input, "Write a line to a process's stdin"),
+    route!("POST" "/clear-log/{id}", Key(Operate), logs::clear, "Empty a process's log"),
+    route!("POST" "/run/{id}", Key(Operate), procs::run_now, "Run a job now"),
+    route!("POST" "/add", Key(Admin), procs::add, "Add a process and start it"),
+    route!("POST" "/update/{id}", Key(Admin), procs::update, "Replace a process's configuration"),
+    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration"),
+    route!("POST" "/remove/{id}", Key(Admin), procs::remove, "Stop and forget a process"),
+    route!("POST" "/shutdown", Key(Admin), admin::shutdown, "Stop everything and exit"),
+    route!("GET" "/keys", Key(Admin), admin::keys, "The named keys (never a key itself)"),
+    route!("POST" "/keys", Key(Admin), admin::create_key, "Create a named key with a role"),
+    route!("POST" "/keys/{name}/revoke", Key(Admin), admin::revoke_key, "Revoke a named key"),
+    route!("GET" "/audit", Key(Admin), admin::audit, "A page of the audit log"),
+];
+
+/// Why no route was found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Miss {
+    NotFound,
+    /// The path exists with these methods.
+    Method(Vec<&'static str>),
+}
+
+/// The route for `method` and `path`, with its `{...}` segments decoded.
+pub fn find(method: &str, path: &str) -> Result<(&'static Route, Vec<String>), Miss> {
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        let Some(params) = matches(route.path, path) else {
+            continue;
+        };
+        if route.method == method {
+            return Ok((route, params));
+        }
+        allowed.push(route.method);
+    }
+    if allowed.is_empty() {
+        Err(Miss::NotFound)
+    } else {
+        allowed.dedup();
+        Err(Miss::Method(allowed))
+    }
+}
+
+/// The decoded `{...}` segments if `path` fits `pattern`.
+fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut want = pattern.split('/');
+    let mut have = path.split('/');
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(h)) if w.starts_with('{') => {
+                if h.is_empty() {
+                    return None;
+                }
+                // An undecodable segment still routes: its handler says 404.
+                params.push(percent_decode(h).unwrap_or_else(|| "\u{fffd}".into()));
+            }
+            (Some(w), Some(h)) if w == h => {}
+            _ => return None,
+        }
+    }
+}
+
+/// `METHOD /path` of every route, for `/info`.
+pub fn endpoint_list() -> Vec<String> {
+    ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The roles a route needs, for the docs and the tests.
+pub fn role_of(method: &str, path: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == path)
+        .map(|r| r.access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(m: &str, p: &str) -> Option<(&'static str, Vec<String>)> {
+        find(m, p).ok().map(|(r, params)| (r.path, params))
+    }
+
+    #[test]
+    fn routes_and_params() {
+        assert_eq!(found("GET", "/list"), Some(("/list", vec![])));
+        assert_eq!(
+            found("POST", "/stop/we%62"),
+            Some(("/stop/{id}", vec!["web".into()]))
+        );
+        assert_eq!(
+            found("POST", "/keys/ci/revoke"),
+            Some(("/keys/{name}/revoke", vec!["ci".into()]))
+        );
+        assert_eq!(find("GET", "/nope").err(), Some(Miss::NotFound));
+        assert_eq!(find("POST", "/stop").err(), Some(Miss::NotFound));
+        assert_eq!(find("POST", "/stop/a/b").err(), Some(Miss::NotFound));
+        assert_eq!(find("POST", "/stop/").err(), Some(Miss::NotFound));
+        assert_eq!(find("GET", "/list/").err(), Some(Miss::NotFound));
+        assert_eq!(find("GET", "/add").err(), Some(Miss::Method(vec!["POST"])));
+        assert_eq!(
+            find("DELETE", "/keys").err(),
+            Some(Miss::Method(vec!["GET", "POST"]))
+        );
+    }
+
+    #[test]
+    fn one_route_per_method_and_path() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(seen.insert((r.method, r.path)), "{} {}", r.method, r.path);
+            assert!(r.path.starts_with('/'));
+        }
+    }
+
+    #[test]
+    fn roles_follow_the_spec() {
+        assert_eq!(role_of("GET", "/info"), Some(Open));
+        assert_eq!(role_of("GET", "/metrics"), Some(Key(Read)));
+        assert_eq!(role_of("POST", "/input/{id}"), Some(Key(Operate)));
+        assert_eq!(role_of("POST", "/remove/{id}"), Some(Key(Admin)));
+        assert_eq!(role_of("POST", "/session"), Some(Open));
+    }
+}

@@ -1,0 +1,500 @@
+//! One request and its reply, as a service sees it: the head, the body read
+//! on demand within its cap and deadline, and three ways to answer (a whole
+//! response, a body written as it is produced, or a stream of chunks).
+//!
+//! Created by the connection loop (`conn.rs`) for each request; a service
+//! (`api`) answers through it. Answering twice is a bug the exchange ignores;
+//! not answering at all gets a 500.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::conn::{Conn, Transport};
+use super::request::{Framing, Head, HeadError};
+use crate::sys;
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Declared or sent larger than the cap (413).
+    TooLarge,
+    /// Not all of it arrived within the body timeout (408).
+    Timeout,
+    /// Bad chunked framing, or the client went away (400).
+    Malformed(&'static str),
+}
+
+/// A whole response.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+pub struct Exchange<'c> {
+    conn: &'c mut Conn,
+    pub head: Head,
+    framing: Framing,
+    /// The body has been read to its end (or there was none).
+    body_read: bool,
+    responded: bool,
+    /// Close the connection after this exchange.
+    close: bool,
+    /// The status sent, for the caller's records.
+    status: u16,
+}
+
+impl<'c> Exchange<'c> {
+    pub(super) fn new(conn: &'c mut Conn, head: Head) -> Result<Exchange<'c>, HeadError> {
+        let framing = head.framing()?;
+        let close = !head.keep_alive();
+        Ok(Exchange {
+            conn,
+            head,
+            framing,
+            body_read: framing == Framing::None,
+            responded: false,
+            close,
+            status: 0,
+        })
+    }
+
+    pub fn method(&self) -> &str {
+        &self.head.method
+    }
+
+    pub fn path(&self) -> &str {
+        self.head.path()
+    }
+
+    pub fn query(&self) -> &str {
+        self.head.query()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.conn.io.is_tls()
+    }
+
+    /// The status of the reply, once answered (0 before).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Does the request declare a body longer than `limit`? (Answerable
+    /// without reading a byte of it.)
+    pub fn declares_more_than(&self, limit: usize) -> bool {
+        matches!(self.framing, Framing::Length(n) if n > limit as u64)
+    }
+
+    /// Read the whole body, at most `limit` bytes, within the body timeout.
+    /// A body over the limit is not read (the connection closes after the
+    /// reply). A second call returns an empty body.
+    pub fn read_body(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        if self.body_read {
+            return Ok(Vec::new());
+        }
+        if self.declares_more_than(limit) {
+            self.close = true;
+            return Err(BodyError::TooLarge);
+        }
+        let deadline = Instant::now() + self.conn.limits.body_timeout;
+        if self
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+            && self.head.minor == 1
+            && !self.responded
+        {
+            let _ = self.conn.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let result = match self.framing {
+            Framing::None => Ok(Vec::new()),
+            Framing::Length(n) => self.read_exact(n as usize, deadline),
+            Framing::Chunked => self.read_chunked(limit, deadline),
+        };
+        match &result {
+            Ok(_) => self.body_read = true,
+            Err(_) => self.close = true,
+        }
+        result
+    }
+
+    fn read_exact(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, BodyError> {
+        let mut body = Vec::with_capacity(n);
+        while body.len() < n {
+            if self.conn.data().is_empty() {
+                self.more(deadline)?;
+            }
+            let take = (n - body.len()).min(self.conn.data().len());
+            body.extend_from_slice(&self.conn.data()[..take]);
+            self.conn.consume(take);
+        }
+        Ok(body)
+    }
+
+    fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, BodyError> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.line(deadline)?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| BodyError::Malformed("bad chunk size"))?;
+            if size == 0 {
+                // Trailer fields, then an empty line.
+                while !self.line(deadline)?.is_empty() {}
+                return Ok(body);
+            }
+            if body.len() + size > limit {
+                return Err(BodyError::TooLarge);
+            }
+            let chunk = self.read_exact(size, deadline)?;
+            body.extend_from_slice(&chunk);
+            if !self.line(deadline)?.is_empty() {
+                return Err(BodyError::Malformed("chunk longer than its size"));
+            }
+        }
+    }
+
+    /// One CRLF-terminated line of chunked framing (at most 1 KiB).
+    fn line(&mut self, deadline: Instant) -> Result<String, BodyError> {
+        loop {
+            let data = self.conn.data();
+            if let Some(i) = data.iter().position(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(&data[..i]).trim_end().to_owned();
+                self.conn.consume(i + 1);
+                return Ok(line);
+            }
+            if data.len() > 1024 {
+                return Err(BodyError::Malformed("chunk header too long"));
+            }
+            self.more(deadline)?;
+        }
+    }
+
+    fn more(&mut self, deadline: Instant) -> Result<(), BodyError> {
+        match self.conn.fill(deadline) {
+            Ok(0) => Err(BodyError::Malformed("the client closed before sending its body")),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(BodyError::Timeout),
+            Err(_) => Err(BodyError::Malformed("the connection failed while reading the body")),
+        }
+    }
+
+    /// Send a whole response.
+    pub fn respond(&mut self, r: Response) {
+        if self.responded {
+            return;
+        }
+        self.responded = true;
+        self.status = r.status;
+        self.close |= !self.body_read;
+        let mut out = head(
+            r.status,
+            r.content_type,
+            &r.headers,
+            Some(r.body.len()),
+            self.close,
+            self.head.minor,
+        );
+        let sent = if r.body.len() <= 64 * 1024 {
+            out.extend_from_slice(&r.body);
+            self.conn.io.write_all(&out)
+        } else {
+            self.conn
+                .io
+                .write_all(&out)
+                .and_then(|_| self.conn.io.write_all(&r.body))
+        };
+        if sent.and_then(|_| self.conn.io.flush()).is_err() {
+            self.close = true;
+        }
+    }
+
+    /// Start a streamed reply: chunked on HTTP/1.1, raw until close on 1.0.
+    /// The connection closes when the stream ends.
+    pub fn stream(
+        &mut self,
+        status: u16,
+        content_type: &'static str,
+        headers: &[(&'static str, String)],
+    ) -> io::Result<Stream<'_>> {
+        self.responded = true;
+        self.status = status;
+        self.close = true;
+        let chunked = self.head.minor == 1;
+        let mut out = head(status, content_type, headers, None, true, self.head.minor);
+        if chunked {
+            let at = out.len() - 2;
+            out.splice(at..at, *b"Transfer-Encoding: chunked\r\n");
+        }
+        self.conn.io.write_all(&out)?;
+        self.conn.io.flush()?;
+        Ok(Stream {
+            io: &mut self.conn.io,
+            chunked,
+        })
+    }
+
+    /// A body written piece by piece: sent with a Content-Length if it stays
+    /// under 256 KiB, else streamed in chunks of that size, so a big reply
+    /// never sits whole in memory.
+    pub fn writer(&mut self, status: u16, content_type: &'static str) -> BodyWriter<'_, 'c> {
+        BodyWriter {
+            ex: self,
+            status,
+            content_type,
+            buf: Vec::new(),
+            stream: None,
+            failed: false,
+        }
+    }
+
+    /// End the exchange; may the connection serve another request?
+    pub(super) fn finish(mut self) -> bool {
+        if !self.responded {
+            self.respond(Response::json(
+                500,
+                br#"{"success":false,"message":"the request was not answered (internal fault)"}"#
+                    .to_vec(),
+            ));
+        }
+        !self.close && self.body_read
+    }
+}
+
+const BIG_BODY: usize = 256 * 1024;
+
+/// See `Exchange::writer`.
+pub struct BodyWriter<'e, 'c> {
+    ex: &'e mut Exchange<'c>,
+    status: u16,
+    content_type: &'static str,
+    buf: Vec<u8>,
+    /// Started once the body outgrew `BIG_BODY`: is it chunked?
+    stream: Option<bool>,
+    failed: bool,
+}
+
+impl Write for BodyWriter<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BIG_BODY {
+            self.send_buffered()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BodyWriter<'_, '_> {
+    /// Has any of the reply gone out yet?
+    pub fn started(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn send_buffered(&mut self) -> io::Result<()> {
+        let ex = &mut *self.ex;
+        let chunked = match self.stream {
+            Some(c) => c,
+            None => {
+                ex.responded = true;
+                ex.status = self.status;
+                ex.close |= ex.head.minor == 0 || !ex.body_read;
+                let chunked = ex.head.minor == 1;
+                let mut out = head(self.status, self.content_type, &[], None, ex.close, ex.head.minor);
+                if chunked {
+                    let at = out.len() - 2;
+                    out.splice(at..at, *b"Transfer-Encoding: chunked\r\n");
+                }
+                self.stream = Some(chunked);
+                if let Err(e) = ex.conn.io.write_all(&out) {
+                    return self.fail(e);
+                }
+                chunked
+            }
+        };
+        let r = if chunked {
+            write_chunk(&mut ex.conn.io, &self.buf)
+        } else {
+            ex.conn.io.write_all(&self.buf)
+        };
+        self.buf.clear();
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> io::Result<()> {
+        self.failed = true;
+        self.ex.close = true;
+        Err(e)
+    }
+
+    /// Send what is left.
+    pub fn finish(mut self) {
+        if self.failed {
+            return;
+        }
+        match self.stream {
+            None => {
+                let body = std::mem::take(&mut self.buf);
+                self.ex.respond(Response {
+                    status: self.status,
+                    content_type: self.content_type,
+                    headers: Vec::new(),
+                    body,
+                });
+            }
+            Some(chunked) => {
+                if !self.buf.is_empty() && self.send_buffered().is_err() {
+                    return;
+                }
+                let io = &mut self.ex.conn.io;
+                let end = if chunked {
+                    io.write_all(b"0\r\n\r\n")
+                } else {
+                    Ok(())
+                };
+                if end.and_then(|_| io.flush()).is_err() {
+                    self.ex.close = true;
+                }
+            }
+        }
+    }
+}
+
+/// A streamed reply (see `Exchange::stream`).
+pub struct Stream<'e> {
+    io: &'e mut Transport,
+    chunked: bool,
+}
+
+impl Stream<'_> {
+    /// Send `data` now, as one chunk.
+    pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            write_chunk(self.io, data)?;
+        } else {
+            self.io.write_all(data)?;
+        }
+        self.io.flush()
+    }
+
+    /// Wait up to `wait` for the client to hang up; true if it has (or if
+    /// it sent anything: nothing is expected from it during a stream).
+    pub fn client_gone(&self, wait: Duration) -> bool {
+        sys::peer_closed(self.io.socket(), wait)
+    }
+
+    /// End the stream cleanly.
+    pub fn finish(self) {
+        if self.chunked {
+            let _ = self.io.write_all(b"0\r\n\r\n");
+        }
+        let _ = self.io.flush();
+    }
+}
+
+fn write_chunk(io: &mut Transport, data: &[u8]) -> io::Result<()> {
+    let mut out = Vec::with_capacity(data.len() + 16);
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    io.write_all(&out)
+}
+
+/// A status line and headers, ending with the blank line.
+fn head(
+    status: u16,
+    content_type: &str,
+    headers: &[(&'static str, String)],
+    length: Option<usize>,
+    close: bool,
+    minor: u8,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\n",
+        reason(status)
+    );
+    if let Some(n) = length {
+        let _ = write!(out, "Content-Length: {n}\r\n");
+    }
+    for (k, v) in headers {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A complete JSON reply on a raw transport (refusals before any exchange).
+pub(super) fn write_simple(io: &mut Transport, status: u16, json: &str, close: bool) -> io::Result<()> {
+    let mut out = head(status, "application/json", &[], Some(json.len()), close, 1);
+    out.extend_from_slice(json.as_bytes());
+    io.write_all(&out)
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Status",
+    }
+}

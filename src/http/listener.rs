@@ -1,0 +1,361 @@
+//! The accept loop and the connection pool.
+//!
+//! One thread accepts. Each connection takes a slot (a global count and a
+//! count for its address); over either cap it is answered with a canned 503
+//! (plain HTTP) or closed (TLS) at once, from the accept thread, without a
+//! thread of its own. An admitted connection goes to an idle pool thread, or
+//! to a new one; pool threads end after a while without work.
+//!
+//! The loop survives every error: a failed `accept` (fds exhausted) or a
+//! thread that cannot be started is counted, reported (at most every 10 s),
+//! and retried after a backoff of at most half a second, so exeio serves
+//! again as soon as the resource comes back, with no restart.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use rustls::ServerConfig;
+
+use super::conn::{Conn, Transport};
+use super::{EdgeStats, Limits, Service, tls};
+use crate::sys;
+
+/// Stack of a connection thread: handlers keep big buffers on the heap.
+const CONN_STACK: usize = 256 * 1024;
+/// A pool thread with no connection for this long ends.
+const IDLE_THREAD: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+Retry-After: 1\r\nConnection: close\r\nContent-Length: 70\r\n\r\n\
+{\"success\":false,\"message\":\"too many connections; try again shortly\"}";
+
+/// The running server; `stop` ends the accept loop.
+pub struct Server {
+    wake: io::PipeWriter,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Stop accepting. Connections being served end on their own.
+    pub fn stop(mut self) {
+        let _ = self.wake.write_all(b"x");
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What every connection thread shares.
+struct Shared {
+    service: Arc<dyn Service>,
+    tls: Option<Arc<ServerConfig>>,
+    limits: Arc<Limits>,
+    stats: Arc<EdgeStats>,
+    slots: Slots,
+    report: Box<dyn Fn(String) + Send + Sync>,
+}
+
+/// Start accepting on `listener` (already bound).
+pub fn start(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    limits: Limits,
+    service: Arc<dyn Service>,
+    stats: Arc<EdgeStats>,
+    report: Box<dyn Fn(String) + Send + Sync>,
+) -> io::Result<Server> {
+    listener.set_nonblocking(true)?;
+    let (wake_r, wake) = io::pipe()?;
+    let shared = Arc::new(Shared {
+        service,
+        tls,
+        slots: Slots::new(limits.max_connections, limits.max_per_address),
+        limits: Arc::new(limits),
+        stats,
+        report,
+    });
+    let thread = std::thread::Builder::new()
+        .name("http-accept".into())
+        .stack_size(128 * 1024)
+        .spawn(move || Acceptor::new(listener, wake_r, shared).run())?;
+    Ok(Server {
+        wake,
+        thread: Some(thread),
+    })
+}
+
+struct Job {
+    sock: TcpStream,
+    peer: SocketAddr,
+    _slot: Slot,
+}
+
+struct Acceptor {
+    listener: TcpListener,
+    wake: io::PipeReader,
+    shared: Arc<Shared>,
+    pool: Sender<Job>,
+    pool_rx: Receiver<Job>,
+    /// Closed to make room for one `accept` when fds run out.
+    spare: Option<File>,
+    backoff: Duration,
+    errors: ErrorReport,
+}
+
+impl Acceptor {
+    fn new(listener: TcpListener, wake: io::PipeReader, shared: Arc<Shared>) -> Acceptor {
+        let (pool, pool_rx) = bounded(0);
+        Acceptor {
+            listener,
+            wake,
+            shared,
+            pool,
+            pool_rx,
+            spare: File::open("/dev/null").ok(),
+            backoff: Duration::ZERO,
+            errors: ErrorReport::default(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            // After an error, wait out the backoff without looking at the
+            // listener (its backlog would wake us at once).
+            let woke = if self.backoff.is_zero() {
+                sys::wait_readable(&[self.wake.as_fd(), self.listener.as_fd()], None)
+            } else {
+                sys::wait_readable(&[self.wake.as_fd()], Some(self.backoff))
+            };
+            if woke.is_ok_and(|r| r[0]) {
+                let _ = self.wake.read(&mut [0u8; 8]);
+                return;
+            }
+            self.accept_all();
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, peer)) => {
+                    if self.admit(sock, peer) {
+                        self.backoff = Duration::ZERO;
+                    } else {
+                        self.back_off();
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if sys::is_transient_accept_error(&e) => {}
+                Err(e) => {
+                    self.shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    if sys::is_fd_exhaustion(&e) {
+                        self.shed_one();
+                    }
+                    self.errors
+                        .note(&*self.shared.report, format!("cannot accept a connection: {e}"));
+                    self.back_off();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of fds: close the spare, accept and close one waiting
+    /// connection (its client learns at once), take the spare back.
+    fn shed_one(&mut self) {
+        self.spare = None;
+        if let Ok((sock, _)) = self.listener.accept() {
+            drop(sock);
+        }
+        self.spare = File::open("/dev/null").ok();
+    }
+
+    fn back_off(&mut self) {
+        self.backoff = (self.backoff * 2)
+            .max(Duration::from_millis(10))
+            .min(MAX_BACKOFF);
+    }
+
+    /// Give the connection a slot and a thread. False when no thread could
+    /// be started (the caller backs off).
+    fn admit(&mut self, sock: TcpStream, peer: SocketAddr) -> bool {
+        let stats = &self.shared.stats;
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.shared.slots.take(peer.ip(), &self.shared) else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            if self.shared.tls.is_none() {
+                sys::send_nowait(&sock, REFUSAL);
+            }
+            return true;
+        };
+        let job = Job {
+            sock,
+            peer,
+            _slot: slot,
+        };
+        let job = match self.pool.try_send(job) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+        };
+        let (shared, rx) = (self.shared.clone(), self.pool_rx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("http-conn".into())
+            .stack_size(CONN_STACK)
+            .spawn(move || pool_thread(job, rx, shared));
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                stats.thread_errors.fetch_add(1, Ordering::Relaxed);
+                self.errors.note(
+                    &*self.shared.report,
+                    format!("cannot start a thread for a connection: {e}"),
+                );
+                false
+            }
+        }
+    }
+}
+
+fn pool_thread(mut job: Job, rx: Receiver<Job>, shared: Arc<Shared>) {
+    loop {
+        serve(job, &shared);
+        match rx.recv_timeout(IDLE_THREAD) {
+            Ok(next) => job = next,
+            Err(_) => return,
+        }
+    }
+}
+
+fn serve(job: Job, shared: &Shared) {
+    shared.stats.open.fetch_add(1, Ordering::Relaxed);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let Job { sock, peer, _slot } = job;
+        let _ = sock.set_nodelay(true);
+        let _ = sock.set_write_timeout(Some(shared.limits.write_timeout));
+        let io = match &shared.tls {
+            None => Transport::Plain(sock),
+            Some(config) => match tls_transport(config, sock, &shared.limits) {
+                Some(io) => io,
+                None => return,
+            },
+        };
+        super::conn::serve(Conn::new(io, peer, shared.limits.clone()), &*shared.service);
+    }));
+    shared.stats.open.fetch_sub(1, Ordering::Relaxed);
+    if outcome.is_err() {
+        (shared.report)("a request handler panicked; its connection was closed".into());
+    }
+}
+
+/// A TLS session on `sock`. A client speaking plain HTTP to the TLS port is
+/// told so in plain HTTP, then closed.
+fn tls_transport(config: &Arc<ServerConfig>, sock: TcpStream, limits: &Limits) -> Option<Transport> {
+    let _ = sock.set_read_timeout(Some(limits.head_timeout));
+    let mut first = [0u8; 1];
+    match sock.peek(&mut first) {
+        Ok(1) if first[0] == 0x16 => {} // a TLS handshake record
+        Ok(1) => {
+            let mut plain = Transport::Plain(sock);
+            let _ = super::exchange::write_simple(
+                &mut plain,
+                400,
+                r#"{"success":false,"message":"this port speaks HTTPS: use https://"}"#,
+                true,
+            );
+            sys::close_after_reply(plain.socket());
+            return None;
+        }
+        _ => return None,
+    }
+    tls::wrap(config, sock)
+        .ok()
+        .map(|s| Transport::Tls(Box::new(s)))
+}
+
+/// Connection counts, global and per address.
+struct Slots {
+    max: usize,
+    per_address: usize,
+    counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted connection's place in `Slots`; given back on drop.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    fn new(max: usize, per_address: usize) -> Slots {
+        Slots {
+            max,
+            per_address,
+            counts: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn take(&self, ip: IpAddr, shared: &Arc<Shared>) -> Option<Slot> {
+        let mut g = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, per) = &mut *g;
+        let mine = per.get(&ip).copied().unwrap_or(0);
+        if *total >= self.max || mine >= self.per_address {
+            return None;
+        }
+        *total += 1;
+        per.insert(ip, mine + 1);
+        Some(Slot {
+            shared: shared.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let slots = &self.shared.slots;
+        let mut g = slots.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, per) = &mut *g;
+        *total -= 1;
+        if let Some(n) = per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Reports the first error at once, then at most one summary per 10 s.
+#[derive(Default)]
+struct ErrorReport {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl ErrorReport {
+    fn note(&mut self, report: &(dyn Fn(String) + Send + Sync), msg: String) {
+        self.since += 1;
+        let due = self.last.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
+        if due {
+            let n = std::mem::take(&mut self.since);
+            report(if n > 1 {
+                format!("{msg} ({n} such errors since the last report); retrying")
+            } else {
+                format!("{msg}; retrying")
+            });
+            self.last = Some(Instant::now());
+        }
+    }
+}

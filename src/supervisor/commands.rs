@@ -1,0 +1,425 @@
+//! The supervisor's answers to requests: add, update, apply, start, stop,
+//! restart, remove, run, input, the -all variants and shutdown.
+//!
+//! A request the user makes from a down state (start, restart of a stopped
+//! process, add, run) is all or nothing: if its spawn fails, the process is
+//! put back exactly as it was and the reply is a 400 with the OS error.
+
+use crossbeam_channel::Sender;
+use serde_json::{Value, json};
+
+use super::replies::{Kind, Pending, Waiter, Watched};
+use super::Supervisor;
+use crate::child::InputError;
+use crate::error::ApiError;
+use crate::lifecycle::{Input, Now, Want};
+use crate::logs::{LogConfig, Op};
+use crate::protocol::{Apply, Call, Done, Reply};
+use crate::spec::{ProcessId, ProcessSpec};
+
+impl Supervisor {
+    pub(super) fn call(&mut self, call: Call, reply: Sender<Reply>) {
+        if self.shutting_down {
+            let _ = reply.send(Err(ApiError::Unavailable("exeio is shutting down".into())));
+            return;
+        }
+        let now = Now::read();
+        match call {
+            Call::Add(spec) => self.add(*spec, now, reply),
+            Call::Update(spec) => self.update(*spec, now, reply),
+            Call::Apply(a) => self.apply_config(*a, now, reply),
+            Call::Start(id) => self.request(&id, Input::Start, Kind::Start, "started", now, reply),
+            Call::Restart(id) => {
+                self.request(&id, Input::Restart, Kind::Restart, "restarted", now, reply)
+            }
+            Call::Stop(id) => self.request(&id, Input::Stop, Kind::Stop, "stopped", now, reply),
+            Call::Remove(id) => self.request(&id, Input::Remove, Kind::Remove, "removed", now, reply),
+            Call::RunNow(id) => self.request(&id, Input::RunNow, Kind::Start, "run started", now, reply),
+            Call::StopAll => self.all(Input::Stop, Kind::Stop, "stopped all processes", now, reply),
+            Call::RestartAll => self.all(
+                Input::Restart,
+                Kind::Restart,
+                "restarted all processes",
+                now,
+                reply,
+            ),
+            Call::Input(id, bytes) => {
+                let answer = self.input(&id, &bytes);
+                self.pending.push(Pending::ready(reply, answer, false));
+            }
+            Call::Shutdown => {
+                let _ = reply.send(Ok(Done::message("shutting down".into())));
+                self.begin_shutdown();
+            }
+        }
+    }
+
+    /// Step `id` with a request of the user's; undone if its spawn fails.
+    fn user_step(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
+        let e = self
+            .procs
+            .get_mut(id)
+            .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+        if e.proc.want == Want::Removed {
+            return Err(ApiError::Conflict(format!(
+                "process '{id}' is being removed"
+            )));
+        }
+        let (before, status) = (e.proc.clone(), e.proc.status());
+        let fx = e
+            .proc
+            .step(input, now)
+            .map_err(|c| ApiError::Conflict(c.0))?;
+        e.dirty = true;
+        self.changed = true;
+        if let Err(err) = self.apply_effects(id, fx, now, true) {
+            if let Some(e) = self.procs.get_mut(id) {
+                e.proc = before;
+            }
+            return Err(ApiError::BadRequest(err));
+        }
+        self.note_state(id, status, now);
+        Ok(())
+    }
+
+    fn request(
+        &mut self,
+        id: &ProcessId,
+        input: Input,
+        kind: Kind,
+        verb: &str,
+        now: Now,
+        reply: Sender<Reply>,
+    ) {
+        let saves = self
+            .procs
+            .get(id)
+            .is_some_and(|e| e.proc.spec.save_for_next_run);
+        if let Err(e) = self.user_step(id, input, now) {
+            self.pending.push(Pending::ready(reply, Err(e), false));
+            return;
+        }
+        let message = format!("process '{id}' {verb}");
+        match self.procs.get(id) {
+            Some(e) if e.proc.is_stopping() => {
+                let waiter = Waiter {
+                    watched: vec![Watched {
+                        id: id.clone(),
+                        intent: e.proc.intent,
+                        attempts: e.proc.attempts,
+                    }],
+                    kind,
+                    many: false,
+                    message,
+                    extra: Vec::new(),
+                };
+                self.pending.push(Pending::wait(reply, waiter, saves));
+            }
+            Some(e)
+                if input == Input::RunNow
+                    && e.proc.job.as_ref().is_some_and(|j| j.queued.is_some()) =>
+            {
+                let done = Done::one(
+                    format!("job '{id}' is running: the run starts when the current one ends"),
+                    id,
+                );
+                self.pending.push(Pending::ready(reply, Ok(done), saves));
+            }
+            Some(_) => {
+                let done = Done::one(message, id);
+                self.pending.push(Pending::ready(reply, Ok(done), saves));
+            }
+            None => {
+                let done = Done::message(message);
+                self.pending.push(Pending::ready(reply, Ok(done), saves));
+            }
+        }
+    }
+
+    fn all(&mut self, input: Input, kind: Kind, message: &str, now: Now, reply: Sender<Reply>) {
+        let ids: Vec<ProcessId> = self.procs.keys().cloned().collect();
+        let mut watched = Vec::new();
+        let mut saves = false;
+        for id in ids {
+            let Some(e) = self.procs.get(&id) else {
+                continue;
+            };
+            if e.proc.want == Want::Removed {
+                continue;
+            }
+            saves |= e.proc.spec.save_for_next_run;
+            self.step(&id, input, now);
+            if let Some(e) = self.procs.get(&id) {
+                watched.push(Watched {
+                    id: id.clone(),
+                    intent: e.proc.intent,
+                    attempts: e.proc.attempts,
+                });
+            }
+        }
+        let waiter = Waiter {
+            watched,
+            kind,
+            many: true,
+            message: message.to_owned(),
+            extra: Vec::new(),
+        };
+        self.pending.push(Pending::wait(reply, waiter, saves));
+    }
+
+    fn add(&mut self, spec: ProcessSpec, now: Now, reply: Sender<Reply>) {
+        let id = spec.id.clone();
+        if self.procs.contains_key(&id) {
+            let e = ApiError::Conflict(format!("a process with id '{id}' already exists"));
+            self.pending.push(Pending::ready(reply, Err(e), false));
+            return;
+        }
+        let saves = spec.save_for_next_run;
+        let answer = self.add_one(spec, now).map(|()| {
+            Done::one(format!("process '{id}' added and started"), &id)
+        });
+        self.pending.push(Pending::ready(reply, answer, saves));
+    }
+
+    /// Insert and start `spec`; if the spawn fails, it is as if never added.
+    fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
+        let id = spec.id.clone();
+        let saves = spec.save_for_next_run;
+        self.insert(spec, Want::Up);
+        if let Err(e) = self.user_step(&id, Input::Start, now) {
+            self.procs.remove(&id);
+            return Err(e);
+        }
+        if saves {
+            self.dirty_store();
+        }
+        self.sys(format!("added process '{id}'"));
+        self.emit("added", &id, json!({}));
+        Ok(())
+    }
+
+    /// Take a new configuration for `id`; true if a restart was started.
+    fn update_one(&mut self, new: ProcessSpec, now: Now) -> Result<bool, ApiError> {
+        let id = new.id.clone();
+        let e = self
+            .procs
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+        if e.proc.want == Want::Removed {
+            return Err(ApiError::Conflict(format!("process '{id}' is being removed")));
+        }
+        let old = e.proc.spec.clone();
+        let restart = old.needs_restart_for(&new) && e.proc.has_child();
+        let saves = old.save_for_next_run || new.save_for_next_run;
+        let log_cfg = LogConfig {
+            max_bytes: new.log_max_bytes,
+            backups: new.log_backups,
+        };
+        if (old.log_max_bytes, old.log_backups) != (log_cfg.max_bytes, log_cfg.backups) {
+            self.s.logger.post(&e.log, Op::Configure(log_cfg));
+        }
+        e.proc.reconfigure(new, now);
+        e.dirty = true;
+        self.changed = true;
+        let line = if restart {
+            "configuration updated: restarting to apply it"
+        } else {
+            "configuration updated (no restart needed)"
+        };
+        self.s.logger.system(&e.log, line.into());
+        if saves {
+            self.dirty_store();
+        }
+        self.emit("updated", &id, json!({ "restarted": restart }));
+        if restart {
+            self.user_step(&id, Input::Restart, now)?;
+        }
+        Ok(restart)
+    }
+
+    fn update(&mut self, new: ProcessSpec, now: Now, reply: Sender<Reply>) {
+        let id = new.id.clone();
+        let Some(e) = self.procs.get(&id) else {
+            let e = ApiError::unknown_process(id.as_str());
+            self.pending.push(Pending::ready(reply, Err(e), false));
+            return;
+        };
+        if e.proc.spec == new {
+            let mut done = Done::one(format!("process '{id}' unchanged"), &id);
+            done.extra.push(("restarted", Value::Bool(false)));
+            self.pending.push(Pending::ready(reply, Ok(done), false));
+            return;
+        }
+        let saves = e.proc.spec.save_for_next_run || new.save_for_next_run;
+        match self.update_one(new, now) {
+            Err(e) => self.pending.push(Pending::ready(reply, Err(e), false)),
+            Ok(true) => {
+                let e = &self.procs[&id];
+                let waiter = Waiter {
+                    watched: vec![Watched {
+                        id: id.clone(),
+                        intent: e.proc.intent,
+                        attempts: e.proc.attempts,
+                    }],
+                    kind: Kind::Restart,
+                    many: false,
+                    message: format!("process '{id}' updated and restarted"),
+                    extra: vec![("restarted", Value::Bool(true))],
+                };
+                self.pending.push(Pending::wait(reply, waiter, saves));
+            }
+            Ok(false) => {
+                let mut done = Done::one(format!("process '{id}' updated"), &id);
+                done.extra.push(("restarted", Value::Bool(false)));
+                self.pending.push(Pending::ready(reply, Ok(done), saves));
+            }
+        }
+    }
+
+    /// `POST /apply`: reconcile with a whole configuration.
+    fn apply_config(&mut self, a: Apply, now: Now, reply: Sender<Reply>) {
+        let mut plan = Plan::default();
+        for spec in &a.processes {
+            match self.procs.get(&spec.id) {
+                None => plan.added.push(spec.id.clone()),
+                Some(e) if e.proc.want == Want::Removed => {
+                    let err = ApiError::Conflict(format!(
+                        "process '{}' is being removed: apply again once it is gone",
+                        spec.id
+                    ));
+                    self.pending.push(Pending::ready(reply, Err(err), false));
+                    return;
+                }
+                Some(e) if e.proc.spec == *spec => plan.unchanged.push(spec.id.clone()),
+                Some(e) => {
+                    plan.updated.push(spec.id.clone());
+                    if e.proc.spec.needs_restart_for(spec) && e.proc.has_child() {
+                        plan.restarted.push(spec.id.clone());
+                    }
+                }
+            }
+        }
+        if a.prune {
+            let wanted: std::collections::HashSet<&ProcessId> =
+                a.processes.iter().map(|s| &s.id).collect();
+            plan.removed = self
+                .procs
+                .values()
+                .filter(|e| e.proc.spec.save_for_next_run && !wanted.contains(&e.proc.spec.id))
+                .filter(|e| e.proc.want != Want::Removed)
+                .map(|e| e.proc.spec.id.clone())
+                .collect();
+        }
+        if a.dry_run {
+            let mut done = Done::message(format!("dry run: {}", plan.summary()));
+            done.extra = plan.fields(true);
+            self.pending.push(Pending::ready(reply, Ok(done), false));
+            return;
+        }
+        let saves = a.processes.iter().any(|s| s.save_for_next_run) || !plan.removed.is_empty();
+        for spec in a.processes {
+            let id = spec.id.clone();
+            if plan.added.contains(&id) {
+                if let Err(e) = self.add_one(spec, now) {
+                    plan.added.retain(|x| *x != id);
+                    plan.failed.push(json!({"id": id.to_string(), "error": e.to_string()}));
+                }
+            } else if plan.updated.contains(&id)
+                && let Err(e) = self.update_one(spec, now)
+            {
+                plan.restarted.retain(|x| *x != id);
+                plan.failed.push(json!({"id": id.to_string(), "error": e.to_string()}));
+            }
+        }
+        for id in plan.removed.clone() {
+            let _ = self.user_step(&id, Input::Remove, now);
+        }
+        let watched = plan
+            .restarted
+            .iter()
+            .chain(&plan.removed)
+            .filter_map(|id| {
+                self.procs.get(id).map(|e| Watched {
+                    id: id.clone(),
+                    intent: e.proc.intent,
+                    attempts: e.proc.attempts,
+                })
+            })
+            .collect();
+        let waiter = Waiter {
+            watched,
+            kind: Kind::Restart,
+            many: true,
+            message: format!("applied: {}", plan.summary()),
+            extra: plan.fields(false),
+        };
+        self.pending.push(Pending::wait(reply, waiter, saves));
+    }
+
+    fn input(&mut self, id: &ProcessId, bytes: &[u8]) -> Reply {
+        let e = self
+            .procs
+            .get(id)
+            .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+        let link = match (&e.link, e.proc.status()) {
+            (Some(link), crate::lifecycle::Status::Running) => link,
+            (_, status) => {
+                return Err(ApiError::Conflict(format!(
+                    "process '{id}' is {}: input needs a running process",
+                    status.name()
+                )));
+            }
+        };
+        match link.input(bytes) {
+            Ok(()) => Ok(Done::message(format!("sent {} bytes to '{id}'", bytes.len()))),
+            Err(InputError::Full { queued }) => Err(ApiError::Unavailable(format!(
+                "stdin of '{id}' is full: {queued} bytes sent earlier are still waiting for the process to read them"
+            ))),
+            Err(InputError::Closed) => Err(ApiError::Conflict(format!(
+                "process '{id}' has closed its stdin"
+            ))),
+        }
+    }
+}
+
+/// What an apply does.
+#[derive(Default)]
+struct Plan {
+    added: Vec<ProcessId>,
+    updated: Vec<ProcessId>,
+    restarted: Vec<ProcessId>,
+    removed: Vec<ProcessId>,
+    unchanged: Vec<ProcessId>,
+    failed: Vec<Value>,
+}
+
+impl Plan {
+    fn summary(&self) -> String {
+        format!(
+            "{} added, {} updated ({} restarted), {} removed, {} unchanged{}",
+            self.added.len(),
+            self.updated.len(),
+            self.restarted.len(),
+            self.removed.len(),
+            self.unchanged.len(),
+            if self.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} failed", self.failed.len())
+            }
+        )
+    }
+
+    fn fields(&self, dry_run: bool) -> Vec<(&'static str, Value)> {
+        let ids = |v: &[ProcessId]| Value::from(v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
+        vec![
+            ("added", ids(&self.added)),
+            ("updated", ids(&self.updated)),
+            ("restarted", ids(&self.restarted)),
+            ("removed", ids(&self.removed)),
+            ("unchanged", ids(&self.unchanged)),
+            ("failed", Value::from(self.failed.clone())),
+            ("dry_run", Value::Bool(dry_run)),
+        ]
+    }
+}

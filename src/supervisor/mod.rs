@@ -1,0 +1,501 @@
+//! The supervisor thread: the one owner of every process and of what is saved.
+//!
+//! It blocks in `select!` on its channel and on the nearest deadline
+//! (backoff, job times, stop grace periods, a save retry), feeds each
+//! message or deadline into `lifecycle::Proc::step`, carries out the effects
+//! (spawn, signal, queue a log line, save, forget), publishes a new `View`,
+//! and only then replies, so a client that reads after a reply sees its
+//! effect. It never waits on a file: log lines go to each log's writer,
+//! saves to the persister thread. Its only system calls are spawning,
+//! signalling, reaping and cgroup files.
+//!
+//! Here: the loop and effects. `commands` answers requests, `replies` holds
+//! back replies until what they wait for has happened, `publish` builds the
+//! view and the events.
+
+mod commands;
+mod publish;
+mod replies;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, at, never, select};
+
+use crate::child::{self, Link, cgroup::Cgroups};
+use crate::events::Bus;
+use crate::lifecycle::{Effect, Input, Now, Proc, RunRecord, Want};
+use crate::logger::Logger;
+use crate::logs::{LogConfig, LogFile};
+use crate::persist::{Persister, Target};
+use crate::procfs::Usage;
+use crate::protocol::{Event, Msg};
+use crate::spec::{ProcessId, ProcessSpec};
+use crate::store::{Loaded, Saved, Store};
+use crate::view::{ProcView, Published};
+
+use replies::Pending;
+
+/// The longest a failed save waits before it is tried again.
+const MAX_SAVE_RETRY: Duration = Duration::from_secs(30);
+
+struct Entry {
+    proc: Proc,
+    log: Arc<LogFile>,
+    link: Option<Arc<Link>>,
+    usage: Arc<Usage>,
+    /// Finished runs of a job, oldest first.
+    runs: Arc<Vec<RunRecord>>,
+    runs_version: u64,
+    /// The published copy; rebuilt when `dirty`.
+    view: Arc<ProcView>,
+    dirty: bool,
+}
+
+/// What the supervisor was given at start.
+pub struct Setup {
+    pub tx: Sender<Msg>,
+    pub rx: Receiver<Msg>,
+    pub logger: Logger,
+    pub logs_dir: PathBuf,
+    pub runs_dir: PathBuf,
+    pub store: Store,
+    pub persister: Persister,
+    pub published: Arc<Published>,
+    pub events: Arc<Bus>,
+    pub cgroups: Option<Arc<Cgroups>>,
+}
+
+/// The state of `processes.json`: what is wanted on disk and what is there.
+#[derive(Default)]
+struct StoreState {
+    /// Bumped at every change of what is saved.
+    wanted: u64,
+    /// The version handed to the persister last.
+    sent: u64,
+    /// The newest version known to be on disk.
+    acked: u64,
+    /// The newest version that failed, and why.
+    failed: Option<(u64, String)>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+}
+
+pub struct Supervisor {
+    procs: BTreeMap<ProcessId, Entry>,
+    s: Setup,
+    store: StoreState,
+    pending: Vec<Pending>,
+    shutting_down: bool,
+    /// Something the view shows changed since the last publish.
+    changed: bool,
+}
+
+impl Supervisor {
+    pub fn new(s: Setup) -> Supervisor {
+        Supervisor {
+            procs: BTreeMap::new(),
+            s,
+            store: StoreState::default(),
+            pending: Vec::new(),
+            shutting_down: false,
+            changed: true,
+        }
+    }
+
+    /// Start the saved processes and publish the first view (before the
+    /// HTTP server answers anyone).
+    pub fn start_saved(&mut self, saved: Loaded, runs: BTreeMap<ProcessId, Vec<RunRecord>>) {
+        let now = Now::read();
+        let mut runs = runs;
+        for s in saved.processes {
+            let id = s.spec.id.clone();
+            let want = if s.manually_stopped {
+                Want::Down
+            } else {
+                Want::Up
+            };
+            self.insert(s.spec, want);
+            let e = self.procs.get_mut(&id).expect("inserted");
+            e.proc.run_count = s.run_count;
+            if let Some(history) = runs.remove(&id) {
+                e.proc.run_count = e.proc.run_count.max(history.last().map_or(0, |r| r.run));
+                e.runs = Arc::new(history);
+            }
+            if want == Want::Up {
+                self.sys(format!("starting saved process '{id}'"));
+                let fx = self.procs.get_mut(&id).expect("inserted").proc.revive(now);
+                self.apply(&id, fx, now);
+            }
+        }
+        self.publish(Now::read());
+    }
+
+    /// Serve until shutdown has stopped every child.
+    pub fn run(mut self) {
+        loop {
+            self.flush_store(Instant::now());
+            self.publish(Now::read());
+            self.answer_pending(Instant::now());
+            if self.shutting_down && !self.procs.values().any(|e| e.proc.has_child()) {
+                break;
+            }
+            let deadline = self
+                .procs
+                .values()
+                .filter_map(|e| e.proc.deadline())
+                .chain(self.store.retry_at)
+                .chain(self.pending.iter().filter_map(Pending::deadline))
+                .min();
+            let timer = deadline.map(at).unwrap_or_else(never);
+            select! {
+                recv(self.s.rx) -> msg => match msg {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break, // every sender is gone: nothing more can happen
+                },
+                recv(timer) -> _ => {}
+            }
+            self.fire_deadlines(Now::read());
+        }
+        // Run numbers go on after a restart of exeio: save them now.
+        if self.procs.values().any(|e| e.proc.spec.save_for_next_run) {
+            self.dirty_store();
+        }
+        self.store.retry_at = None;
+        self.flush_store(Instant::now());
+        self.publish(Now::read());
+        self.answer_pending(Instant::now() + Duration::from_secs(3600));
+        self.sys("all processes stopped; supervisor exits".into());
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Call(call, reply) => self.call(call, reply),
+            Msg::Event(Event::Exited {
+                id,
+                generation,
+                status,
+                at,
+            }) => {
+                let now = Now::read();
+                let Some(e) = self.procs.get_mut(&id) else {
+                    return;
+                };
+                if e.proc.generation() != generation || !e.proc.has_child() {
+                    return;
+                }
+                if let Some(pid) = e.proc.pid() {
+                    if let Some(cg) = &self.s.cgroups {
+                        let _ = cg.kill(&id);
+                    }
+                    e.usage.ended(child::reap(pid));
+                }
+                e.link = None;
+                self.step(
+                    &id,
+                    Input::Exited {
+                        generation,
+                        status,
+                        at,
+                    },
+                    now,
+                );
+            }
+            Msg::Event(Event::Saved {
+                target,
+                version,
+                result,
+            }) => self.saved(target, version, result),
+            Msg::Shutdown => self.begin_shutdown(),
+            Msg::ReopenLogs => {
+                let logs: Vec<_> = self.procs.values().map(|e| e.log.clone()).collect();
+                self.s.logger.reopen(&logs);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.sys("shutting down: stopping every process".into());
+        let now = Now::read();
+        let ids: Vec<ProcessId> = self.procs.keys().cloned().collect();
+        for id in ids {
+            self.step(&id, Input::Shutdown, now);
+        }
+    }
+
+    fn fire_deadlines(&mut self, now: Now) {
+        let due: Vec<ProcessId> = self
+            .procs
+            .iter()
+            .filter(|(_, e)| e.proc.deadline().is_some_and(|d| d <= now.at))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.step(&id, Input::Tick, now);
+        }
+        if self.store.retry_at.is_some_and(|t| t <= now.at) {
+            self.store.retry_at = None;
+            self.store.sent = 0; // send again
+        }
+    }
+
+    /// Feed `input` to a process (not a user's request: nothing to undo).
+    fn step(&mut self, id: &ProcessId, input: Input, now: Now) {
+        let Some(e) = self.procs.get_mut(id) else {
+            return;
+        };
+        let before = e.proc.status();
+        if let Ok(fx) = e.proc.step(input, now) {
+            e.dirty = true;
+            self.changed = true;
+            let _ = self.apply(id, fx, now);
+        }
+        self.note_state(id, before, now);
+    }
+
+    /// Carry out effects in order. A spawn that fails is handed to the
+    /// lifecycle (backoff, failed), unless `undoable`, when the error comes
+    /// back at once and the rest is not done: the caller undoes the request.
+    fn apply_effects(
+        &mut self,
+        id: &ProcessId,
+        effects: Vec<Effect>,
+        now: Now,
+        undoable: bool,
+    ) -> Result<(), String> {
+        for fx in effects {
+            let Some(e) = self.procs.get_mut(id) else {
+                break;
+            };
+            e.dirty = true;
+            self.changed = true;
+            match fx {
+                Effect::Log(line) => self.s.logger.system(&e.log, line),
+                Effect::Signal { pgid, signal } => {
+                    if signal == nix::libc::SIGKILL
+                        && let Some(cg) = &self.s.cgroups
+                    {
+                        let _ = cg.kill(id);
+                    }
+                    if let Err(err) = child::signal_group(pgid, signal) {
+                        self.sys(format!("cannot signal '{id}' (pgid {pgid}): {err}"));
+                    }
+                }
+                Effect::Persist => self.dirty_store_if_saved(id),
+                Effect::Record(record) => self.record(id, record),
+                Effect::Forget => self.forget(id),
+                Effect::Spawn if self.shutting_down => {}
+                Effect::Spawn => {
+                    if let Err(err) = self.spawn(id, now) {
+                        if undoable {
+                            return Err(err);
+                        }
+                        let e = self.procs.get_mut(id).expect("spawn of a known process");
+                        let fx = e.proc.spawn_failed(err, now);
+                        self.apply_effects(id, fx, now, false)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, id: &ProcessId, effects: Vec<Effect>, now: Now) {
+        let _ = self.apply_effects(id, effects, now, false);
+    }
+
+    /// Spawn a run of `id`, changing nothing if it fails.
+    fn spawn(&mut self, id: &ProcessId, now: Now) -> Result<(), String> {
+        let cgroup = match &self.s.cgroups {
+            Some(cg) => Some(
+                cg.prepare(id)
+                    .map_err(|e| format!("cannot prepare the cgroup of '{id}': {e}"))?,
+            ),
+            None => None,
+        };
+        let e = self.procs.get_mut(id).expect("spawn of a known process");
+        let run_number = e.proc.run_count + 1;
+        let running = child::spawn(child::Start {
+            spec: &e.proc.spec,
+            log: e.log.clone(),
+            label: e.proc.spec.is_job().then_some(run_number),
+            run_number,
+            cgroup,
+            generation: e.proc.generation() + 1,
+            tx: self.s.tx.clone(),
+            logger: self.s.logger.clone(),
+        })?;
+        e.proc.spawned(running.pid, now);
+        e.usage.started(running.pid);
+        e.link = Some(running.link);
+        Ok(())
+    }
+
+    fn insert(&mut self, spec: ProcessSpec, want: Want) {
+        let path = self.s.logs_dir.join(format!("{}.log", spec.id));
+        let cfg = LogConfig {
+            max_bytes: spec.log_max_bytes,
+            backups: spec.log_backups,
+        };
+        let usage = Arc::new(Usage::new(
+            self.s.cgroups.as_ref().map(|c| c.stats_dir(&spec.id)),
+        ));
+        let log = Arc::new(LogFile::new(path, cfg));
+        let proc = Proc::new(spec.clone(), want);
+        let runs = Arc::new(Vec::new());
+        let view = Arc::new(publish::view_of(
+            &proc,
+            Arc::new(spec.clone()),
+            &log,
+            &usage,
+            &runs,
+            Now::read(),
+            None,
+        ));
+        let entry = Entry {
+            proc,
+            log,
+            link: None,
+            usage,
+            runs,
+            runs_version: 0,
+            view,
+            dirty: true,
+        };
+        self.procs.insert(spec.id, entry);
+        self.changed = true;
+    }
+
+    fn forget(&mut self, id: &ProcessId) {
+        let Some(e) = self.procs.remove(id) else {
+            return;
+        };
+        if e.proc.spec.save_for_next_run {
+            self.dirty_store();
+        }
+        if let Some(cg) = &self.s.cgroups {
+            cg.remove(id);
+        }
+        if e.runs_version > 0 {
+            self.s.persister.delete(
+                Target::Runs(id.clone()),
+                self.runs_path(id),
+                e.runs_version + 1,
+            );
+        }
+        self.changed = true;
+        self.sys(format!("removed process '{id}'"));
+        self.emit("removed", id, serde_json::json!({}));
+    }
+
+    /// Keep a job's run record (and save the history of a saved job).
+    fn record(&mut self, id: &ProcessId, record: RunRecord) {
+        let Some(e) = self.procs.get_mut(id) else {
+            return;
+        };
+        let keep = e.proc.spec.job.history.max(1) as usize;
+        let mut runs = Vec::with_capacity(keep.min(e.runs.len() + 1));
+        runs.extend(e.runs.iter().skip((e.runs.len() + 1).saturating_sub(keep)).cloned());
+        runs.push(record.clone());
+        e.runs = Arc::new(runs);
+        if e.proc.spec.save_for_next_run {
+            e.runs_version += 1;
+            let bytes = serde_json::to_vec(&*e.runs).unwrap_or_default();
+            let (version, path) = (e.runs_version, self.runs_path(id));
+            self.s
+                .persister
+                .save(Target::Runs(id.clone()), path, bytes, version);
+        }
+        let data = serde_json::to_value(&record).unwrap_or_default();
+        self.emit("run", id, data);
+    }
+
+    fn runs_path(&self, id: &ProcessId) -> PathBuf {
+        self.s.runs_dir.join(format!("{id}.json"))
+    }
+
+    fn dirty_store_if_saved(&mut self, id: &ProcessId) {
+        if self
+            .procs
+            .get(id)
+            .is_some_and(|e| e.proc.spec.save_for_next_run)
+        {
+            self.dirty_store();
+        }
+    }
+
+    fn dirty_store(&mut self) {
+        self.store.wanted += 1;
+        self.changed = true;
+    }
+
+    /// Hand the saved configuration to the persister if it changed (or a
+    /// failed save is due again).
+    fn flush_store(&mut self, now: Instant) {
+        if self.store.sent >= self.store.wanted || self.store.retry_at.is_some_and(|t| t > now) {
+            return;
+        }
+        if self.store.sent == 0 && self.store.wanted == 0 {
+            return;
+        }
+        let saved: Vec<Saved> = self
+            .procs
+            .values()
+            .filter(|e| e.proc.spec.save_for_next_run)
+            .map(|e| Saved {
+                spec: e.proc.spec.clone(),
+                manually_stopped: e.proc.want == Want::Down,
+                run_count: e.proc.run_count,
+            })
+            .collect();
+        let bytes = Store::render(saved.iter());
+        self.store.wanted = self.store.wanted.max(1);
+        self.store.sent = self.store.wanted;
+        self.s.persister.save(
+            Target::Processes,
+            self.s.store.path().to_owned(),
+            bytes,
+            self.store.wanted,
+        );
+    }
+
+    /// The persister's report.
+    fn saved(&mut self, target: Target, version: u64, result: Result<(), String>) {
+        match (target, result) {
+            (Target::Processes, Ok(())) => {
+                self.store.acked = self.store.acked.max(version);
+                if self.store.failed.is_some() && self.store.acked >= self.store.wanted {
+                    self.sys(format!("{} saved again", self.s.store.path().display()));
+                    self.store.failed = None;
+                    self.store.retry_delay = Duration::ZERO;
+                }
+                self.changed = true;
+            }
+            (Target::Processes, Err(err)) => {
+                if self.store.failed.is_none() {
+                    crate::diag::warn(&err);
+                }
+                self.sys(format!("{err}; retrying"));
+                self.store.retry_delay = (self.store.retry_delay * 2)
+                    .max(Duration::from_secs(1))
+                    .min(MAX_SAVE_RETRY);
+                self.store.retry_at = Some(Instant::now() + self.store.retry_delay);
+                self.store.failed = Some((version, err));
+                self.changed = true;
+            }
+            (Target::Runs(_), Ok(())) => {}
+            (Target::Runs(id), Err(err)) => self.sys(format!("run history of '{id}': {err}")),
+        }
+    }
+
+    /// A line in exeio.log.
+    fn sys(&self, line: String) {
+        self.s.logger.supervisor(line);
+    }
+}

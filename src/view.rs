@@ -1,0 +1,107 @@
+//! What HTTP threads read: an immutable snapshot of every process that the
+//! supervisor publishes after each change (`Published::store`). Readers take
+//! an `Arc` to the current `View` and never cross into the supervisor, so
+//! `GET /list` costs no round trip. The supervisor stays the only writer of
+//! process state; a `View` is a copy, rebuilt only for the processes that
+//! changed.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Instant, SystemTime};
+
+use crate::lifecycle::{Exits, RunRecord, RunResult, Status};
+use crate::logs::LogFile;
+use crate::policy::ExitStatus;
+use crate::procfs::Usage;
+use crate::spec::{ProcessId, ProcessSpec};
+
+/// One process, as of the last change.
+#[derive(Debug)]
+pub struct ProcView {
+    pub spec: Arc<ProcessSpec>,
+    pub status: Status,
+    pub pid: Option<u32>,
+    /// When the current run started.
+    pub started: Option<Instant>,
+    /// When the next run starts (a pending restart or a job's next time).
+    pub next_run: Option<Instant>,
+    /// The wall clock of `next_run`, fixed when published.
+    pub next_run_wall: Option<SystemTime>,
+    pub run_count: u64,
+    pub restart_count: u32,
+    pub restarts_total: u64,
+    pub exits: Exits,
+    pub last_run: Option<SystemTime>,
+    pub last_exit: Option<(ExitStatus, SystemTime)>,
+    pub last_result: Option<RunResult>,
+    pub last_success: Option<SystemTime>,
+    /// A spawn error, or why restarts stopped.
+    pub error: Option<String>,
+    /// Why this process's saved configuration is not saved yet.
+    pub save_error: Option<String>,
+    pub log: Arc<LogFile>,
+    pub usage: Arc<Usage>,
+    /// Finished runs of a job, oldest first.
+    pub runs: Arc<Vec<RunRecord>>,
+}
+
+impl std::fmt::Debug for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Usage")
+    }
+}
+
+impl std::fmt::Debug for LogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogFile({})", self.path().display())
+    }
+}
+
+impl ProcView {
+    pub fn id(&self) -> &ProcessId {
+        &self.spec.id
+    }
+}
+
+/// Every process, sorted by id, and the health of the saved configuration.
+#[derive(Debug, Default)]
+pub struct View {
+    pub procs: Vec<Arc<ProcView>>,
+    pub store: StoreHealth,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StoreHealth {
+    /// The last save failed with this; retried.
+    pub error: Option<String>,
+    /// Changes not yet on disk.
+    pub pending: bool,
+    pub retry_at: Option<SystemTime>,
+}
+
+impl View {
+    pub fn get(&self, id: &str) -> Option<&Arc<ProcView>> {
+        self.procs
+            .binary_search_by(|p| p.spec.id.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.procs[i])
+    }
+}
+
+/// The current `View`, swapped by the supervisor, read by everyone.
+#[derive(Default)]
+pub struct Published {
+    view: RwLock<Arc<View>>,
+}
+
+impl Published {
+    pub fn load(&self) -> Arc<View> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn store(&self, view: View) {
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+    }
+}
