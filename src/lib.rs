@@ -23,6 +23,7 @@ pub mod auth;
 pub mod child;
 pub mod cli;
 pub mod conn;
+pub mod cron;
 pub mod daemon;
 pub mod diag;
 pub mod error;
