@@ -519,3 +519,5 @@ impl CivilSearch<'_> {
     }
 }
 
+#[cfg(test)]
+mod tests;
