@@ -30,6 +30,7 @@
 pub mod api;
 pub mod child;
 pub mod cli;
+pub mod cron;
 pub mod daemon;
 pub mod diag;
 pub mod error;
