@@ -28,6 +28,9 @@ Options:
       --max-connections N  connections served at once (default 256)
       --max-connections-per-address N
                            of which from one address (default 32)
+      --head-timeout S     a request head must arrive within S seconds (default 10)
+      --idle-timeout S     close a kept-alive connection idle for S seconds (default 60)
+      --write-timeout S    give up on a client that reads nothing for S seconds (default 30)
       --auth-fail-limit N  failed authentications from one address...
       --auth-fail-window S ...within S seconds lock it out for S seconds
                            (default 10 within 60)
@@ -44,7 +47,7 @@ SIGTERM/SIGINT stop every process and exit; SIGHUP reopens the log files.
 pub enum Cli {
     Help,
     Version,
-    Run(Config),
+    Run(Box<Config>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,9 @@ pub struct Config {
     pub max_per_address: usize,
     pub auth_fail_limit: u32,
     pub auth_fail_window: Duration,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub cgroups: bool,
 }
 
@@ -79,6 +85,9 @@ impl Default for Config {
             max_per_address: 32,
             auth_fail_limit: 10,
             auth_fail_window: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
             cgroups: true,
         }
     }
@@ -113,6 +122,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
     let auth_fail_limit: Option<u32> = p.opt_value_from_str("--auth-fail-limit").map_err(usage)?;
     let auth_fail_window: Option<u64> =
         p.opt_value_from_str("--auth-fail-window").map_err(usage)?;
+    let mut seconds = |name: &'static str, default: Duration| -> Result<Duration> {
+        match p.opt_value_from_str::<_, u64>(name).map_err(usage)? {
+            Some(0) => Err(Error::Usage(format!("{name} must be at least 1"))),
+            Some(s) => Ok(Duration::from_secs(s)),
+            None => Ok(default),
+        }
+    };
+    let head_timeout = seconds("--head-timeout", d.head_timeout)?;
+    let idle_timeout = seconds("--idle-timeout", d.idle_timeout)?;
+    let write_timeout = seconds("--write-timeout", d.write_timeout)?;
     let no_cgroups = p.contains("--no-cgroups");
     let rest = p.finish();
     if let Some(first) = rest.first() {
@@ -125,9 +144,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         return Err(Error::Usage("--api-key must not be empty".into()));
     }
     if tls_cert.is_some() != tls_key.is_some() {
-        return Err(Error::Usage(
-            "--tls-cert and --tls-key go together".into(),
-        ));
+        return Err(Error::Usage("--tls-cert and --tls-key go together".into()));
     }
     let positive = |name: &str, v: Option<usize>, default: usize| match v {
         Some(0) => Err(Error::Usage(format!("{name} must be at least 1"))),
@@ -150,7 +167,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         Some(s) => Duration::from_secs(s),
         None => d.auth_fail_window,
     };
-    Ok(Cli::Run(Config {
+    Ok(Cli::Run(Box::new(Config {
         host: host.unwrap_or(d.host),
         port: port.unwrap_or(d.port),
         api_key,
@@ -163,8 +180,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         max_per_address,
         auth_fail_limit,
         auth_fail_window,
+        head_timeout,
+        idle_timeout,
+        write_timeout,
         cgroups: !no_cgroups,
-    }))
+    })))
 }
 
 fn path(s: &std::ffi::OsStr) -> std::result::Result<PathBuf, &'static str> {
@@ -188,7 +208,7 @@ mod tests {
         let Cli::Run(c) = run(&[]).unwrap() else {
             panic!()
         };
-        assert_eq!(c, Config::default());
+        assert_eq!(*c, Config::default());
         let Cli::Run(c) = run(&[
             "-H",
             "0.0.0.0",
@@ -218,7 +238,10 @@ mod tests {
             ("0.0.0.0", 0, Some("s3cret"))
         );
         assert_eq!((c.max_connections, c.max_per_address), (10, 2));
-        assert_eq!((c.auth_fail_limit, c.auth_fail_window), (3, Duration::from_secs(5)));
+        assert_eq!(
+            (c.auth_fail_limit, c.auth_fail_window),
+            (3, Duration::from_secs(5))
+        );
         assert_eq!(c.tls_key, Some(PathBuf::from("k.pem")));
         assert!(!c.cgroups);
         assert_eq!(run(&["--version"]).unwrap(), Cli::Version);
@@ -235,6 +258,8 @@ mod tests {
             &["--tls-cert", "c.pem"],
             &["--max-connections", "0"],
             &["--auth-fail-window", "0"],
+            &["--head-timeout", "0"],
+            &["--write-timeout", "x"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }
@@ -242,7 +267,12 @@ mod tests {
 
     #[test]
     fn help_gives_the_key_order_the_code_uses() {
-        let order = ["--api-key", "--api-key-file", "EXEIO_API_KEY", "<config-dir>/api-key"];
+        let order = [
+            "--api-key",
+            "--api-key-file",
+            "EXEIO_API_KEY",
+            "<config-dir>/api-key",
+        ];
         let at: Vec<usize> = order.iter().map(|w| HELP.find(w).unwrap()).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
     }

@@ -105,7 +105,10 @@ pub fn run(cfg: Config) -> Result<()> {
     let limits = Limits {
         max_connections: cfg.max_connections,
         max_per_address: cfg.max_per_address,
-        ..Limits::default()
+        head_timeout: cfg.head_timeout,
+        idle_timeout: cfg.idle_timeout,
+        body_timeout: cfg.head_timeout,
+        write_timeout: cfg.write_timeout,
     };
     let report = {
         let logger = logger.clone();

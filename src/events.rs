@@ -59,11 +59,10 @@ impl Bus {
             g.ring.pop_front();
         }
         g.ring.push_back(event.clone());
-        g.subscribers
-            .retain(|s| match s.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            });
+        g.subscribers.retain(|s| match s.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        });
     }
 
     /// Subscribe, replaying the events after `since` (none: only new ones).
@@ -115,12 +114,13 @@ mod tests {
             bus.publish("state", &json!({ "n": i }));
         }
         let s = bus.subscribe(Some(2));
-        assert_eq!(
-            s.replay.iter().map(|e| e.id).collect::<Vec<_>>(),
-            [3, 4, 5]
-        );
+        assert_eq!(s.replay.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
         assert!(!s.gap);
-        assert!(s.replay[0].frame.starts_with("id: 3\nevent: state\ndata: {\"n\":2}\n\n"));
+        assert!(
+            s.replay[0]
+                .frame
+                .starts_with("id: 3\nevent: state\ndata: {\"n\":2}\n\n")
+        );
         bus.publish("added", &json!({}));
         assert_eq!(s.queue.try_recv().unwrap().id, 6);
         // an old id whose successors are gone is a gap

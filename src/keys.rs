@@ -437,9 +437,18 @@ mod tests {
         assert_eq!(keys.verify("root-key").unwrap().role, Role::Admin);
         let ro = keys.create("ci", Role::Read).unwrap();
         assert!(ro.starts_with("ci."));
-        assert!(matches!(keys.create("ci", Role::Admin), Err(KeyError::Exists(_))));
-        assert!(matches!(keys.create("../x", Role::Admin), Err(KeyError::Invalid(_))));
-        assert!(matches!(keys.create("admin", Role::Read), Err(KeyError::Invalid(_))));
+        assert!(matches!(
+            keys.create("ci", Role::Admin),
+            Err(KeyError::Exists(_))
+        ));
+        assert!(matches!(
+            keys.create("../x", Role::Admin),
+            Err(KeyError::Invalid(_))
+        ));
+        assert!(matches!(
+            keys.create("admin", Role::Read),
+            Err(KeyError::Invalid(_))
+        ));
         let who = keys.verify(&ro).unwrap();
         assert_eq!((who.name.as_str(), who.role), ("ci", Role::Read));
         assert!(keys.verify(&format!("{ro}0")).is_none());

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             println!("exeio {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Cli::Run(cfg) => match exeio::daemon::run(cfg) {
+        Cli::Run(cfg) => match exeio::daemon::run(*cfg) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e @ Error::Usage(_)) => {
                 exeio::diag::error(&e);

@@ -154,12 +154,22 @@ mod tests {
         let (p, thread) = Persister::start(tx).unwrap();
         let path = dir.join("sub/processes.json");
         for v in 1..=3 {
-            p.save(Target::Processes, path.clone(), format!("v{v}").into_bytes(), v);
+            p.save(
+                Target::Processes,
+                path.clone(),
+                format!("v{v}").into_bytes(),
+                v,
+            );
         }
         // a file where a directory should be: the save fails and says why
         fs::write(dir.join("file"), b"").unwrap();
         let id = ProcessId::parse("job").unwrap();
-        p.save(Target::Runs(id.clone()), dir.join("file/x.json"), b"x".to_vec(), 1);
+        p.save(
+            Target::Runs(id.clone()),
+            dir.join("file/x.json"),
+            b"x".to_vec(),
+            1,
+        );
         drop(p);
         thread.join().unwrap();
         let events: Vec<(Target, u64, bool)> = rx

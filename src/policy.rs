@@ -197,7 +197,11 @@ mod tests {
             (1000, 60),
         ];
         for &(attempt, secs) in rows {
-            assert_eq!(restart_delay(&SEED, attempt, long), S(secs), "attempt {attempt}");
+            assert_eq!(
+                restart_delay(&SEED, attempt, long),
+                S(secs),
+                "attempt {attempt}"
+            );
             assert_eq!(
                 restart_delay(&SEED, attempt, S(9)),
                 S(secs + 20),
@@ -216,12 +220,18 @@ mod tests {
             penalty: Duration::ZERO,
         };
         let got: Vec<Duration> = (1..=5).map(|n| restart_delay(&b, n, S(1))).collect();
-        assert_eq!(got, [Duration::ZERO, Duration::from_millis(500), S(5), S(5), S(5)]);
+        assert_eq!(
+            got,
+            [Duration::ZERO, Duration::from_millis(500), S(5), S(5), S(5)]
+        );
         let p = RestartPolicy::Always;
         // the custom reset window: 60 s of uptime resets the streak
         assert_eq!(
             after_exit(p, None, &b, 7, ExitStatus::Code(1), S(60)),
-            AfterExit::Restart { attempt: 1, delay: Duration::ZERO }
+            AfterExit::Restart {
+                attempt: 1,
+                delay: Duration::ZERO
+            }
         );
         let penalised = Backoff { penalty: S(3), ..b };
         assert_eq!(restart_delay(&penalised, 1, S(1)), S(3));

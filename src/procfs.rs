@@ -93,7 +93,10 @@ impl Usage {
         {
             self.refresh(now_us, at);
         }
-        let cpu = self.cpu_us.load(Ordering::Relaxed).max(self.done_cpu_us.load(Ordering::Relaxed));
+        let cpu = self
+            .cpu_us
+            .load(Ordering::Relaxed)
+            .max(self.done_cpu_us.load(Ordering::Relaxed));
         Figures {
             cpu_seconds: cpu as f64 / 1e6,
             cpu_percent: self.pct.load(Ordering::Relaxed) as f64 / 100.0,
@@ -127,7 +130,8 @@ impl Usage {
         let before = self.cpu_us.swap(cpu, Ordering::Relaxed);
         if then_us > 0 && now_us > then_us && pid != 0 {
             let pct = cpu.saturating_sub(before) as f64 / (now_us - then_us) as f64 * 100.0;
-            self.pct.store((pct * 100.0).round() as u64, Ordering::Relaxed);
+            self.pct
+                .store((pct * 100.0).round() as u64, Ordering::Relaxed);
         }
         self.rss.store(rss, Ordering::Relaxed);
         self.at_us.store(now_us, Ordering::Relaxed);
@@ -148,13 +152,19 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
         .iter()
         .map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
         .sum();
-    Some(Duration::from_secs_f64(ticks / sys::clock_ticks_per_second()))
+    Some(Duration::from_secs_f64(
+        ticks / sys::clock_ticks_per_second(),
+    ))
 }
 
 /// The fields of /proc/PID/stat after the command name (which may hold
 /// spaces and parentheses).
 fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    Some(stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect())
+    Some(
+        stat.get(stat.rfind(')')? + 2..)?
+            .split_whitespace()
+            .collect(),
+    )
 }
 
 /// exeio's own figures for `/metrics` (`process_*`).

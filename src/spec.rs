@@ -234,8 +234,8 @@ impl ProcessSpec {
                 .steps
                 .as_ref()
                 .map(|s| s.iter().map(Duration::as_secs_f64).collect()),
-            backoff_reset_seconds: (!job).then(|| self.backoff.reset.as_secs_f64()),
-            rapid_exit_penalty_seconds: (!job).then(|| self.backoff.penalty.as_secs_f64()),
+            backoff_reset_seconds: (!job).then_some(self.backoff.reset.as_secs_f64()),
+            rapid_exit_penalty_seconds: (!job).then_some(self.backoff.penalty.as_secs_f64()),
             user: self.user.clone(),
             group: self.group.clone(),
             overlap: job.then_some(self.job.overlap),
@@ -333,7 +333,10 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
             ));
         }
         Some(dir) if dir.trim().is_empty() => {
-            return Err(FieldError::new("working_dir", "working_dir must not be empty"));
+            return Err(FieldError::new(
+                "working_dir",
+                "working_dir must not be empty",
+            ));
         }
         Some(dir) => Some(PathBuf::from(dir)),
         None => None,
@@ -706,20 +709,28 @@ mod tests {
             (r#""backoff_seconds":[-1]"#, "backoff_seconds"),
             (r#""backoff_seconds":[1e9]"#, "backoff_seconds"),
             (r#""backoff_reset_seconds":-5"#, "backoff_reset_seconds"),
-            (r#""rapid_exit_penalty_seconds":-0.5"#, "rapid_exit_penalty_seconds"),
+            (
+                r#""rapid_exit_penalty_seconds":-0.5"#,
+                "rapid_exit_penalty_seconds",
+            ),
             (r##""user":"""##, "user"),
             (r#""group":"wheel""#, "group"),
             (r#""overlap":"queue""#, "overlap"),
             (r#""history":5"#, "history"),
-            (r#""periodic":true,"period_seconds":5,"timeout_seconds":0"#, "timeout_seconds"),
+            (
+                r#""periodic":true,"period_seconds":5,"timeout_seconds":0"#,
+                "timeout_seconds",
+            ),
             (r#""colour":1"#, "colour"),
         ] {
-            let e = parse_add(format!(r#"{{"id":"a","command":"x",{bad}}}"#).as_bytes())
-                .unwrap_err();
+            let e =
+                parse_add(format!(r#"{{"id":"a","command":"x",{bad}}}"#).as_bytes()).unwrap_err();
             assert_eq!(e.field, field, "{bad}: {}", e.message);
         }
-        let j = req(r#"{"id":"a","command":"x","periodic":true,"period_seconds":5,
-            "overlap":"replace","timeout_seconds":3,"history":7}"#)
+        let j = req(
+            r#"{"id":"a","command":"x","periodic":true,"period_seconds":5,
+            "overlap":"replace","timeout_seconds":3,"history":7}"#,
+        )
         .unwrap();
         assert_eq!(j.job.overlap, Overlap::Replace);
         assert_eq!(j.job.timeout, Some(Duration::from_secs(3)));

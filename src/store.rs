@@ -98,7 +98,9 @@ impl Store {
                     manually_stopped: p.manually_stopped,
                     run_count: p.run_count,
                 }),
-                Err(e) => loaded.skipped.push(format!("{id}: {}: {}", e.field, e.message)),
+                Err(e) => loaded
+                    .skipped
+                    .push(format!("{id}: {}: {}", e.field, e.message)),
             }
         }
         Ok(loaded)

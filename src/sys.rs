@@ -43,7 +43,10 @@ pub fn peer_closed(sock: &TcpStream, wait: Duration) -> bool {
     let flags = PollFlags::POLLIN | PollFlags::from_bits_retain(libc::POLLRDHUP);
     let mut fds = [PollFd::new(sock_fd(sock), flags)];
     let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-    match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
         Ok(0) | Err(nix::errno::Errno::EINTR) => false,
         Ok(_) => true,
         Err(_) => true,

@@ -45,16 +45,18 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<Ids, String> {
     Ok(ids)
 }
 
-fn resolve_in(passwd: &str, group_file: &str, user: &str, group: Option<&str>) -> Result<Ids, String> {
+fn resolve_in(
+    passwd: &str,
+    group_file: &str,
+    user: &str,
+    group: Option<&str>,
+) -> Result<Ids, String> {
     let users: Vec<PasswdEntry> = passwd.lines().filter_map(parse_passwd).collect();
     let groups: Vec<GroupEntry> = group_file.lines().filter_map(parse_group).collect();
-    let entry = users
-        .iter()
-        .find(|u| u.name == user)
-        .or_else(|| {
-            let uid: u32 = user.parse().ok()?;
-            users.iter().find(|u| u.uid == uid)
-        });
+    let entry = users.iter().find(|u| u.name == user).or_else(|| {
+        let uid: u32 = user.parse().ok()?;
+        users.iter().find(|u| u.uid == uid)
+    });
     let (uid, mut gid, name, home) = match entry {
         Some(u) => (u.uid, u.gid, u.name.clone(), u.home.clone()),
         None => match user.parse::<u32>() {
@@ -73,7 +75,7 @@ fn resolve_in(passwd: &str, group_file: &str, user: &str, group: Option<&str>) -
     }
     let mut supplementary: Vec<u32> = groups
         .iter()
-        .filter(|e| e.members.iter().any(|m| *m == name))
+        .filter(|e| e.members.contains(&name))
         .map(|e| e.gid)
         .collect();
     supplementary.push(gid);

@@ -186,9 +186,18 @@ mod tests {
                     .map(|(_, v)| *v)
             }
         };
-        assert!(matches!(presented(hs(&[("exeio-api-key", " k ")])), Presented::Key("k")));
-        assert!(matches!(presented(hs(&[("Authorization", "Bearer  k")])), Presented::Key("k")));
-        assert!(matches!(presented(hs(&[("Authorization", "bearer k")])), Presented::Key("k")));
+        assert!(matches!(
+            presented(hs(&[("exeio-api-key", " k ")])),
+            Presented::Key("k")
+        ));
+        assert!(matches!(
+            presented(hs(&[("Authorization", "Bearer  k")])),
+            Presented::Key("k")
+        ));
+        assert!(matches!(
+            presented(hs(&[("Authorization", "bearer k")])),
+            Presented::Key("k")
+        ));
         assert!(matches!(
             presented(hs(&[("Authorization", "Basic azp4")])),
             Presented::Key(k) if k.starts_with('\u{0}')
@@ -197,7 +206,10 @@ mod tests {
             presented(hs(&[("Cookie", "a=1; exeio_session=t0k; b=2")])),
             Presented::Session("t0k")
         ));
-        assert!(matches!(presented(hs(&[("Cookie", "exeio_session=")])), Presented::Nothing));
+        assert!(matches!(
+            presented(hs(&[("Cookie", "exeio_session=")])),
+            Presented::Nothing
+        ));
         assert!(matches!(presented(hs(&[])), Presented::Nothing));
     }
 
@@ -212,7 +224,11 @@ mod tests {
         }
         t.failed(a, t0 + Duration::from_secs(2));
         assert_eq!(t.locked(a, t0 + Duration::from_secs(2)), Some(60));
-        assert_eq!(t.locked(b, t0 + Duration::from_secs(2)), None, "others unaffected");
+        assert_eq!(
+            t.locked(b, t0 + Duration::from_secs(2)),
+            None,
+            "others unaffected"
+        );
         assert_eq!(t.locked(a, t0 + Duration::from_secs(62)), None, "released");
         // failures spread over more than the window never lock
         let t = Throttle::new(3, Duration::from_secs(60));

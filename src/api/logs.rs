@@ -95,7 +95,12 @@ pub fn logs(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, Api
 
 /// Write a page as JSON while it is read: a 1,000-line page of long lines
 /// never sits whole in memory.
-pub fn page(ex: &mut Exchange<'_>, log: &LogFile, q: &LogQuery, key: &str) -> Result<Answer, ApiError> {
+pub fn page(
+    ex: &mut Exchange<'_>,
+    log: &LogFile,
+    q: &LogQuery,
+    key: &str,
+) -> Result<Answer, ApiError> {
     let w = RefCell::new(ex.writer(200, "application/json"));
     let mut first = true;
     let read = log.page(
@@ -106,7 +111,8 @@ pub fn page(ex: &mut Exchange<'_>, log: &LogFile, q: &LogQuery, key: &str) -> Re
             write!(
                 w.borrow_mut(),
                 r#"{{"success":true,"page":{},"page_size":{},"total_lines":{total},"{key}":["#,
-                q.page, q.page_size
+                q.page,
+                q.page_size
             )
         },
         |line| {

@@ -31,12 +31,13 @@ pub fn metrics(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0)
     };
-    let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in rows {
-            let _ = writeln!(s, "{name}{{{labels}}} {v}");
-        }
-    };
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(s, "{name}{{{labels}}} {v}");
+            }
+        };
     let id = |p: &ProcView| format!("id=\"{}\"", p.id());
     family(
         "exeio_process_up",
@@ -120,12 +121,42 @@ pub fn metrics(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
     );
     let own = procfs::own();
     for (name, kind, help, v) in [
-        ("process_cpu_seconds_total", "counter", "CPU time of exeio itself.", own.cpu_seconds),
-        ("process_resident_memory_bytes", "gauge", "Resident memory of exeio.", own.rss_bytes as f64),
-        ("process_open_fds", "gauge", "Open file descriptors of exeio.", own.open_fds as f64),
-        ("process_max_fds", "gauge", "The limit on open file descriptors.", own.max_fds as f64),
-        ("process_start_time_seconds", "gauge", "Start of exeio, seconds since the epoch.", own.start_time_seconds),
-        ("exeio_threads", "gauge", "Threads of exeio.", own.threads as f64),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time of exeio itself.",
+            own.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of exeio.",
+            own.rss_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of exeio.",
+            own.open_fds as f64,
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "The limit on open file descriptors.",
+            own.max_fds as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start of exeio, seconds since the epoch.",
+            own.start_time_seconds,
+        ),
+        (
+            "exeio_threads",
+            "gauge",
+            "Threads of exeio.",
+            own.threads as f64,
+        ),
     ] {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
@@ -135,17 +166,51 @@ pub fn metrics(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
          # TYPE exeio_http_requests_total counter"
     );
     for (code, n) in api.counts.seen() {
-        let code = if code == 0 { "other".to_owned() } else { code.to_string() };
+        let code = if code == 0 {
+            "other".to_owned()
+        } else {
+            code.to_string()
+        };
         let _ = writeln!(s, "exeio_http_requests_total{{code=\"{code}\"}} {n}");
     }
     let e = &api.edge;
     for (name, kind, help, v) in [
-        ("exeio_http_connections_open", "gauge", "Connections being served.", e.open.load(Ordering::Relaxed)),
-        ("exeio_http_connections_total", "counter", "Connections accepted.", e.accepted.load(Ordering::Relaxed)),
-        ("exeio_http_connections_refused_total", "counter", "Connections closed at once: a connection cap was reached.", e.refused.load(Ordering::Relaxed)),
-        ("exeio_http_accept_errors_total", "counter", "Failed accepts (fds exhausted, ...), each retried.", e.accept_errors.load(Ordering::Relaxed)),
-        ("exeio_http_thread_errors_total", "counter", "Connection threads that could not be started.", e.thread_errors.load(Ordering::Relaxed)),
-        ("exeio_events_subscribers", "gauge", "Clients of the event stream.", api.events.subscribers() as u64),
+        (
+            "exeio_http_connections_open",
+            "gauge",
+            "Connections being served.",
+            e.open.load(Ordering::Relaxed),
+        ),
+        (
+            "exeio_http_connections_total",
+            "counter",
+            "Connections accepted.",
+            e.accepted.load(Ordering::Relaxed),
+        ),
+        (
+            "exeio_http_connections_refused_total",
+            "counter",
+            "Connections closed at once: a connection cap was reached.",
+            e.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "exeio_http_accept_errors_total",
+            "counter",
+            "Failed accepts (fds exhausted, ...), each retried.",
+            e.accept_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "exeio_http_thread_errors_total",
+            "counter",
+            "Connection threads that could not be started.",
+            e.thread_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "exeio_events_subscribers",
+            "gauge",
+            "Clients of the event stream.",
+            api.events.subscribers() as u64,
+        ),
     ] {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }

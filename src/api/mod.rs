@@ -166,10 +166,12 @@ impl Api {
                 who,
                 by_cookie: false,
             }),
-            auth::Presented::Session(t) => self.sessions.check(t, &self.keys, now).map(|who| Caller {
-                who,
-                by_cookie: true,
-            }),
+            auth::Presented::Session(t) => {
+                self.sessions.check(t, &self.keys, now).map(|who| Caller {
+                    who,
+                    by_cookie: true,
+                })
+            }
         }
     }
 
@@ -229,7 +231,14 @@ impl Api {
         serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
     }
 
-    fn audit(&self, peer: SocketAddr, name: Option<&str>, ex: &Exchange<'_>, status: u16, took: Duration) {
+    fn audit(
+        &self,
+        peer: SocketAddr,
+        name: Option<&str>,
+        ex: &Exchange<'_>,
+        status: u16,
+        took: Duration,
+    ) {
         let line = format!(
             "{} {} {} {} {status} {}ms",
             peer.ip(),
@@ -275,7 +284,12 @@ impl Counts {
         self.by_status
             .iter()
             .enumerate()
-            .map(|(i, n)| (STATUSES.get(i).copied().unwrap_or(0), n.load(Ordering::Relaxed)))
+            .map(|(i, n)| {
+                (
+                    STATUSES.get(i).copied().unwrap_or(0),
+                    n.load(Ordering::Relaxed),
+                )
+            })
             .filter(|&(_, n)| n > 0)
             .collect()
     }

@@ -93,11 +93,11 @@ fn process<'a>(p: &'a ProcView, now: &Clock) -> Process<'a> {
     let job = spec.is_job();
     let running = p.pid.is_some();
     let figures = running.then(|| p.usage.read(now.at));
-    let error = p
-        .error
-        .clone()
-        .or_else(|| p.log.last_error())
-        .or_else(|| p.save_error.clone().map(|e| format!("not saved for the next run: {e}")));
+    let error = p.error.clone().or_else(|| p.log.last_error()).or_else(|| {
+        p.save_error
+            .clone()
+            .map(|e| format!("not saved for the next run: {e}"))
+    });
     Process {
         id: spec.id.as_str(),
         command: &spec.command,

@@ -103,7 +103,9 @@ impl Cgroups {
             }
             Err(e) => return Err(e),
         }
-        OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
     }
 
     /// SIGKILL everything in the group of `id`.

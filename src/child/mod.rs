@@ -312,7 +312,8 @@ impl Watcher {
             }
             if let Some(t) = exited_at {
                 let now = Instant::now();
-                if now.duration_since(t) >= DRAIN_MAX || now.duration_since(last_data) >= DRAIN_IDLE {
+                if now.duration_since(t) >= DRAIN_MAX || now.duration_since(last_data) >= DRAIN_IDLE
+                {
                     held_open = true;
                     break;
                 }
@@ -443,7 +444,11 @@ impl Watcher {
     /// Write queued input as far as the pipe takes it. False once the
     /// child has closed its stdin.
     fn feed_stdin(&self, f: &File) -> bool {
-        let mut s = self.link.stdin.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self
+            .link
+            .stdin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while !s.queued.is_empty() {
             let (front, _) = s.queued.as_slices();
             let mut w = f;
@@ -464,7 +469,11 @@ impl Watcher {
     }
 
     fn close_input(&self) {
-        let mut s = self.link.stdin.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self
+            .link
+            .stdin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         s.closed = true;
         s.queued.clear();
     }

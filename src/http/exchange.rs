@@ -198,10 +198,14 @@ impl<'c> Exchange<'c> {
 
     fn more(&mut self, deadline: Instant) -> Result<(), BodyError> {
         match self.conn.fill(deadline) {
-            Ok(0) => Err(BodyError::Malformed("the client closed before sending its body")),
+            Ok(0) => Err(BodyError::Malformed(
+                "the client closed before sending its body",
+            )),
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(BodyError::Timeout),
-            Err(_) => Err(BodyError::Malformed("the connection failed while reading the body")),
+            Err(_) => Err(BodyError::Malformed(
+                "the connection failed while reading the body",
+            )),
         }
     }
 
@@ -332,7 +336,14 @@ impl BodyWriter<'_, '_> {
                 ex.status = self.status;
                 ex.close |= ex.head.minor == 0 || !ex.body_read;
                 let chunked = ex.head.minor == 1;
-                let mut out = head(self.status, self.content_type, &[], None, ex.close, ex.head.minor);
+                let mut out = head(
+                    self.status,
+                    self.content_type,
+                    &[],
+                    None,
+                    ex.close,
+                    ex.head.minor,
+                );
                 if chunked {
                     let at = out.len() - 2;
                     out.splice(at..at, *b"Transfer-Encoding: chunked\r\n");
@@ -469,7 +480,12 @@ fn head(
 }
 
 /// A complete JSON reply on a raw transport (refusals before any exchange).
-pub(super) fn write_simple(io: &mut Transport, status: u16, json: &str, close: bool) -> io::Result<()> {
+pub(super) fn write_simple(
+    io: &mut Transport,
+    status: u16,
+    json: &str,
+    close: bool,
+) -> io::Result<()> {
     let mut out = head(status, "application/json", &[], Some(json.len()), close, 1);
     out.extend_from_slice(json.as_bytes());
     io.write_all(&out)

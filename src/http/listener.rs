@@ -159,12 +159,17 @@ impl Acceptor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 Err(e) => {
-                    self.shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .accept_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     if sys::is_fd_exhaustion(&e) {
                         self.shed_one();
                     }
-                    self.errors
-                        .note(&*self.shared.report, format!("cannot accept a connection: {e}"));
+                    self.errors.note(
+                        &*self.shared.report,
+                        format!("cannot accept a connection: {e}"),
+                    );
                     self.back_off();
                     return;
                 }
@@ -261,7 +266,11 @@ fn serve(job: Job, shared: &Shared) {
 
 /// A TLS session on `sock`. A client speaking plain HTTP to the TLS port is
 /// told so in plain HTTP, then closed.
-fn tls_transport(config: &Arc<ServerConfig>, sock: TcpStream, limits: &Limits) -> Option<Transport> {
+fn tls_transport(
+    config: &Arc<ServerConfig>,
+    sock: TcpStream,
+    limits: &Limits,
+) -> Option<Transport> {
     let _ = sock.set_read_timeout(Some(limits.head_timeout));
     let mut first = [0u8; 1];
     match sock.peek(&mut first) {

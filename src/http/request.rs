@@ -118,7 +118,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
     while buf[start..].starts_with(b"\r\n") || buf[start..].starts_with(b"\n") {
         start += if buf[start] == b'\r' { 2 } else { 1 };
         if start > MAX_LINE {
-            return Err(HeadError::TooLarge("too many blank lines before the request"));
+            return Err(HeadError::TooLarge(
+                "too many blank lines before the request",
+            ));
         }
     }
     let mut lines: Vec<&[u8]> = Vec::new();
@@ -156,8 +158,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         if field[0] == b' ' || field[0] == b'\t' {
             return Err(HeadError::Malformed("obsolete header line folding"));
         }
-        let colon =
-            memchr(b':', field).ok_or(HeadError::Malformed("a header line without ':'"))?;
+        let colon = memchr(b':', field).ok_or(HeadError::Malformed("a header line without ':'"))?;
         let name = &field[..colon];
         if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
             return Err(HeadError::Malformed("an invalid header name"));
@@ -181,12 +182,15 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
 }
 
 fn request_line_parts(line: &[u8]) -> Result<(String, String, u8), HeadError> {
-    let text = std::str::from_utf8(line).map_err(|_| HeadError::Malformed("non-ASCII request line"))?;
+    let text =
+        std::str::from_utf8(line).map_err(|_| HeadError::Malformed("non-ASCII request line"))?;
     let mut parts = text.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HeadError::Malformed("a request line is METHOD TARGET VERSION"));
+        return Err(HeadError::Malformed(
+            "a request line is METHOD TARGET VERSION",
+        ));
     };
     if method.is_empty() || !method.bytes().all(is_token) {
         return Err(HeadError::Malformed("an invalid method"));
@@ -245,13 +249,10 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 /// Query pairs, percent-decoded (`None` values for malformed escapes).
 pub fn query_pairs(query: &str) -> impl Iterator<Item = (&str, Option<String>)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k, percent_decode(v))
-        })
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k, percent_decode(v))
+    })
 }
 
 #[cfg(test)]

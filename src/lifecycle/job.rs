@@ -145,7 +145,9 @@ pub struct Job {
 
 impl Job {
     pub(super) fn next_tick(&self, p: &Proc) -> Option<Instant> {
-        (p.want == Want::Up && !p.halted).then_some(self.next).flatten()
+        (p.want == Want::Up && !p.halted)
+            .then_some(self.next)
+            .flatten()
     }
 
     pub(super) fn deadline(&self, p: &Proc) -> Option<Instant> {
@@ -295,6 +297,5 @@ impl Job {
 
 /// The first scheduled time after a start by hand at `now`.
 fn first_after(spec: &ProcessSpec, now: Now) -> Option<Instant> {
-    spec.period_seconds
-        .map(|p| now.at + Duration::from_secs(p))
+    spec.period_seconds.map(|p| now.at + Duration::from_secs(p))
 }

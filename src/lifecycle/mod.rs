@@ -106,9 +106,7 @@ pub enum State {
         cause: Cause,
     },
     /// An automatic restart is pending.
-    Backoff {
-        until: Instant,
-    },
+    Backoff { until: Instant },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -607,7 +605,13 @@ impl Proc {
         fx
     }
 
-    fn exited(&mut self, generation_: u64, status: ExitStatus, at: SystemTime, now: Now) -> Vec<Effect> {
+    fn exited(
+        &mut self,
+        generation_: u64,
+        status: ExitStatus,
+        at: SystemTime,
+        now: Now,
+    ) -> Vec<Effect> {
         let (started, cause) = match self.state {
             State::Running {
                 generation,
@@ -731,7 +735,11 @@ impl Proc {
         let was_backoff = matches!(self.state, State::Backoff { .. });
         self.state = State::Idle;
         if let Some(job) = &mut self.job {
-            fx.push(Effect::Record(job.spawn_error(self.run_count + 1, error, now)));
+            fx.push(Effect::Record(job.spawn_error(
+                self.run_count + 1,
+                error,
+                now,
+            )));
             return fx;
         }
         if was_backoff {

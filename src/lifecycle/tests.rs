@@ -65,7 +65,10 @@ fn running(p: &mut Proc, c: &Clock, d: Duration, pid: u32) {
 fn crash_goes_to_backoff_then_restarts_on_the_deadline() {
     let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true}"#);
-    assert_eq!(p.step(Input::Start, c.at(S(0))).unwrap(), vec![Effect::Spawn]);
+    assert_eq!(
+        p.step(Input::Start, c.at(S(0))).unwrap(),
+        vec![Effect::Spawn]
+    );
     running(&mut p, &c, S(0), 10);
     let fx = p.step(exited(&p, ExitStatus::Code(3)), c.at(S(1))).unwrap();
     assert_eq!(
@@ -89,7 +92,9 @@ fn custom_backoff_restarts_at_once() {
         r#"{"id":"a","command":"x","auto_restart":true,"backoff_seconds":[0],"rapid_exit_penalty_seconds":0}"#,
     );
     running(&mut p, &c, S(0), 10);
-    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(1))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(9)), c.at(S(1)))
+        .unwrap();
     assert!(logs(&fx).contains("restarting in 0s"), "{}", logs(&fx));
     assert_eq!(p.deadline(), Some(c.at(S(1)).at), "due now");
     assert!(spawns(&p.step(Input::Tick, c.at(S(1))).unwrap()));
@@ -110,7 +115,9 @@ fn policies_never_and_on_failure() {
     p.step(exited(&p, ExitStatus::Code(0)), c.at(S(0))).unwrap();
     assert_eq!(p.status(), Status::Stopped);
     running(&mut p, &c, S(0), 11);
-    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(0))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(9)), c.at(S(0)))
+        .unwrap();
     assert!(logs(&fx).contains("after external kill signal 9"));
 }
 
@@ -127,7 +134,11 @@ fn manual_stop_sends_term_and_cont_escalates_and_never_restarts() {
             _ => None,
         })
         .collect();
-    assert_eq!(signals, [15, SIGCONT], "TERM, then CONT for a paused process");
+    assert_eq!(
+        signals,
+        [15, SIGCONT],
+        "TERM, then CONT for a paused process"
+    );
     assert_eq!(p.deadline(), Some(c.at(S(4)).at));
     assert_eq!(p.step(Input::Tick, c.at(S(2))).unwrap(), vec![]);
     let fx = p.step(Input::Tick, c.at(S(4))).unwrap();
@@ -136,7 +147,9 @@ fn manual_stop_sends_term_and_cont_escalates_and_never_restarts() {
         signal: SIGKILL
     }));
     assert_eq!(p.deadline(), None, "SIGKILL once, then wait for the exit");
-    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(5))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(9)), c.at(S(5)))
+        .unwrap();
     assert_eq!(logs(&fx), "stopped manually");
     assert!(!spawns(&fx));
     assert_eq!(p.status(), Status::ManuallyStopped);
@@ -151,7 +164,9 @@ fn the_last_request_wins() {
     p.step(Input::Restart, c.at(S(1))).unwrap();
     assert!(p.restart_pending);
     p.step(Input::Stop, c.at(S(1))).unwrap();
-    let fx = p.step(exited(&p, ExitStatus::Signal(9)), c.at(S(2))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(9)), c.at(S(2)))
+        .unwrap();
     assert!(!spawns(&fx), "the stop came last");
     assert_eq!(p.status(), Status::ManuallyStopped);
 
@@ -160,7 +175,9 @@ fn the_last_request_wins() {
     running(&mut p, &c, S(0), 42);
     p.step(Input::Stop, c.at(S(1))).unwrap();
     p.step(Input::Restart, c.at(S(1))).unwrap();
-    let fx = p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(2))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(15)), c.at(S(2)))
+        .unwrap();
     assert!(spawns(&fx), "the restart came last");
     assert_eq!(p.want, Want::Up);
 
@@ -178,7 +195,9 @@ fn remove_wins_over_later_requests() {
     p.step(Input::Remove, c.at(S(1))).unwrap();
     assert!(p.step(Input::Restart, c.at(S(1))).is_err());
     assert!(p.step(Input::Start, c.at(S(1))).is_err());
-    let fx = p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(2))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(15)), c.at(S(2)))
+        .unwrap();
     assert!(fx.contains(&Effect::Forget));
     // an idle process is forgotten at once
     let mut p = proc(r#"{"id":"b","command":"x"}"#);
@@ -195,13 +214,16 @@ fn a_manual_stop_of_a_saved_process_is_saved_and_shutdown_changes_no_want() {
     running(&mut p, &c, S(0), 7);
     let fx = p.step(Input::Stop, c.at(S(1))).unwrap();
     assert!(fx.contains(&Effect::Persist));
-    p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(1))).unwrap();
+    p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(1)))
+        .unwrap();
     let fx = p.step(Input::Start, c.at(S(2))).unwrap();
     assert!(fx.contains(&Effect::Persist) && spawns(&fx));
     running(&mut p, &c, S(2), 8);
     let fx = p.step(Input::Shutdown, c.at(S(3))).unwrap();
     assert!(!fx.contains(&Effect::Persist));
-    let fx = p.step(exited(&p, ExitStatus::Signal(15)), c.at(S(3))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(15)), c.at(S(3)))
+        .unwrap();
     assert!(!spawns(&fx));
     assert_eq!(p.want, Want::Up, "it comes back with exeio");
     assert_eq!(p.status(), Status::Stopped);
@@ -216,7 +238,9 @@ fn gives_up_after_max_restarts() {
     assert_eq!(p.status(), Status::Backoff);
     p.step(Input::Tick, c.at(S(100))).unwrap();
     running(&mut p, &c, S(100), 2);
-    let fx = p.step(exited(&p, ExitStatus::Code(1)), c.at(S(101))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Code(1)), c.at(S(101)))
+        .unwrap();
     assert_eq!(logs(&fx), "gave up after 1 consecutive restarts");
     assert_eq!(p.status(), Status::Failed);
     // a manual start begins a new streak
@@ -239,8 +263,15 @@ fn spawn_failures_back_off_and_jobs_record_them() {
     j.step(Input::Start, c.at(S(0))).unwrap();
     let fx = j.spawn_failed("nope".into(), c.at(S(0)));
     let r = record(&fx).unwrap();
-    assert_eq!((r.result, r.trigger.as_str()), (RunResult::SpawnError, "start"));
-    assert_eq!(j.status(), Status::Waiting, "the next run comes on schedule");
+    assert_eq!(
+        (r.result, r.trigger.as_str()),
+        (RunResult::SpawnError, "start")
+    );
+    assert_eq!(
+        j.status(),
+        Status::Waiting,
+        "the next run comes on schedule"
+    );
 }
 
 #[test]
@@ -264,7 +295,10 @@ fn periodic_runs_on_a_fixed_grid_and_skips_overlaps() {
     running(&mut p, &c, S(0), 1);
     let fx = p.step(exited(&p, ExitStatus::Code(0)), c.at(S(3))).unwrap();
     let r = record(&fx).unwrap();
-    assert_eq!((r.run, r.result, r.trigger.as_str()), (1, RunResult::Ok, "start"));
+    assert_eq!(
+        (r.run, r.result, r.trigger.as_str()),
+        (1, RunResult::Ok, "start")
+    );
     assert_eq!(p.status(), Status::Waiting);
     assert_eq!(p.next_run_at(), Some(c.at(S(10)).at));
     assert!(spawns(&p.step(Input::Tick, c.at(S(10))).unwrap()));
@@ -273,44 +307,71 @@ fn periodic_runs_on_a_fixed_grid_and_skips_overlaps() {
     let fx = p.step(Input::Tick, c.at(S(20))).unwrap();
     assert!(logs(&fx).contains("skipped"), "{}", logs(&fx));
     assert_eq!(p.next_run_at(), Some(c.at(S(30)).at));
-    let fx = p.step(exited(&p, ExitStatus::Code(1)), c.at(S(25))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Code(1)), c.at(S(25)))
+        .unwrap();
     let r = record(&fx).unwrap();
-    assert_eq!((r.result, r.trigger.as_str()), (RunResult::Failed, "schedule"));
-    assert_eq!(p.status(), Status::Waiting, "a failed run is a result, not a state");
+    assert_eq!(
+        (r.result, r.trigger.as_str()),
+        (RunResult::Failed, "schedule")
+    );
+    assert_eq!(
+        p.status(),
+        Status::Waiting,
+        "a failed run is a result, not a state"
+    );
     assert!(spawns(&p.step(Input::Tick, c.at(S(30))).unwrap()));
     running(&mut p, &c, S(30), 3);
-    let fx = p.step(exited(&p, ExitStatus::Code(0)), c.at(S(31))).unwrap();
+    let fx = p
+        .step(exited(&p, ExitStatus::Code(0)), c.at(S(31)))
+        .unwrap();
     assert_eq!(record(&fx).unwrap().skipped_before, 1, "the tick at 20");
 }
 
 #[test]
 fn overlap_queue_replace_and_timeouts() {
     let c = Clock::new();
-    let mut q = proc(r#"{"id":"q","command":"x","periodic":true,"period_seconds":10,"overlap":"queue"}"#);
+    let mut q =
+        proc(r#"{"id":"q","command":"x","periodic":true,"period_seconds":10,"overlap":"queue"}"#);
     q.step(Input::Start, c.at(S(0))).unwrap();
     running(&mut q, &c, S(0), 1);
     assert!(logs(&q.step(Input::Tick, c.at(S(10))).unwrap()).contains("queued"));
     let fx = q.step(Input::Tick, c.at(S(20))).unwrap();
     assert!(logs(&fx).contains("skipped"), "one queued run at most");
-    let fx = q.step(exited(&q, ExitStatus::Code(0)), c.at(S(21))).unwrap();
-    assert!(spawns(&fx), "the queued run starts when the current one ends");
+    let fx = q
+        .step(exited(&q, ExitStatus::Code(0)), c.at(S(21)))
+        .unwrap();
+    assert!(
+        spawns(&fx),
+        "the queued run starts when the current one ends"
+    );
 
-    let mut r = proc(r#"{"id":"r","command":"x","periodic":true,"period_seconds":10,"overlap":"replace"}"#);
+    let mut r =
+        proc(r#"{"id":"r","command":"x","periodic":true,"period_seconds":10,"overlap":"replace"}"#);
     r.step(Input::Start, c.at(S(0))).unwrap();
     running(&mut r, &c, S(0), 5);
     let fx = r.step(Input::Tick, c.at(S(10))).unwrap();
-    assert!(fx.contains(&Effect::Signal { pgid: 5, signal: 15 }));
-    let fx = r.step(exited(&r, ExitStatus::Signal(15)), c.at(S(11))).unwrap();
+    assert!(fx.contains(&Effect::Signal {
+        pgid: 5,
+        signal: 15
+    }));
+    let fx = r
+        .step(exited(&r, ExitStatus::Signal(15)), c.at(S(11)))
+        .unwrap();
     assert_eq!(record(&fx).unwrap().result, RunResult::Replaced);
     assert!(spawns(&fx));
 
-    let mut t = proc(r#"{"id":"t","command":"x","periodic":true,"period_seconds":100,"timeout_seconds":5}"#);
+    let mut t = proc(
+        r#"{"id":"t","command":"x","periodic":true,"period_seconds":100,"timeout_seconds":5}"#,
+    );
     t.step(Input::Start, c.at(S(0))).unwrap();
     running(&mut t, &c, S(0), 9);
     assert_eq!(t.deadline(), Some(c.at(S(5)).at));
     let fx = t.step(Input::Tick, c.at(S(5))).unwrap();
     assert!(logs(&fx).contains("run timed out"), "{}", logs(&fx));
-    let fx = t.step(exited(&t, ExitStatus::Signal(15)), c.at(S(6))).unwrap();
+    let fx = t
+        .step(exited(&t, ExitStatus::Signal(15)), c.at(S(6)))
+        .unwrap();
     assert_eq!(record(&fx).unwrap().result, RunResult::TimedOut);
     assert!(!spawns(&fx));
     assert_eq!(t.status(), Status::Waiting);
@@ -322,13 +383,20 @@ fn run_now_follows_the_overlap_policy() {
     let mut j = proc(r#"{"id":"j","command":"x","periodic":true,"period_seconds":60}"#);
     j.step(Input::Start, c.at(S(0))).unwrap();
     running(&mut j, &c, S(0), 1);
-    assert!(j.step(Input::RunNow, c.at(S(1))).is_err(), "skip: still running");
+    assert!(
+        j.step(Input::RunNow, c.at(S(1))).is_err(),
+        "skip: still running"
+    );
     j.step(exited(&j, ExitStatus::Code(0)), c.at(S(2))).unwrap();
     assert!(spawns(&j.step(Input::RunNow, c.at(S(3))).unwrap()));
     running(&mut j, &c, S(3), 2);
     let fx = j.step(exited(&j, ExitStatus::Code(0)), c.at(S(4))).unwrap();
     assert_eq!(record(&fx).unwrap().trigger, "manual");
-    assert_eq!(j.next_run_at(), Some(c.at(S(60)).at), "the schedule is unchanged");
+    assert_eq!(
+        j.next_run_at(),
+        Some(c.at(S(60)).at),
+        "the schedule is unchanged"
+    );
     let mut s = proc(r#"{"id":"s","command":"x"}"#);
     assert!(s.step(Input::RunNow, c.at(S(0))).is_err(), "not a job");
 }

@@ -110,6 +110,10 @@ pub enum Op {
     Configure(LogConfig),
 }
 
+/// The files of a page (newest first, with their sizes), the lines still to
+/// skip, and the log's line count.
+type PageFiles = (Vec<(File, u64)>, u64, u64);
+
 /// Wakes the thread attached as a log's writer.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
@@ -276,15 +280,26 @@ impl LogFile {
 
     /// A follower from the end of the log, and the `n` lines before it
     /// (oldest first): `tail -f`, with no line lost or repeated between.
-    pub fn follow_tail(self: &Arc<Self>, n: usize, filter: Filter) -> io::Result<(Vec<Vec<u8>>, Follower)> {
+    pub fn follow_tail(
+        self: &Arc<Self>,
+        n: usize,
+        filter: Filter,
+    ) -> io::Result<(Vec<Vec<u8>>, Follower)> {
         let follower = Follower::new(self);
         let upto = follower.position();
         let mut lines = Vec::new();
         if n > 0 {
-            self.page_upto(1, n, filter, upto, |_| Ok(()), |l| {
-                lines.push(l.to_vec());
-                Ok(())
-            })?;
+            self.page_upto(
+                1,
+                n,
+                filter,
+                upto,
+                |_| Ok(()),
+                |l| {
+                    lines.push(l.to_vec());
+                    Ok(())
+                },
+            )?;
         }
         lines.reverse();
         Ok((lines, follower))
@@ -322,7 +337,7 @@ impl LogFile {
         page_size: usize,
         filter: Filter,
         upto: Option<u64>,
-    ) -> io::Result<(Vec<(File, u64)>, u64, u64)> {
+    ) -> io::Result<PageFiles> {
         self.count()?;
         let g = self.lock();
         let mut need = page_size as u64;
@@ -402,7 +417,11 @@ impl LogFile {
                 let current = g.file.as_ref().expect("opened").try_clone()?;
                 let mut files = vec![Some((current, g.size))];
                 for k in 1..=g.cfg.backups as usize {
-                    files.push(File::open(backup(&self.path, k)).ok().map(|f| (f, u64::MAX)));
+                    files.push(
+                        File::open(backup(&self.path, k))
+                            .ok()
+                            .map(|f| (f, u64::MAX)),
+                    );
                 }
                 (files, (g.rotations, g.truncations, g.ident))
             };

@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::{CHUNK, Filter};
 use super::scan::{count_nl, find_nl, rfind_nl};
+use super::{CHUNK, Filter};
 
 /// Fill `buf` from `at`; fewer bytes only at the end of the file.
 pub(super) fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
@@ -50,25 +50,26 @@ pub(super) fn read_back(
     filter: Filter,
     line: &mut impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut take = |part: &[u8], carry: &mut Vec<u8>, skip: &mut u64, left: &mut usize| -> io::Result<bool> {
-        let joined;
-        let whole: &[u8] = if carry.is_empty() {
-            part
-        } else {
-            joined = [part, carry].concat();
-            &joined
-        };
-        if filter.keeps(whole) {
-            if *skip > 0 {
-                *skip -= 1;
+    let mut take =
+        |part: &[u8], carry: &mut Vec<u8>, skip: &mut u64, left: &mut usize| -> io::Result<bool> {
+            let joined;
+            let whole: &[u8] = if carry.is_empty() {
+                part
             } else {
-                line(whole)?;
-                *left -= 1;
+                joined = [part, carry].concat();
+                &joined
+            };
+            if filter.keeps(whole) {
+                if *skip > 0 {
+                    *skip -= 1;
+                } else {
+                    line(whole)?;
+                    *left -= 1;
+                }
             }
-        }
-        carry.clear();
-        Ok(*left == 0)
-    };
+            carry.clear();
+            Ok(*left == 0)
+        };
     let (mut buf, mut carry, mut pos) = (vec![0; CHUNK], Vec::new(), size);
     while pos > 0 {
         let start = pos.saturating_sub(CHUNK as u64);
@@ -127,7 +128,10 @@ mod tests {
         assert_eq!(big.total_lines(), 70);
         write_numbered(&big, 10_000); // many 64 KiB blocks in one file
         assert_eq!(big.total_lines(), 10_070);
-        assert_eq!(numbers(&big.page_lines(1, 3).unwrap().1), [9999, 9998, 9997]);
+        assert_eq!(
+            numbers(&big.page_lines(1, 3).unwrap().1),
+            [9999, 9998, 9997]
+        );
         let p = numbers(&big.page_lines(500, 10).unwrap().1);
         assert_eq!(p, (5000..5010).rev().collect::<Vec<_>>());
         let p = numbers(&big.page_lines(1001, 10).unwrap().1);
@@ -144,6 +148,9 @@ mod tests {
         let log = t.log(1 << 40, 1);
         let n = pump_lines(&log, 2_000_000);
         assert_eq!(log.total_lines(), n);
-        assert_eq!(count_lines(&File::open(log.path()).unwrap(), u64::MAX).unwrap(), n);
+        assert_eq!(
+            count_lines(&File::open(log.path()).unwrap(), u64::MAX).unwrap(),
+            n
+        );
     }
 }

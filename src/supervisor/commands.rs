@@ -8,8 +8,8 @@
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 
-use super::replies::{Kind, Pending, Waiter, Watched};
 use super::Supervisor;
+use super::replies::{Kind, Pending, Waiter, Watched};
 use crate::child::InputError;
 use crate::error::ApiError;
 use crate::lifecycle::{Input, Now, Want};
@@ -33,8 +33,12 @@ impl Supervisor {
                 self.request(&id, Input::Restart, Kind::Restart, "restarted", now, reply)
             }
             Call::Stop(id) => self.request(&id, Input::Stop, Kind::Stop, "stopped", now, reply),
-            Call::Remove(id) => self.request(&id, Input::Remove, Kind::Remove, "removed", now, reply),
-            Call::RunNow(id) => self.request(&id, Input::RunNow, Kind::Start, "run started", now, reply),
+            Call::Remove(id) => {
+                self.request(&id, Input::Remove, Kind::Remove, "removed", now, reply)
+            }
+            Call::RunNow(id) => {
+                self.request(&id, Input::RunNow, Kind::Start, "run started", now, reply)
+            }
             Call::StopAll => self.all(Input::Stop, Kind::Stop, "stopped all processes", now, reply),
             Call::RestartAll => self.all(
                 Input::Restart,
@@ -175,9 +179,9 @@ impl Supervisor {
             return;
         }
         let saves = spec.save_for_next_run;
-        let answer = self.add_one(spec, now).map(|()| {
-            Done::one(format!("process '{id}' added and started"), &id)
-        });
+        let answer = self
+            .add_one(spec, now)
+            .map(|()| Done::one(format!("process '{id}' added and started"), &id));
         self.pending.push(Pending::ready(reply, answer, saves));
     }
 
@@ -206,7 +210,9 @@ impl Supervisor {
             .get_mut(&id)
             .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
         if e.proc.want == Want::Removed {
-            return Err(ApiError::Conflict(format!("process '{id}' is being removed")));
+            return Err(ApiError::Conflict(format!(
+                "process '{id}' is being removed"
+            )));
         }
         let old = e.proc.spec.clone();
         let restart = old.needs_restart_for(&new) && e.proc.has_child();
@@ -322,13 +328,15 @@ impl Supervisor {
             if plan.added.contains(&id) {
                 if let Err(e) = self.add_one(spec, now) {
                     plan.added.retain(|x| *x != id);
-                    plan.failed.push(json!({"id": id.to_string(), "error": e.to_string()}));
+                    plan.failed
+                        .push(json!({"id": id.to_string(), "error": e.to_string()}));
                 }
             } else if plan.updated.contains(&id)
                 && let Err(e) = self.update_one(spec, now)
             {
                 plan.restarted.retain(|x| *x != id);
-                plan.failed.push(json!({"id": id.to_string(), "error": e.to_string()}));
+                plan.failed
+                    .push(json!({"id": id.to_string(), "error": e.to_string()}));
             }
         }
         for id in plan.removed.clone() {
@@ -371,7 +379,10 @@ impl Supervisor {
             }
         };
         match link.input(bytes) {
-            Ok(()) => Ok(Done::message(format!("sent {} bytes to '{id}'", bytes.len()))),
+            Ok(()) => Ok(Done::message(format!(
+                "sent {} bytes to '{id}'",
+                bytes.len()
+            ))),
             Err(InputError::Full { queued }) => Err(ApiError::Unavailable(format!(
                 "stdin of '{id}' is full: {queued} bytes sent earlier are still waiting for the process to read them"
             ))),
@@ -411,7 +422,8 @@ impl Plan {
     }
 
     fn fields(&self, dry_run: bool) -> Vec<(&'static str, Value)> {
-        let ids = |v: &[ProcessId]| Value::from(v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
+        let ids =
+            |v: &[ProcessId]| Value::from(v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
         vec![
             ("added", ids(&self.added)),
             ("updated", ids(&self.updated)),

@@ -254,7 +254,7 @@ impl Supervisor {
         if let Ok(fx) = e.proc.step(input, now) {
             e.dirty = true;
             self.changed = true;
-            let _ = self.apply(id, fx, now);
+            self.apply(id, fx, now);
         }
         self.note_state(id, before, now);
     }
@@ -401,7 +401,12 @@ impl Supervisor {
         };
         let keep = e.proc.spec.job.history.max(1) as usize;
         let mut runs = Vec::with_capacity(keep.min(e.runs.len() + 1));
-        runs.extend(e.runs.iter().skip((e.runs.len() + 1).saturating_sub(keep)).cloned());
+        runs.extend(
+            e.runs
+                .iter()
+                .skip((e.runs.len() + 1).saturating_sub(keep))
+                .cloned(),
+        );
         runs.push(record.clone());
         e.runs = Arc::new(runs);
         if e.proc.spec.save_for_next_run {

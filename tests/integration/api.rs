@@ -33,17 +33,6 @@ const PROTECTED: &[(&str, &str, &str)] = &[
     ("POST", "/shutdown", ""),
 ];
 
-fn list_ids(d: &Daemon) -> Vec<String> {
-    let r = d.get("/list");
-    assert_eq!(r.status, 200, "list: {}", r.body);
-    r.json()
-        .as_array()
-        .unwrap_or_else(|| panic!("/list is not an array: {}", r.body))
-        .iter()
-        .map(|p| p["id"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 #[test]
 fn info_is_open_and_describes_the_server() {
     let d = Daemon::start();
@@ -91,7 +80,7 @@ fn protected_routes_refuse_missing_wrong_and_partial_keys() {
         }
     }
     // Nothing happened: no shutdown, no stop, no add.
-    assert_eq!(list_ids(&d), vec!["p".to_string()]);
+    assert_eq!(ids(&d), vec!["p".to_string()]);
     let now = status_of(&d, "p");
     assert_eq!(now["status"], "running");
     assert_eq!(pid_of(&now), pid);
@@ -174,7 +163,7 @@ fn bad_bodies_are_400_and_change_nothing() {
         assert_eq!(r.json()["success"], false, "{body}");
         assert!(!r.message().is_empty(), "{body}: {}", r.body);
     }
-    assert!(list_ids(&d).is_empty());
+    assert!(ids(&d).is_empty());
 }
 
 #[test]
@@ -191,7 +180,7 @@ fn unknown_fields_are_400_naming_the_field() {
         assert_eq!(r.status, 400, "{body}: {}", r.body);
         assert!(r.message().contains(field), "{body}: {}", r.body);
     }
-    assert!(list_ids(&d).is_empty());
+    assert!(ids(&d).is_empty());
 }
 
 #[test]
@@ -215,7 +204,7 @@ fn invalid_ids_are_400() {
         assert_eq!(status, 400, "id {id:?}: {body}");
         assert_eq!(body["success"], false);
     }
-    assert!(list_ids(&d).is_empty());
+    assert!(ids(&d).is_empty());
     // Ids in a path never reach outside the logs dir (<tmp>/data/logs).
     std::fs::write(d.config_dir().join("secret.log"), "SECRET-CONTENT\n").unwrap();
     for path in [
@@ -291,11 +280,11 @@ fn bodies_over_one_mib_are_413() {
     assert_eq!(r.json()["success"], false);
     let r = post_sized(&d, "huge", 8 * 1024 * 1024);
     assert_eq!(r.status, 413, "{}", r.body);
-    assert!(list_ids(&d).is_empty());
+    assert!(ids(&d).is_empty());
     // Exactly 1 MiB is not over the cap.
     let r = post_sized(&d, "edge", 1024 * 1024);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(list_ids(&d), vec!["edge".to_string()]);
+    assert_eq!(ids(&d), vec!["edge".to_string()]);
 }
 
 #[test]
@@ -329,7 +318,7 @@ fn failed_spawns_are_400_with_the_os_error_and_leave_nothing() {
         assert_eq!(body["success"], false);
         let msg = body["message"].as_str().unwrap_or("");
         assert!(msg.contains(os_error), "{spec}: {msg:?} lacks {os_error:?}");
-        assert!(list_ids(&d).is_empty(), "{spec} left a process behind");
+        assert!(ids(&d).is_empty(), "{spec} left a process behind");
         assert_eq!(d.get("/status/nf").status, 404);
     }
     if let Ok(saved) = std::fs::read_to_string(d.processes_json()) {
@@ -529,7 +518,7 @@ fn a_chunked_body_over_one_mib_is_413() {
         "no answer to a chunked 2.5 MiB body: {read:?}"
     );
     assert_eq!(parse_response(&raw).status, 413);
-    assert!(list_ids(&d).is_empty());
+    assert!(ids(&d).is_empty());
 }
 
 /// The README's curl examples (examples/curl-examples.sh) run as written

@@ -11,15 +11,6 @@ fn saved(id: &str) -> Value {
     json!({"id": id, "command": "sleep", "args": ["1000"], "save_for_next_run": true})
 }
 
-fn ids(d: &Daemon) -> Vec<String> {
-    let list = d.get("/list").json();
-    list.as_array()
-        .expect("list")
-        .iter()
-        .map(|p| p["id"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 #[test]
 fn saved_processes_come_back_with_their_config() {
     let mut d = Daemon::start();

@@ -88,3 +88,15 @@ pub fn wait_log(d: &Daemon, id: &str, needle: &str, timeout: Duration) -> Vec<St
     );
     last
 }
+
+/// The ids of GET /list, in order.
+pub fn ids(d: &Daemon) -> Vec<String> {
+    let r = d.get("/list");
+    assert_eq!(r.status, 200, "GET /list: {}", r.body);
+    r.json()
+        .as_array()
+        .unwrap_or_else(|| panic!("/list is not an array: {}", r.body))
+        .iter()
+        .map(|p| p["id"].as_str().unwrap_or("").to_string())
+        .collect()
+}

@@ -8,10 +8,12 @@
 mod calls;
 mod http;
 mod procfs;
+mod table;
 
 pub use calls::*;
 pub use http::*;
 pub use procfs::*;
+pub use table::*;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -194,6 +196,11 @@ impl Running {
         if !opts.no_key {
             cmd.args(["--api-key", KEY]);
         }
+        // Tests send wrong keys on purpose; only the throttling tests want
+        // the lock-out (they pass their own limit).
+        if !opts.args.iter().any(|a| a == "--auth-fail-limit") {
+            cmd.args(["--auth-fail-limit", "1000000"]);
+        }
         cmd.args(&opts.args);
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -298,6 +305,18 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.terminate(Signal::SIGTERM);
     }
+}
+
+/// A daemon whose key is `key` (passed with `--api-key`).
+pub fn daemon_with_key(key: &str) -> Daemon {
+    let opts = Options {
+        args: vec!["--api-key".into(), key.into()],
+        no_key: true,
+        ..Options::default()
+    };
+    let mut d = Daemon::start_opts(TempDir::new(), opts);
+    d.key = key.to_string();
+    d
 }
 
 /// A running exeio on `--port 0` with its dirs in a private temp dir.

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::support::{self, short};
+use crate::util::short;
 use crate::util::{self, Daemon};
 
 const KEY: &str = "k3y-SECRET-123";
-const ALLOWED: &[u16] = &[200, 400, 401, 404, 405, 409, 413, 503];
+const ALLOWED: &[u16] = &[200, 400, 401, 403, 404, 405, 408, 409, 413, 431, 503];
 const DEFAULT_CASES: usize = 2000;
 const DEFAULT_SEED: u64 = 0x5eed_e7e1_0f00_d001;
 
@@ -96,10 +96,6 @@ impl Case {
             "{} {} headers={:?} chunked={} body={body}",
             self.method, self.path, self.headers, self.chunked
         )
-    }
-
-    fn is_public(&self) -> bool {
-        self.method == "GET" && self.path.split('?').next() == Some("/info")
     }
 }
 
@@ -448,11 +444,25 @@ fn verdict(case: &Case, resp: &util::Response) -> Option<String> {
     if !ALLOWED.contains(&resp.status) {
         return Some(format!("status {} not in {ALLOWED:?}", resp.status));
     }
-    if !case.authorized && !case.is_public() && resp.status != 401 {
-        return Some(format!(
-            "status {} without a valid key (want 401)",
-            resp.status
-        ));
+    if !case.authorized {
+        // Routing comes first (from the route table), then the key.
+        use exeio::api::routes::{Access, Miss, find};
+        let path = case.path.split('?').next().unwrap_or("");
+        let want = match find(&case.method, path) {
+            Ok((route, _)) if route.access == Access::Open => None,
+            Ok(_) => Some(401),
+            Err(Miss::NotFound) => Some(404),
+            Err(Miss::Method(_)) => Some(405),
+        };
+        if let Some(want) = want
+            && resp.status != want
+            && resp.status != 400
+        {
+            return Some(format!(
+                "status {} without a valid key (want {want})",
+                resp.status
+            ));
+        }
     }
     if case.method == "HEAD" {
         return None;
@@ -477,7 +487,7 @@ fn stray_paths(d: &Daemon, before: &std::collections::BTreeSet<PathBuf>) -> Vec<
     let logs = d.logs_dir();
     let logs_rel = logs.strip_prefix(d.tmp()).unwrap_or(&logs).to_path_buf();
     let saved = Path::new("config").join("processes.json");
-    support::new_paths(before, &support::tree(d.tmp()))
+    util::new_paths(before, &util::tree(d.tmp()))
         .into_iter()
         .filter(|p| !p.starts_with(&logs_rel) && *p != saved)
         .collect()
@@ -500,22 +510,22 @@ fn env_number(name: &str, default: u64) -> u64 {
 fn random_requests_always_get_a_sane_answer() {
     let cases = env_number("EXEIO_FUZZ_CASES", DEFAULT_CASES as u64) as usize;
     let seed = env_number("EXEIO_FUZZ_SEED", DEFAULT_SEED).max(1);
-    let d = support::daemon_with_key(KEY);
-    let before = support::tree(d.tmp());
+    let d = util::daemon_with_key(KEY);
+    let before = util::tree(d.tmp());
     let mut rng = Rng(seed);
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut died = None;
     for i in 0..cases {
         let case = gen_case(&mut rng);
-        let bytes = support::encode(
+        let bytes = util::encode(
             &case.method,
             &case.path,
             &case.headers,
             case.body.as_deref(),
             case.chunked,
         );
-        match support::exchange(d.addr(), &bytes, support::EXCHANGE) {
+        match util::exchange(d.addr(), &bytes, util::EXCHANGE) {
             Ok(resp) => {
                 *statuses.entry(resp.status).or_default() += 1;
                 if let Some(why) = verdict(&case, &resp) {
@@ -536,7 +546,7 @@ fn random_requests_always_get_a_sane_answer() {
         }
     }
     let alive = util::pid_alive(d.pid());
-    let info = support::request(d.addr(), "GET", "/info", &[], None)
+    let info = util::request(d.addr(), "GET", "/info", &[], None)
         .map(|r| r.status)
         .unwrap_or(0);
     let stray = stray_paths(&d, &before);

@@ -8,38 +8,42 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{self, Table, daemon_with_key, short};
 use crate::util::{self, Daemon, Options, TempDir, add_ok, sh, wait_log};
+use crate::util::{Table, daemon_with_key, short};
 
 const KEY: &str = "k3y-SECRET-123";
 
 type Headers = &'static [(&'static str, &'static str)];
 
-/// Every route that needs the key: (method, path, body). `p` is a running process.
-#[rustfmt::skip]
-const PROTECTED: &[(&str, &str, Option<&str>)] = &[
-    ("POST", "/add", Some(r#"{"id":"intruder","command":"sleep","args":["1000"]}"#)),
-    ("POST", "/start/p", None),
-    ("POST", "/restart/p", None),
-    ("POST", "/stop/p", None),
-    ("POST", "/remove/p", None),
-    ("POST", "/restart-all", None),
-    ("POST", "/stop-all", None),
-    ("GET", "/list", None),
-    ("GET", "/status/p", None),
-    ("GET", "/logs/p", None),
-    ("GET", "/logs/p?page=1&page_size=10", None),
-    ("GET", "/logs/p?follow=true", None),
-    ("POST", "/input/p", Some(r#"{"input":"hello"}"#)),
-    ("POST", "/clear-log/p", None),
-    ("GET", "/metrics", None),
-    ("POST", "/shutdown", None),
-    // Not routes, but they must not tell an anonymous client what exists.
-    ("GET", "/nope", None),
-    ("GET", "/status/ghost", None),
-    ("GET", "/add", None),
-    ("POST", "/info", None),
-];
+/// Every route that needs a key, from the route table itself, with its
+/// `{...}` segments filled (`p` is a running process), plus a path under a
+/// route that must not tell an anonymous client whether a process exists.
+fn protected() -> Vec<(&'static str, String)> {
+    let mut routes: Vec<(&'static str, String)> = exeio::api::routes::ROUTES
+        .iter()
+        .filter(|r| r.access != exeio::api::routes::Access::Open)
+        .map(|r| {
+            let path = r.path.replace("{id}", "p").replace("{name}", "k");
+            (r.method, path)
+        })
+        .collect();
+    routes.extend([
+        ("GET", "/logs/p?page=1&page_size=10".to_string()),
+        ("GET", "/logs/p?follow=true".to_string()),
+        ("GET", "/status/ghost".to_string()),
+    ]);
+    routes
+}
+
+/// A body for the routes that take one (sent with every bad credential).
+fn body_of(path: &str) -> Option<&'static str> {
+    match path {
+        "/add" => Some(r#"{"id":"intruder","command":"sleep","args":["1000"]}"#),
+        "/input/p" => Some(r#"{"input":"hello"}"#),
+        "/keys" => Some(r#"{"name":"intruder","role":"admin"}"#),
+        _ => None,
+    }
+}
 
 /// Credentials that must all be refused: (case, headers).
 #[rustfmt::skip]
@@ -68,8 +72,9 @@ fn every_protected_route_refuses_every_bad_credential() {
     wait_log(&d, "p", "P-LINE", util::SHORT);
     let mut t = Table::new("auth");
     for &(cred, headers) in BAD_CREDENTIALS {
-        for &(method, path, body) in PROTECTED {
-            let r = support::request(d.addr(), method, path, headers, body.map(str::as_bytes));
+        for (method, path) in protected() {
+            let body = body_of(&path);
+            let r = util::request(d.addr(), method, &path, headers, body.map(str::as_bytes));
             let (ok, got) = match r {
                 Ok(r) => {
                     let json = serde_json::from_str::<Value>(&r.body).ok();
@@ -88,8 +93,29 @@ fn every_protected_route_refuses_every_bad_credential() {
             t.row(&name, "401 JSON, no key in it", &got, ok);
         }
     }
+    // Routing comes first: an unknown path is 404 and a wrong method 405
+    // (with Allow) for anyone; /info lists every route anyway.
+    for (method, path, want) in [
+        ("GET", "/nope", 404),
+        ("GET", "/add", 405),
+        ("POST", "/info", 405),
+    ] {
+        let r = util::request(d.addr(), method, path, &[], None);
+        let got = r
+            .as_ref()
+            .map(|r| (r.status, r.header("allow").map(str::to_owned)));
+        let ok = got
+            .as_ref()
+            .is_ok_and(|(s, allow)| *s == want && (want == 404 || allow.is_some()));
+        t.row(
+            &format!("{method} {path} without a key"),
+            &want.to_string(),
+            &format!("{got:?}"),
+            ok,
+        );
+    }
     // Query-string keys are not credentials either.
-    let r = support::request(d.addr(), "GET", &format!("/list?api_key={KEY}"), &[], None);
+    let r = util::request(d.addr(), "GET", &format!("/list?api_key={KEY}"), &[], None);
     let status = r.as_ref().map(|r| r.status).unwrap_or(0);
     t.row(
         "key in the query string",
@@ -141,9 +167,9 @@ fn both_header_forms_work_and_info_is_open() {
         let headers = [*header];
         let id = format!("form-{i}");
         let spec = json!({"id": id, "command": "sleep", "args": ["1000"]}).to_string();
-        let add = support::request(d.addr(), "POST", "/add", &headers, Some(spec.as_bytes()));
-        let list = support::request(d.addr(), "GET", "/list", &headers, None);
-        let status = support::request(d.addr(), "GET", &format!("/status/{id}"), &headers, None);
+        let add = util::request(d.addr(), "POST", "/add", &headers, Some(spec.as_bytes()));
+        let list = util::request(d.addr(), "GET", "/list", &headers, None);
+        let status = util::request(d.addr(), "GET", &format!("/status/{id}"), &headers, None);
         let codes: Vec<u16> = [add, list, status]
             .iter()
             .map(|r| r.as_ref().map(|r| r.status).unwrap_or(0))
@@ -165,7 +191,7 @@ fn both_header_forms_work_and_info_is_open() {
         ("GET /info?x=1 without a key", "/info?x=1", &[]),
     ];
     for (name, path, headers) in open {
-        let r = support::request(d.addr(), "GET", path, headers, None);
+        let r = util::request(d.addr(), "GET", path, headers, None);
         let (ok, got) = match r {
             Ok(r) => {
                 let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
@@ -181,11 +207,11 @@ fn both_header_forms_work_and_info_is_open() {
 
 /// Files under `root` whose bytes contain `needle`.
 fn files_containing(root: &Path, needle: &str) -> Vec<String> {
-    support::tree(root)
+    util::tree(root)
         .into_iter()
         .map(|rel| root.join(rel))
         .filter(|p| p.is_file())
-        .filter(|p| fs::read(p).is_ok_and(|b| support::find(&b, needle.as_bytes()).is_some()))
+        .filter(|p| fs::read(p).is_ok_and(|b| util::find(&b, needle.as_bytes()).is_some()))
         .map(|p| p.display().to_string())
         .collect()
 }
@@ -224,7 +250,7 @@ fn the_key_never_reaches_a_file_or_a_message() {
     }
     // Refused attempts (a prefix, the key plus a suffix) must not be logged verbatim.
     for &(_, headers) in BAD_CREDENTIALS {
-        let _ = support::request(d.addr(), "GET", "/list", headers, None);
+        let _ = util::request(d.addr(), "GET", "/list", headers, None);
     }
     let status = d.stop();
     t.row(
@@ -286,7 +312,7 @@ fn children_do_not_inherit_the_key_from_the_environment() {
 /// (path, mode) of every entry under `root`, the root included.
 fn modes(root: &Path) -> Vec<(String, bool, u32)> {
     let mut out = vec![(root.display().to_string(), true, util::mode_of(root))];
-    for rel in support::tree(root) {
+    for rel in util::tree(root) {
         let p = root.join(rel);
         let Ok(m) = fs::symlink_metadata(&p) else {
             continue; // a temp file that went away

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{self, Leftovers, Table};
 use crate::util::{
     self, Daemon, SHORT, TempDir, add_ok, children_of, group_members, pid_alive, pid_of, sh,
     status_of, wait_log, wait_status, wait_until, zombie_children_of,
 };
+use crate::util::{Leftovers, Table};
 
 #[test]
 fn child_ignoring_sigterm_is_sigkilled_after_the_grace_period() {
@@ -195,7 +195,7 @@ fn churn(
         }
         let spec = json!({"id": format!("r{round}-s{i}"), "command": "sleep", "args": ["1000"],
                           "save_for_next_run": true, "stop_timeout_seconds": 1});
-        let Ok(r) = support::request(
+        let Ok(r) = util::request(
             &addr,
             "POST",
             "/add",
@@ -213,7 +213,7 @@ fn churn(
         done.fetch_add(1, Ordering::SeqCst);
         if i >= 3 {
             let path = format!("/remove/r{round}-s{}", i - 3);
-            if support::request(&addr, "POST", &path, &headers, None).is_err() {
+            if util::request(&addr, "POST", &path, &headers, None).is_err() {
                 return;
             }
             done.fetch_add(1, Ordering::SeqCst);
@@ -309,7 +309,7 @@ fn restart_and_start_cycles_leak_nothing() {
         d.post("/restart/cyc", "");
         start_once();
     }
-    let base = support::quiet_usage(pid, Duration::from_secs(6));
+    let base = util::quiet_usage(pid, Duration::from_secs(6));
     let mut t = Table::new("faults");
     let (mut restarts, mut bad) = (0, Vec::new());
     let began = Instant::now();
@@ -362,7 +362,7 @@ fn restart_and_start_cycles_leak_nothing() {
         &run_count.to_string(),
         run_count > restarts,
     );
-    let (ok, now) = support::settle(pid, base, (5, 5, 2048), Duration::from_secs(40));
+    let (ok, now) = util::settle(pid, base, (5, 5, 2048), Duration::from_secs(40));
     t.row(
         "threads, fds, RSS after the cycles",
         &format!(

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{self, Table, daemon_with_key, short};
 use crate::util::{self, add_ok, sh, wait_log};
+use crate::util::{Table, daemon_with_key, short};
 
 const KEY: &str = "k3y-SECRET-123";
 const CONCURRENT: usize = 200;
-/// tiny_http parks up to 4 idle pool threads for good (and retires the rest
-/// after 5 s, sometimes all of them): a thread count may end up to 4 above a
-/// baseline taken when none was parked. Fds get no slack.
+/// Idle connection threads wait a few seconds for the next connection
+/// before they end: a thread count may be a few above a quiet baseline for
+/// that long. Fds get no slack.
 const POOL_SLACK: usize = 4;
 
 /// One kind of request in the concurrent burst: (case, method, path, body, status).
@@ -74,14 +74,18 @@ fn two_hundred_concurrent_requests_are_all_answered() {
                     }
                 });
                 gate.wait();
-                let headers = [("exeio-api-key", KEY)];
-                let r = support::request(
-                    &addr,
+                let headers = [("exeio-api-key".to_string(), KEY.to_string())];
+                // Twenty clients on each of ten addresses (one address may
+                // hold 32 connections).
+                let from = format!("127.0.0.{}", 10 + i % 10);
+                let bytes = util::encode(
                     method,
                     path,
                     &headers,
                     body.as_deref().map(str::as_bytes),
+                    false,
                 );
+                let r = util::exchange_from(Some(&from), &addr, &bytes, util::EXCHANGE);
                 (i, kind, want, r)
             })
         })
@@ -129,14 +133,14 @@ fn list_within(addr: &str, bound: Duration) -> (bool, String) {
     let mut seen = Vec::new();
     for _ in 0..3 {
         let began = Instant::now();
-        let bytes = support::encode(
+        let bytes = util::encode(
             "GET",
             "/list",
             &[("exeio-api-key".into(), KEY.into())],
             None,
             false,
         );
-        let r = support::exchange(addr, &bytes, bound);
+        let r = util::exchange(addr, &bytes, bound);
         let took = began.elapsed();
         match r {
             Ok(r) if r.status == 200 && took <= bound => return (true, format!("200 in {took:?}")),
@@ -153,21 +157,26 @@ fn stalled_connections_do_not_block_a_new_client() {
     add_ok(&d, sh("a", "exec sleep 1000"));
     let pid = d.pid();
     let _ = list_within(d.addr(), Duration::from_secs(5));
-    let base = support::quiet_usage(pid, Duration::from_secs(6));
+    let base = util::quiet_usage(pid, Duration::from_secs(6));
     let mut t = Table::new("hostile");
     let mut held: Vec<TcpStream> = Vec::new();
-    let groups: [(&str, usize, String); 5] = [
-        ("silent", 100, String::new()),
+    // Each group from an address of its own: 30 connections fit under the
+    // per-address cap of 32; the 100 silent ones from 127.0.0.2 also test
+    // that the cap refuses the rest at once.
+    let groups: [(&str, &str, usize, String); 5] = [
+        ("silent", "127.0.0.2", 100, String::new()),
         (
             "stalled in the body without a key",
-            20,
+            "127.0.0.3",
+            30,
             "POST /add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
              Content-Length: 5000\r\n\r\n{\"id\":\"st"
                 .to_string(),
         ),
         (
             "stalled in the body of an endpoint that takes none",
-            20,
+            "127.0.0.4",
+            30,
             format!(
                 "POST /stop/a HTTP/1.1\r\nHost: x\r\nexeio-api-key: {KEY}\r\n\
                  Content-Length: 5000\r\n\r\nxx"
@@ -175,7 +184,8 @@ fn stalled_connections_do_not_block_a_new_client() {
         ),
         (
             "stalled in the body",
-            20,
+            "127.0.0.5",
+            30,
             format!(
                 "POST /add HTTP/1.1\r\nHost: x\r\nexeio-api-key: {KEY}\r\n\
                  Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{\"id\":\"st"
@@ -183,20 +193,26 @@ fn stalled_connections_do_not_block_a_new_client() {
         ),
         (
             "stalled in the headers",
-            20,
+            "127.0.0.6",
+            30,
             "GET /list HTTP/1.1\r\nHost: x\r\n".to_string(),
         ),
     ];
-    for (_, n, prefix) in &groups {
+    for (_, from, n, prefix) in &groups {
         for _ in 0..*n {
-            let mut s = TcpStream::connect(d.addr()).expect("connect");
+            let Ok(mut s) = util::connect_from(from, d.addr()) else {
+                continue;
+            };
             if !prefix.is_empty() {
-                s.write_all(prefix.as_bytes()).expect("write prefix");
+                let _ = s.write_all(prefix.as_bytes());
             }
             held.push(s);
         }
     }
-    let what: Vec<String> = groups.iter().map(|(g, n, _)| format!("{n} {g}")).collect();
+    let what: Vec<String> = groups
+        .iter()
+        .map(|(g, _, n, _)| format!("{n} {g}"))
+        .collect();
     let what = what.join(", ");
     for probe in 1..=5 {
         let (ok, got) = list_within(d.addr(), Duration::from_secs(1));
@@ -208,7 +224,7 @@ fn stalled_connections_do_not_block_a_new_client() {
         );
     }
     drop(held);
-    let (ok, now) = support::settle(
+    let (ok, now) = util::settle(
         pid,
         base,
         (POOL_SLACK, 0, u64::MAX),
@@ -254,7 +270,7 @@ fn vanish_rows(cases: &[(&str, String, bool)], warm_up: bool) {
             };
             let _ = s.write_all(bytes.as_bytes());
             if read_head {
-                let _ = support::read_response(&mut s, Instant::now() + Duration::from_secs(10));
+                let _ = util::read_response(&mut s, Instant::now() + Duration::from_secs(10));
             }
         }
     };
@@ -266,22 +282,22 @@ fn vanish_rows(cases: &[(&str, String, bool)], warm_up: bool) {
             run(bytes, *read_head);
         }
     }
-    let mut base = support::quiet_usage(pid, Duration::from_secs(6));
+    let mut base = util::quiet_usage(pid, Duration::from_secs(6));
     let mut t = Table::new("hostile");
     for (name, bytes, read_head) in cases {
         run(bytes, *read_head);
         let slack = (POOL_SLACK, 0, u64::MAX);
-        let (ok, now) = support::settle(pid, base, slack, Duration::from_secs(20));
+        let (ok, now) = util::settle(pid, base, slack, Duration::from_secs(20));
         let want = format!(
             "back to <= {} threads, {} fds",
             base.threads + POOL_SLACK,
             base.fds
         );
-        let names = support::thread_names(pid);
+        let names = util::thread_names(pid);
         let got = format!("{} threads, {} fds {names}", now.threads, now.fds);
         t.row(&format!("20 clients vanish {name}"), &want, &got, ok);
         if !ok {
-            base = support::quiet_usage(pid, Duration::from_secs(6));
+            base = util::quiet_usage(pid, Duration::from_secs(6));
         }
     }
     t.finish();
@@ -333,9 +349,9 @@ fn protocol_garbage_never_gets_a_500_or_kills_exeio() {
     let d = daemon_with_key(KEY);
     let mut t = Table::new("hostile");
     for (name, bytes) in garbage() {
-        let r = support::exchange(d.addr(), &bytes, Duration::from_secs(5));
+        let r = util::exchange(d.addr(), &bytes, Duration::from_secs(5));
         let alive = util::pid_alive(d.pid());
-        let list = support::request(d.addr(), "GET", "/list", &[("exeio-api-key", KEY)], None)
+        let list = util::request(d.addr(), "GET", "/list", &[("exeio-api-key", KEY)], None)
             .map(|r| r.status)
             .unwrap_or(0);
         let (status, text) = match &r {

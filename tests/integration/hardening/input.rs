@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, Table, daemon_with_key, short};
-use crate::util::{self, Daemon, add_ok, sh, wait_log, wait_status};
+use crate::util::{self, Daemon, add_ok, ids, sh, wait_log, wait_status};
+use crate::util::{Table, daemon_with_key, short};
 
 const KEY: &str = "k3y-SECRET-123";
 
@@ -66,17 +66,6 @@ const ADD_400: &[(&str, &str, &str)] = &[
     ("working_dir missing", r#"{"id":"a","command":"true","working_dir":"/nonexistent/exeio-dir"}"#, "os error"),
 ];
 
-fn ids(d: &Daemon) -> Vec<String> {
-    let r = d.get("/list");
-    assert_eq!(r.status, 200, "GET /list: {}", r.body);
-    r.json()
-        .as_array()
-        .expect("/list is an array")
-        .iter()
-        .map(|p| p["id"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 #[test]
 fn bad_add_bodies_are_400_and_change_nothing() {
     let d = Daemon::start();
@@ -89,14 +78,14 @@ fn bad_add_bodies_are_400_and_change_nothing() {
         // Each row is compared with the state just before it, so one wrong
         // answer does not spill into the rows after it.
         let list_before = ids(&d);
-        let tree_before = support::tree(d.tmp());
+        let tree_before = util::tree(d.tmp());
         let r = d.post("/add", body);
         let msg = serde_json::from_str::<Value>(&r.body)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or_default();
         let names_it = msg.to_lowercase().contains(&needle.to_lowercase());
-        let created = support::new_paths(&tree_before, &support::tree(d.tmp()));
+        let created = util::new_paths(&tree_before, &util::tree(d.tmp()));
         let list = ids(&d);
         let got = format!(
             "{} message={msg:?} new files={created:?} list={list:?}",
@@ -217,19 +206,18 @@ fn unknown_ids_methods_and_paths() {
     for (prefix, table, want) in families {
         for &(name, method, path) in table {
             let body = (method == "POST").then_some(&br#"{"input":"x"}"#[..]);
-            let got =
-                match support::request(d.addr(), method, path, &[("exeio-api-key", KEY)], body) {
-                    Ok(r) => {
-                        let json_err = serde_json::from_str::<Value>(&r.body)
-                            .is_ok_and(|v| v["success"] == false && v["message"].is_string());
-                        (
-                            r.status,
-                            format!("{} {}", r.status, short(&r.body)),
-                            json_err,
-                        )
-                    }
-                    Err(e) => (0, e, false),
-                };
+            let got = match util::request(d.addr(), method, path, &[("exeio-api-key", KEY)], body) {
+                Ok(r) => {
+                    let json_err = serde_json::from_str::<Value>(&r.body)
+                        .is_ok_and(|v| v["success"] == false && v["message"].is_string());
+                    (
+                        r.status,
+                        format!("{} {}", r.status, short(&r.body)),
+                        json_err,
+                    )
+                }
+                Err(e) => (0, e, false),
+            };
             let name = format!("{prefix}{name}");
             t.row(
                 &name,
@@ -316,7 +304,7 @@ fn send_big(
     };
     // The server's own body timeout is 10 s: an answer well before it proves
     // that it did not wait for the declared body.
-    let resp = support::read_response(&mut s, Instant::now() + Duration::from_secs(8));
+    let resp = util::read_response(&mut s, Instant::now() + Duration::from_secs(8));
     let took = began.elapsed();
     drop(s);
     if let Some(w) = writer {
@@ -339,7 +327,7 @@ fn oversized(table: &[(&str, &str, &str, bool, Big, u16)], watch: Duration) {
         // moment to show: watch for it before judging the row.
         let died = util::wait_until(watch, || !util::pid_alive(pid));
         let alive = !died
-            && support::request(d.addr(), "GET", "/info", &[], None).is_ok_and(|r| r.status == 200);
+            && util::request(d.addr(), "GET", "/info", &[], None).is_ok_and(|r| r.status == 200);
         let (ok, text) = match &got {
             Ok((status, body, took)) => (
                 *status == want && alive,
@@ -470,7 +458,7 @@ fn path_tricks_reach_no_other_process_or_file() {
     let mut t = Table::new("input");
     for &(name, method, path, want) in TRICKS {
         let body = (method == "POST").then_some(&br#"{"input":"x"}"#[..]);
-        let got = support::request(d.addr(), method, path, &[("exeio-api-key", KEY)], body);
+        let got = util::request(d.addr(), method, path, &[("exeio-api-key", KEY)], body);
         let (ok, text) = match got {
             Ok(r) => {
                 let leak = [MARKER, KEY, "VICTIM-LINE"]
