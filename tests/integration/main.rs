@@ -8,6 +8,7 @@ mod util;
 
 mod api;
 mod cli;
+mod edge;
 mod hardening;
 mod lifecycle;
 mod logs;

@@ -167,6 +167,37 @@ pub struct Options {
     pub no_key: bool,
     /// Pass only `--port 0`, no `--config-dir`/`--data-dir` (XDG defaults apply).
     pub no_dirs: bool,
+    /// (soft, hard) limit on open files for exeio.
+    pub nofile: Option<(u64, u64)>,
+    /// Run exeio as this uid (the test owns the temp dir over to it), with at
+    /// most this many tasks of that user (RLIMIT_NPROC).
+    pub run_as: Option<(u32, u64)>,
+}
+
+/// Apply `Options::nofile` and `Options::run_as` to the command.
+fn limit_child(cmd: &mut Command, opts: &Options) {
+    use nix::sys::resource::{Resource, setrlimit};
+    use std::os::unix::process::CommandExt;
+    let nofile = opts.nofile;
+    let nproc = opts.run_as.map(|(_, n)| n);
+    if let Some((uid, _)) = opts.run_as {
+        cmd.uid(uid).gid(uid);
+    }
+    if nofile.is_none() && nproc.is_none() {
+        return;
+    }
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((soft, hard)) = nofile {
+                setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+            }
+            if let Some(n) = nproc {
+                setrlimit(Resource::RLIMIT_NPROC, n, n)?;
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Why a daemon did not come up: its exit code and stderr; the temp dir is handed back.
@@ -208,6 +239,7 @@ impl Running {
         for k in &opts.env_remove {
             cmd.env_remove(k);
         }
+        limit_child(&mut cmd, opts);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn exeio");
         let stdout = Arc::new(Mutex::new(Vec::new()));

@@ -239,3 +239,15 @@ pub fn tree(root: &Path) -> BTreeSet<PathBuf> {
 pub fn new_paths(before: &BTreeSet<PathBuf>, after: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
     after.difference(before).cloned().collect()
 }
+
+/// The real uid of a process.
+pub fn uid_of(pid: i32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
