@@ -151,11 +151,8 @@ pub fn run(cfg: Config) -> Result<()> {
             why.as_deref().unwrap_or("")
         )),
     }
-    if !api.tls && !bound.ip().is_loopback() {
-        diag::warn(&format!(
-            "{bound} is not a loopback address and TLS is off: API keys travel in cleartext \
-             (use --tls-cert/--tls-key, or a TLS proxy)"
-        ));
+    if let Some(w) = cleartext_warning(bound, api.tls) {
+        diag::warn(&w);
     }
     logger.supervisor(format!(
         "exeio {} started on {scheme}://{bound} ({isolation} isolation, fd limit {})",
@@ -183,6 +180,16 @@ pub fn run(cfg: Config) -> Result<()> {
     drop(logger);
     let _ = wait_for(logger_thread, Duration::from_secs(5));
     Ok(())
+}
+
+/// Keys must not cross a network in cleartext: say so when they would.
+fn cleartext_warning(bound: std::net::SocketAddr, tls: bool) -> Option<String> {
+    (!tls && !bound.ip().is_loopback()).then(|| {
+        format!(
+            "{bound} is not a loopback address and TLS is off: API keys travel in cleartext \
+             (use --tls-cert/--tls-key, or a TLS proxy)"
+        )
+    })
 }
 
 /// Join a thread, but not for ever (a connection thread may still hold a
@@ -244,4 +251,20 @@ fn load_runs(paths: &Paths, loaded: &Loaded) -> BTreeMap<ProcessId, Vec<RunRecor
             Some((s.spec.id.clone(), runs))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_of_cleartext_off_loopback_only() {
+        let at = |s: &str| s.parse().unwrap();
+        assert!(cleartext_warning(at("0.0.0.0:8080"), false).is_some());
+        assert!(cleartext_warning(at("192.168.1.5:8080"), false).is_some());
+        assert!(cleartext_warning(at("[::]:8080"), false).is_some());
+        assert!(cleartext_warning(at("0.0.0.0:8080"), true).is_none());
+        assert!(cleartext_warning(at("127.0.0.1:8080"), false).is_none());
+        assert!(cleartext_warning(at("[::1]:8080"), false).is_none());
+    }
 }

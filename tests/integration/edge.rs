@@ -206,7 +206,11 @@ fn clients_that_declare_a_body_and_send_nothing_hold_no_worker() {
             answered += 1;
         }
     }
-    assert_eq!(answered, held.len(), "every silent client got its answer at once");
+    assert_eq!(
+        answered,
+        held.len(),
+        "every silent client got its answer at once"
+    );
 }
 
 #[test]

@@ -15,4 +15,5 @@ mod logs;
 mod periodic;
 mod persistence;
 mod restart;
+mod security;
 mod shutdown;

@@ -164,9 +164,9 @@ pub fn read_response(s: &mut TcpStream, deadline: Instant) -> Result<Response, S
                 .header("transfer-encoding")
                 .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
             let stream = chunked
-                && resp
-                    .header("content-type")
-                    .is_some_and(|v| v.starts_with("text/plain"));
+                && resp.header("content-type").is_some_and(|v| {
+                    v.starts_with("text/plain") || v.starts_with("text/event-stream")
+                });
             let length: Option<usize> = resp.header("content-length").and_then(|v| v.parse().ok());
             if stream || length.is_some_and(|n| body_len >= n) {
                 return Ok(resp);

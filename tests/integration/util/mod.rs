@@ -38,7 +38,7 @@ pub const LONG: Duration = Duration::from_secs(40);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a graceful stop of the daemon may take before the fixture SIGKILLs it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const LISTENING: &str = "exeio listening on http://";
+const LISTENING: &str = "exeio listening on ";
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
@@ -277,7 +277,9 @@ impl Running {
         };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) if line.starts_with(LISTENING) => {
-                run.addr = line[LISTENING.len()..].trim_end_matches('/').to_string();
+                let url = &line[LISTENING.len()..];
+                let addr = url.split_once("://").map_or(url, |(_, a)| a);
+                run.addr = addr.trim_end_matches('/').to_string();
                 Ok(run)
             }
             Ok(line) => {
