@@ -508,10 +508,13 @@ impl LogHealth {
 /// The exit status of an exited, not yet reaped child (WNOWAIT: the
 /// supervisor reaps it).
 fn exit_status(pid: u32) -> ExitStatus {
-    let id = Id::Pid(Pid::from_raw(pid as i32));
-    match waitid(id, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-        Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code(code),
-        Ok(WaitStatus::Signaled(_, sig, _)) => ExitStatus::Signal(sig as i32),
-        _ => ExitStatus::Code(-1),
+    loop {
+        let id = Id::Pid(Pid::from_raw(pid as i32));
+        match waitid(id, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(WaitStatus::Exited(_, code)) => return ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return ExitStatus::Signal(sig as i32),
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => return ExitStatus::Code(-1),
+        }
     }
 }

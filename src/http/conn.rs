@@ -121,13 +121,20 @@ impl Conn {
             let grown = (self.buf.len() * 2).min(super::request::MAX_HEAD + 2 * BUF);
             self.buf.resize(grown.max(self.filled + 1024), 0);
         }
-        match self.io.read(&mut self.buf[self.filled..]) {
-            Ok(n) => {
-                self.filled += n;
-                Ok(n)
+        loop {
+            // A signal (SIGHUP) interrupts a read with a timeout even under
+            // SA_RESTART: read again.
+            match self.io.read(&mut self.buf[self.filled..]) {
+                Ok(n) => {
+                    self.filled += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
-            Err(e) => Err(e),
         }
     }
 

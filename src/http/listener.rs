@@ -273,7 +273,13 @@ fn tls_transport(
 ) -> Option<Transport> {
     let _ = sock.set_read_timeout(Some(limits.head_timeout));
     let mut first = [0u8; 1];
-    match sock.peek(&mut first) {
+    let peeked = loop {
+        match sock.peek(&mut first) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
+    match peeked {
         Ok(1) if first[0] == 0x16 => {} // a TLS handshake record
         Ok(1) => {
             let mut plain = Transport::Plain(sock);

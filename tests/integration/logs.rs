@@ -335,30 +335,84 @@ fn invalid_utf8_and_long_lines_are_kept() {
     assert_eq!(xs, 200_000, "bytes of a long line were lost");
 }
 
+/// SYSTEM lines of a log, in order, without their time stamps.
+fn system_lines(d: &Daemon, id: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(d.logs_dir().join(format!("{id}.log"))).unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once("SYSTEM: ").map(|(_, m)| m.to_string()))
+        .collect()
+}
+
 #[test]
-fn input_to_a_child_that_never_reads_is_refused_not_blocking() {
+fn every_stopping_line_comes_before_its_exit_line() {
     let d = Daemon::start();
     add_ok(
         &d,
-        json!({"id": "deaf", "command": "sleep", "args": ["1000"]}),
+        json!({"id": "cycle", "command": "sleep", "args": ["1000"]}),
     );
-    let chunk = "y".repeat(100_000);
-    let mut refused = false;
-    for _ in 0..40 {
-        let r = d.post_json("/input/deaf", &json!({"input": chunk}));
-        assert!(
-            r.status == 200 || r.status == 503,
-            "{}: {}",
-            r.status,
-            r.body
-        );
-        if r.status == 503 {
-            refused = true;
-            break;
-        }
+    for i in 0..200 {
+        assert_eq!(d.post("/stop/cycle", "").status, 200, "stop {i}");
+        assert_eq!(d.post("/start/cycle", "").status, 200, "start {i}");
     }
-    assert!(refused, "4 MB into a full pipe and never a 503");
-    assert_eq!(state_of(&d, "deaf"), "running");
-    assert_eq!(d.post("/stop/deaf", "").status, 200);
-    assert_eq!(state_of(&d, "deaf"), "manually_stopped");
+    let lines = system_lines(&d, "cycle");
+    let kills: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("killed by signal"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(kills.len(), 200, "{lines:#?}");
+    for i in kills {
+        assert!(
+            lines[i - 1].starts_with("stopping (manual stop)"),
+            "line {i}: {:?} before {:?}",
+            lines[i - 1],
+            lines[i]
+        );
+        assert_eq!(lines[i + 1], "stopped manually");
+    }
+}
+
+#[test]
+fn counting_a_big_log_never_holds_up_the_list() {
+    let d = Daemon::start();
+    // 1 GiB (sparse: counting it still reads all of it) and a backup.
+    let path = d.logs_dir().join("big.log");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(1 << 30).unwrap();
+    std::fs::write(
+        d.logs_dir().join("big.log.1"),
+        "[2026-01-01 00:00:00] STDOUT: old\n".repeat(1000),
+    )
+    .unwrap();
+    add_ok(
+        &d,
+        json!({"id": "big", "command": "sleep", "args": ["1000"]}),
+    );
+    let addr = d.addr().to_string();
+    let paging = std::thread::spawn(move || {
+        let began = Instant::now();
+        let r = http(
+            &addr,
+            "GET",
+            "/logs/big?page=1&page_size=5",
+            &[("exeio-api-key", "test")],
+            None,
+        );
+        (r.status, began.elapsed())
+    });
+    let mut slowest = Duration::ZERO;
+    while !paging.is_finished() {
+        let began = Instant::now();
+        assert_eq!(d.get("/list").status, 200);
+        slowest = slowest.max(began.elapsed());
+    }
+    let (status, took) = paging.join().unwrap();
+    assert_eq!(status, 200);
+    println!("first page of a 1 GiB log: {took:?}; slowest GET /list meanwhile: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1) && (slowest < took || took < Duration::from_millis(50)),
+        "GET /list waited for the count: {slowest:?} (the count took {took:?})"
+    );
+    assert!(log_page(&d, "big", 1, 1)["total_lines"].as_u64() >= Some(1001));
 }

@@ -1,0 +1,144 @@
+//! No orphan, even after `kill -9` of exeio (issue "Correct to the last
+//! detail", point 6): each process has a cgroup, a stop or an exit ends
+//! the whole cgroup, and a new exeio sweeps what a killed one left.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::{
+    self, Daemon, Options, TempDir, add_ok, pid_alive, sh, wait_log, wait_status, wait_until,
+};
+
+/// A child that starts a `setsid` daemon and a double-forked one, prints
+/// their pids, then runs `tail` (`exec sleep 1000`, or `exit 0`).
+fn escaper(id: &str, tail: &str) -> serde_json::Value {
+    sh(
+        id,
+        &format!(
+            "setsid sleep 1001 & echo \"setsid=$!\"; \
+             sh -c 'sleep 1002 & echo \"forked=$!\"'; echo ready; {tail}"
+        ),
+    )
+}
+
+/// The pids the escaper printed.
+fn escaped(d: &Daemon, id: &str) -> Vec<i32> {
+    let lines = wait_log(d, id, "STDOUT: ready", util::SHORT);
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (_, v) = l
+                .split_once("setsid=")
+                .or_else(|| l.split_once("forked="))?;
+            v.trim().parse().ok()
+        })
+        .collect()
+}
+
+fn all_dead(pids: &[i32]) -> bool {
+    wait_until(util::SHORT, || pids.iter().all(|&p| !pid_alive(p)))
+}
+
+#[test]
+fn escaped_grandchildren_end_with_a_stop_and_with_an_exit() {
+    let d = Daemon::start();
+    assert_eq!(d.get("/info").json()["isolation"], "cgroup");
+    add_ok(&d, escaper("stopped", "exec sleep 1000"));
+    let pids = escaped(&d, "stopped");
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|&p| pid_alive(p)));
+    assert_eq!(d.post("/stop/stopped", "").status, 200);
+    assert!(all_dead(&pids), "survived a stop: {pids:?}");
+
+    add_ok(&d, escaper("exits", "exit 0"));
+    let pids = escaped(&d, "exits");
+    wait_status(&d, "exits", "stopped", util::SHORT);
+    assert!(all_dead(&pids), "survived their parent's exit: {pids:?}");
+}
+
+#[test]
+fn a_new_exeio_sweeps_what_a_killed_one_left() {
+    let mut d = Daemon::start();
+    let mut spec = escaper("left", "exec sleep 1000");
+    spec["save_for_next_run"] = json!(true);
+    let main = util::pid_of(&add_ok(&d, spec));
+    let pids = escaped(&d, "left");
+    d.kill9();
+    assert!(wait_until(util::SHORT, || !pid_alive(main)), "PDEATHSIG");
+    assert!(
+        pids.iter().all(|&p| pid_alive(p)),
+        "the escapers outlive a SIGKILLed exeio"
+    );
+    d.start_again();
+    assert!(all_dead(&pids), "a new exeio did not sweep them: {pids:?}");
+    let log = std::fs::read_to_string(d.logs_dir().join("exeio.log")).unwrap();
+    assert!(log.contains("left by an earlier exeio"), "{log}");
+    // The saved process itself is back, in a clean cgroup.
+    wait_status(&d, "left", "running", util::SHORT);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_saved_server_gets_its_port_back_after_kill_9_of_exeio() {
+    let port = free_port();
+    let mut d = Daemon::start();
+    let mut spec = sh(
+        "web",
+        &format!("python3 -m http.server {port} --bind 127.0.0.1; echo server-ended"),
+    );
+    spec["save_for_next_run"] = json!(true);
+    spec["auto_restart"] = json!(true);
+    add_ok(&d, spec);
+    let serving = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(
+        wait_until(util::LONG, serving),
+        "python3 -m http.server never listened"
+    );
+    d.kill9();
+    d.start_again();
+    let p = wait_status(&d, "web", "running", util::SHORT);
+    assert!(
+        wait_until(util::LONG, serving),
+        "the port did not come back"
+    );
+    // Still the same run a moment later: not in a crash loop on "Address in use".
+    assert!(!wait_until(Duration::from_secs(2), || util::state_of(
+        &d, "web"
+    ) != "running"));
+    assert_eq!(util::status_of(&d, "web")["pid"], p["pid"]);
+}
+
+#[test]
+fn without_cgroups_process_groups_are_used_and_said() {
+    let opts = Options {
+        args: vec!["--no-cgroups".into()],
+        ..Options::default()
+    };
+    let d = Daemon::start_opts(TempDir::new(), opts);
+    assert_eq!(d.get("/info").json()["isolation"], "process-group");
+    assert!(
+        d.stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("Process isolation: process groups")),
+        "{:?}",
+        d.stdout_lines()
+    );
+    // The group still ends with a stop (its members; not a setsid escaper).
+    add_ok(&d, sh("g", "sleep 1003 & echo \"kid=$!\"; exec sleep 1000"));
+    let lines = wait_log(&d, "g", "kid=", util::SHORT);
+    let kid: i32 = lines
+        .iter()
+        .find_map(|l| l.split_once("kid=")?.1.trim().parse().ok())
+        .unwrap();
+    assert_eq!(d.post("/stop/g", "").status, 200);
+    assert!(wait_until(util::SHORT, || !pid_alive(kid)));
+}
