@@ -53,6 +53,7 @@ macro_rules! route {
 
 pub static ROUTES: &[Route] = &[
     route!("GET" "/info", Open, admin::info, "Name, version, uptime, mode and endpoints"),
+    route!("GET" "/session", Open, admin::session, "Who the session cookie belongs to (401 without one)"),
     route!("POST" "/session", Open, admin::login, "Log in with a key: sets the session cookie"),
     route!("POST" "/session/logout", Open, admin::logout, "End the session"),
     route!("GET" "/list", Key(Read), procs::list, "Every process object"),
@@ -192,5 +193,6 @@ mod tests {
         assert_eq!(role_of("POST", "/input/{id}"), Some(Key(Operate)));
         assert_eq!(role_of("POST", "/remove/{id}"), Some(Key(Admin)));
         assert_eq!(role_of("POST", "/session"), Some(Open));
+        assert_eq!(role_of("GET", "/session"), Some(Open));
     }
 }
