@@ -15,7 +15,7 @@
     1: 'HUP', 2: 'INT', 3: 'QUIT', 4: 'ILL', 6: 'ABRT', 7: 'BUS', 8: 'FPE', 9: 'KILL', 10: 'USR1',
     11: 'SEGV', 12: 'USR2', 13: 'PIPE', 14: 'ALRM', 15: 'TERM', 24: 'XCPU', 25: 'XFSZ',
   };
-  const LABELS = { manually_stopped: 'stopped by hand', backoff: 'backoff (restarting)' };
+  const LABELS = { manually_stopped: 'stopped by hand' };
   // Config fields kept as they are when a process is edited (the form shows the others).
   const KEEP = [
     'log_max_bytes', 'log_backups', 'backoff_seconds', 'backoff_reset_seconds',
@@ -129,8 +129,6 @@
     if (p.last_result && p.last_result !== 'ok' && p.last_result !== 'failed') {
       t += ', ' + p.last_result.replace(/_/g, ' ');
     }
-    if (p.status === 'manually_stopped') t += ', stopped by hand';
-    else if (p.status === 'failed') t += ', gave up';
     return t;
   }
 

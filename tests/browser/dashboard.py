@@ -316,6 +316,8 @@ class Run:
             time.sleep(0.2)
             sw = self.js("return document.documentElement.scrollWidth")
             assert sw <= w + 1, f"at {w}px the page is {sw}px wide"
+            inner = self.js("const t = document.querySelector('.table-wrap'); return [t.scrollWidth, t.clientWidth]")
+            assert inner[0] <= inner[1] + 1, f"at {w}px the table needs {inner[0]}px of {inner[1]}px"
             status = self.d.find_element("css selector", "tr[data-id='echo'] td.status")
             assert status.is_displayed() and status.text, "status not shown"
 
