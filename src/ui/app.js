@@ -185,7 +185,7 @@
     $('procs').hidden = false;
     updateCount();
     openEvents();
-    loadList();
+    listSoon(0);
   }
 
   async function login(ev) {
