@@ -168,6 +168,8 @@
     closeEvents();
     closeLogs();
     clearTimeout(S.list.timer);
+    S.list.timer = 0;
+    S.list.again = false;
     S.procs.clear();
     S.rows.clear();
     $('rows').textContent = '';
@@ -396,14 +398,16 @@
     updateCount();
   }
 
-  // Reload the list soon, once for a burst of events (one request in flight).
+  // Reload the list soon, once for a burst of events: one request in
+  // flight, one waiting at most (a steady stream of events cannot starve it).
   function listSoon(delay) {
     if (S.list.busy) {
       S.list.again = true;
       return;
     }
-    clearTimeout(S.list.timer);
+    if (S.list.timer) return;
     S.list.timer = setTimeout(async () => {
+      S.list.timer = 0;
       S.list.busy = true;
       try {
         await loadList();
