@@ -410,7 +410,8 @@ def main():
     ap.add_argument("--key", required=True, help="an admin key")
     ap.add_argument("--readonly-key", required=True, help="a key with the read role")
     ap.add_argument("--screenshot-on-failure", metavar="PNG", help="where to save the page when a check fails")
-    run = Run(ap.parse_args())
+    args = ap.parse_args()
+    run = Run(args)
     code = 0
     try:
         run.run()
@@ -424,10 +425,9 @@ def main():
                 run.b.logs()
                 for entry in run.b.console:
                     print(f"console {entry.get('level')} {entry.get('source')}: {entry.get('message')}")
-                path = ap.parse_args().screenshot_on_failure
-                if path:
-                    run.d.save_screenshot(path)
-                    print(f"page saved as {path}")
+                if args.screenshot_on_failure:
+                    run.d.save_screenshot(args.screenshot_on_failure)
+                    print(f"page saved as {args.screenshot_on_failure}")
             except Exception as e2:  # the browser itself may be gone
                 print(f"(could not read the browser: {e2})")
     finally:
