@@ -218,7 +218,9 @@ fn announce_key(keys: &Keys) {
         Origin::Env => diag::say("API key: from EXEIO_API_KEY"),
         Origin::File(path) => diag::say(&format!("API key: from file {}", path.display())),
     }
-    diag::say("NOTE: all endpoints except /info need the 'exeio-api-key' header with a key");
+    diag::say(
+        "NOTE: the API needs a key in the 'exeio-api-key' header (all but /info and the dashboard at /)",
+    );
 }
 
 fn report_loaded(loaded: &Loaded, paths: &Paths, logger: &Logger) {

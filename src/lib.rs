@@ -26,6 +26,8 @@
 //!   nothing polls.
 //! - `http` is the edge (caps and timeouts on everything a client holds);
 //!   `api` is the route table and the handlers; `sys` holds every raw OS call.
+//! - The dashboard (`src/ui/`, served by `api::ui`) is static files compiled
+//!   into the binary: a client of the API like any other, with a session cookie.
 
 pub mod api;
 pub mod child;

@@ -84,6 +84,28 @@ pub fn login(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiEr
     ))
 }
 
+/// `GET /session`: the name and role of the session cookie's holder, so a
+/// reloaded page knows what to show. Only a cookie counts (a key header is
+/// no session): 401 without a valid one. Open, so that a page without a
+/// session is not counted as a failed authentication.
+pub fn session(_: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
+    match &args.caller {
+        Some(c) if c.by_cookie => Ok(Answer::Reply(
+            Response::json(
+                200,
+                serde_json::to_vec(&json!({
+                    "success": true,
+                    "name": c.who.name,
+                    "role": c.who.role.name(),
+                }))
+                .unwrap_or_default(),
+            )
+            .with_header("Cache-Control", "no-store"),
+        )),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
 pub fn logout(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiError> {
     let _ = api.body(ex)?;
     let closed = ex

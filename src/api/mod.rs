@@ -18,6 +18,7 @@ mod metrics;
 mod procs;
 mod render;
 pub mod routes;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! OpenAPI document and the tests all derive from `ROUTES`; there is no
 //! second list.
 
-use super::{Answer, Api, Args, admin, events, logs, metrics, procs};
+use super::{Answer, Api, Args, admin, events, logs, metrics, procs, ui};
 use crate::error::ApiError;
 use crate::http::Exchange;
 use crate::http::request::percent_decode;
@@ -52,7 +52,10 @@ macro_rules! route {
 }
 
 pub static ROUTES: &[Route] = &[
+    route!("GET" "/", Open, ui::index, "The dashboard (an HTML page)"),
+    route!("GET" "/ui/{asset}", Open, ui::file, "The dashboard's script and style sheet"),
     route!("GET" "/info", Open, admin::info, "Name, version, uptime, mode and endpoints"),
+    route!("GET" "/session", Open, admin::session, "Who the session cookie belongs to (401 without one)"),
     route!("POST" "/session", Open, admin::login, "Log in with a key: sets the session cookie"),
     route!("POST" "/session/logout", Open, admin::logout, "End the session"),
     route!("GET" "/list", Key(Read), procs::list, "Every process object"),
@@ -192,5 +195,8 @@ mod tests {
         assert_eq!(role_of("POST", "/input/{id}"), Some(Key(Operate)));
         assert_eq!(role_of("POST", "/remove/{id}"), Some(Key(Admin)));
         assert_eq!(role_of("POST", "/session"), Some(Open));
+        assert_eq!(role_of("GET", "/session"), Some(Open));
+        assert_eq!(role_of("GET", "/"), Some(Open));
+        assert_eq!(role_of("GET", "/ui/{asset}"), Some(Open));
     }
 }

@@ -2,12 +2,14 @@
 //! (see `util::Daemon`) and drives it over HTTP with a raw `TcpStream` client.
 //!
 //! Waiting is always `util::wait_until(deadline, predicate)`, never a bare sleep.
+//! `dashboard` drives the page in headless Chromium (python3, selenium, chromium).
 //! Run with `cargo test --test integration -- --test-threads=2` on a small machine.
 
 mod util;
 
 mod api;
 mod cli;
+mod dashboard;
 mod edge;
 mod hardening;
 mod intent;

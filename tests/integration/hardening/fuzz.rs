@@ -468,6 +468,15 @@ fn verdict(case: &Case, resp: &util::Response) -> Option<String> {
         return None;
     }
     let ctype = resp.header("content-type").unwrap_or("");
+    if resp.status == 200
+        && (ctype.starts_with("text/html")
+            || ctype.starts_with("text/css")
+            || ctype.starts_with("text/javascript"))
+    {
+        let p = case.path.split('?').next().unwrap_or("");
+        let ok = p == "/" || p.starts_with("/ui/");
+        return (!ok).then(|| format!("{ctype} answer to {p}"));
+    }
     if ctype.starts_with("text/plain") && resp.status == 200 {
         let p = case.path.as_str();
         let ok = p.starts_with("/metrics") || (p.starts_with("/logs/") && p.contains("follow="));

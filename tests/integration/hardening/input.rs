@@ -182,7 +182,7 @@ const WRONG_METHOD: &[(&str, &str, &str)] = &[
 
 #[rustfmt::skip]
 const UNKNOWN_PATH: &[(&str, &str, &str)] = &[
-    ("root", "GET", "/"),
+    ("root with a method it lacks", "PUT", "/ui/x/y"),
     ("nope", "GET", "/nope"),
     ("trailing slash", "GET", "/list/"),
     ("upper case", "GET", "/LIST"),
