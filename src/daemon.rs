@@ -69,14 +69,13 @@ pub fn run(cfg: Config) -> Result<()> {
     let runs = load_runs(&paths, &loaded);
 
     let (tx, rx) = unbounded();
-    let signals = signals::start(tx.clone())
-        .map_err(|e| Error::Other(format!("cannot watch signals: {e}")))?;
+    let signals = signals::start(tx.clone()).map_err(Error::start("the signal thread"))?;
     let exeio_log = Arc::new(LogFile::new(paths.exeio_log(), LogConfig::default()));
     let audit_log = Arc::new(LogFile::new(paths.audit_log(), LogConfig::default()));
-    let (logger, logger_thread) = Logger::start(exeio_log)
-        .map_err(|e| Error::Other(format!("cannot start the logger: {e}")))?;
-    let (persister, persister_thread) = Persister::start(tx.clone())
-        .map_err(|e| Error::Other(format!("cannot start the persister: {e}")))?;
+    let (logger, logger_thread) =
+        Logger::start(exeio_log).map_err(Error::start("the logger thread"))?;
+    let (persister, persister_thread) =
+        Persister::start(tx.clone()).map_err(Error::start("the persister thread"))?;
     let published = Arc::new(Published::default());
     let events = Arc::new(Bus::default());
     let edge = Arc::new(EdgeStats::default());
@@ -134,7 +133,7 @@ pub fn run(cfg: Config) -> Result<()> {
     report_loaded(&loaded, &paths, &logger);
     supervisor.start_saved(loaded, runs);
     let server = http::start(listener, tls, limits, api.clone(), edge, report)
-        .map_err(|e| Error::Other(format!("cannot start the HTTP server: {e}")))?;
+        .map_err(Error::start("the HTTP server"))?;
 
     let scheme = if api.tls { "https" } else { "http" };
     diag::say(&format!("exeio listening on {scheme}://{bound}"));

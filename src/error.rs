@@ -24,6 +24,11 @@ pub enum Error {
         pid: Option<u32>,
         config_dir: PathBuf,
     },
+    /// A thread or part of exeio could not be started.
+    Start {
+        what: &'static str,
+        source: io::Error,
+    },
     /// Bad command line.
     Usage(String),
     /// Anything else, already phrased for the operator.
@@ -46,6 +51,7 @@ impl fmt::Display for Error {
                     config_dir.display()
                 )
             }
+            Error::Start { what, source } => write!(f, "cannot start {what}: {source}"),
             Error::Usage(msg) => write!(f, "{msg} (see --help)"),
             Error::Other(msg) => f.write_str(msg),
         }
@@ -55,13 +61,19 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } | Error::Bind { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Bind { source, .. } | Error::Start { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }
 }
 
 impl Error {
+    pub fn start(what: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Start { what, source }
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }

@@ -106,6 +106,58 @@ impl Link {
     }
 }
 
+/// Why a run could not be started (the text goes into a 400 and `error`).
+#[derive(Debug)]
+pub enum SpawnError {
+    /// `working_dir` is missing (with the OS error) or not a directory.
+    WorkingDir {
+        dir: std::path::PathBuf,
+        source: Option<io::Error>,
+    },
+    /// `user`/`group` cannot be used.
+    User(String),
+    /// The process's cgroup could not be prepared.
+    Cgroup { id: ProcessId, source: io::Error },
+    /// `execve` (or what precedes it in the child) failed.
+    Exec { command: String, source: io::Error },
+    /// No thread (or no doorbell) for the child: a resource limit.
+    Watcher(io::Error),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::WorkingDir { dir, source: None } => {
+                write!(f, "working_dir {}: not a directory", dir.display())
+            }
+            SpawnError::WorkingDir {
+                dir,
+                source: Some(e),
+            } => write!(f, "working_dir {}: {e}", dir.display()),
+            SpawnError::User(m) => f.write_str(m),
+            SpawnError::Cgroup { id, source } => {
+                write!(f, "cannot prepare the cgroup of '{id}': {source}")
+            }
+            SpawnError::Exec { command, source } => write!(f, "cannot start {command:?}: {source}"),
+            SpawnError::Watcher(e) => write!(f, "cannot start a thread for the child: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::WorkingDir {
+                source: Some(e), ..
+            }
+            | SpawnError::Cgroup { source: e, .. }
+            | SpawnError::Exec { source: e, .. }
+            | SpawnError::Watcher(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// How a child is started, beyond its spec.
 pub struct Start<'a> {
     pub spec: &'a ProcessSpec,
@@ -122,17 +174,23 @@ pub struct Start<'a> {
 
 /// Spawn a run in its own process group (and cgroup) with piped stdio, and
 /// start its thread. The error says why, for a 400.
-pub fn spawn(s: Start<'_>) -> Result<Running, String> {
+pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
     let spec = s.spec;
     if let Some(dir) = &spec.working_dir {
+        let bad = |source| SpawnError::WorkingDir {
+            dir: dir.clone(),
+            source,
+        };
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("working_dir {}: not a directory", dir.display())),
-            Err(e) => return Err(format!("working_dir {}: {e}", dir.display())),
+            Ok(_) => return Err(bad(None)),
+            Err(e) => return Err(bad(Some(e))),
         }
     }
     let ids = match &spec.user {
-        Some(user) => Some(crate::users::resolve(user, spec.group.as_deref())?),
+        Some(user) => {
+            Some(crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?)
+        }
         None => None,
     };
     let mut env = spec.env.clone();
@@ -143,7 +201,7 @@ pub fn spawn(s: Start<'_>) -> Result<Running, String> {
         env.entry("HOME".into())
             .or_insert_with(|| ids.home.to_string_lossy().into_owned());
     }
-    let link = Arc::new(Link::new().map_err(|e| format!("cannot start: {e}"))?);
+    let link = Arc::new(Link::new().map_err(SpawnError::Watcher)?);
     let started = exec::start(exec::Plan {
         program: &spec.command,
         args: &spec.args,
@@ -153,7 +211,10 @@ pub fn spawn(s: Start<'_>) -> Result<Running, String> {
         ids: ids.as_ref(),
         cgroup: s.cgroup.as_ref().map(AsRawFd::as_raw_fd),
     })
-    .map_err(|e| format!("cannot start {:?}: {e}", spec.command))?;
+    .map_err(|source| SpawnError::Exec {
+        command: spec.command.clone(),
+        source,
+    })?;
     let pid = started.pid;
     let exit_fd = ExitFd::open(pid);
     let waker_link = link.clone();
@@ -184,7 +245,7 @@ pub fn spawn(s: Start<'_>) -> Result<Running, String> {
         s.log.detach();
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let _ = reap(pid);
-        return Err(format!("cannot start a thread for the child: {e}"));
+        return Err(SpawnError::Watcher(e));
     }
     Ok(Running { pid, link })
 }

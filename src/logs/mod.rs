@@ -157,7 +157,16 @@ struct Inner {
     truncations: u64,                // in-place truncations, seen by followers
     pending: Vec<u8>,                // lines not yet written because of an error
     dropped: u64,
-    error: Option<String>,
+    error: Option<LogError>,
+}
+
+/// Why a log is not healthy (the text is for `/status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LogError {
+    /// Writes fail: lines are held back and retried.
+    Write(String),
+    /// Rotation fails: lines go on into the current file.
+    Rotate(String),
 }
 
 impl LogFile {
@@ -251,9 +260,12 @@ impl LogFile {
     }
 
     fn publish_health(&self, g: &Inner) {
+        let now = g.error.as_ref().map(|e| match e {
+            LogError::Write(m) | LogError::Rotate(m) => m,
+        });
         let mut h = lock(&self.health);
-        if *h != g.error {
-            h.clone_from(&g.error);
+        if h.as_ref() != now {
+            *h = now.cloned();
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::scan::{count_nl, find_nl, rfind_nl};
-use super::{Inner, backup};
+use super::{Inner, LogError, backup};
 use crate::timefmt::{log_stamp, unix_secs};
 
 /// Unwritten bytes kept across write errors before the oldest are dropped.
@@ -37,11 +37,7 @@ impl Inner {
         };
         match res {
             Ok(()) => {
-                if self
-                    .error
-                    .as_ref()
-                    .is_some_and(|e| e.starts_with("cannot write"))
-                {
+                if matches!(self.error, Some(LogError::Write(_))) {
                     self.error = None; // a rotation error stays until a rotation works
                 }
                 if self.dropped > 0 {
@@ -54,7 +50,10 @@ impl Inner {
                 }
             }
             Err(e) => {
-                self.error = Some(format!("cannot write {}: {e}", path.display()));
+                self.error = Some(LogError::Write(format!(
+                    "cannot write {}: {e}",
+                    path.display()
+                )));
                 let p = &mut self.pending;
                 if p.len() > MAX_PENDING {
                     let from = p.len() - MAX_PENDING; // drop the oldest whole lines
@@ -84,7 +83,10 @@ impl Inner {
                             continue;
                         }
                         Err(e) => {
-                            self.error = Some(format!("cannot rotate {}: {e}", path.display()));
+                            self.error = Some(LogError::Rotate(format!(
+                                "cannot rotate {}: {e}",
+                                path.display()
+                            )));
                             take = rest.len();
                         }
                     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, at, never, select};
 
-use crate::child::{self, Link, cgroup::Cgroups};
+use crate::child::{self, Link, SpawnError, cgroup::Cgroups};
 use crate::events::Bus;
 use crate::lifecycle::{Effect, Input, Now, Proc, RunRecord, Want};
 use crate::logger::Logger;
@@ -293,6 +293,7 @@ impl Supervisor {
                 Effect::Spawn if self.shutting_down => {}
                 Effect::Spawn => {
                     if let Err(err) = self.spawn(id, now) {
+                        let err = err.to_string();
                         if undoable {
                             return Err(err);
                         }
@@ -311,12 +312,12 @@ impl Supervisor {
     }
 
     /// Spawn a run of `id`, changing nothing if it fails.
-    fn spawn(&mut self, id: &ProcessId, now: Now) -> Result<(), String> {
+    fn spawn(&mut self, id: &ProcessId, now: Now) -> Result<(), SpawnError> {
         let cgroup = match &self.s.cgroups {
-            Some(cg) => Some(
-                cg.prepare(id)
-                    .map_err(|e| format!("cannot prepare the cgroup of '{id}': {e}"))?,
-            ),
+            Some(cg) => Some(cg.prepare(id).map_err(|source| SpawnError::Cgroup {
+                id: id.clone(),
+                source,
+            })?),
             None => None,
         };
         let e = self.procs.get_mut(id).expect("spawn of a known process");
