@@ -21,14 +21,13 @@ use crate::events::Bus;
 use crate::http::{self, EdgeStats, Limits};
 use crate::instance::Instance;
 use crate::keys::{Keys, Origin};
-use crate::lifecycle::RunRecord;
 use crate::logger::Logger;
 use crate::logs::{LogConfig, LogFile};
 use crate::paths::Paths;
 use crate::persist::Persister;
 use crate::signals;
 use crate::spec::ProcessId;
-use crate::store::{Loaded, Store};
+use crate::store::{Loaded, RunsFile, Store};
 use crate::supervisor::{Setup, Supervisor};
 use crate::sys;
 use crate::view::Published;
@@ -240,7 +239,7 @@ fn report_loaded(loaded: &Loaded, paths: &Paths, logger: &Logger) {
 }
 
 /// The run histories of the saved jobs.
-fn load_runs(paths: &Paths, loaded: &Loaded) -> BTreeMap<ProcessId, Vec<RunRecord>> {
+fn load_runs(paths: &Paths, loaded: &Loaded) -> BTreeMap<ProcessId, RunsFile> {
     loaded
         .processes
         .iter()
@@ -248,8 +247,7 @@ fn load_runs(paths: &Paths, loaded: &Loaded) -> BTreeMap<ProcessId, Vec<RunRecor
         .filter_map(|s| {
             let path = paths.runs_dir().join(format!("{}.json", s.spec.id));
             let bytes = std::fs::read(path).ok()?;
-            let runs: Vec<RunRecord> = serde_json::from_slice(&bytes).ok()?;
-            Some((s.spec.id.clone(), runs))
+            Some((s.spec.id.clone(), RunsFile::parse(&bytes)?))
         })
         .collect()
 }

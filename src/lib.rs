@@ -30,6 +30,7 @@
 //!   into the binary: a client of the API like any other, with a session cookie.
 
 pub mod api;
+pub mod calendar;
 pub mod child;
 pub mod cli;
 pub mod cron;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{Calendar, CalendarError};
 use crate::policy::{Backoff, RestartPolicy};
 
 /// Longest accepted id; ids become file names.
@@ -110,6 +111,14 @@ pub struct AddRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_window_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
@@ -129,6 +138,8 @@ pub struct ProcessSpec {
     pub save_for_next_run: bool,
     /// `Some(period)` for a periodic process.
     pub period_seconds: Option<u64>,
+    /// A calendar schedule (cron), for a scheduled job.
+    pub schedule: Option<Calendar>,
     pub restart_policy: RestartPolicy,
     pub max_restarts: Option<u32>,
     pub stop_signal: StopSignal,
@@ -173,6 +184,9 @@ pub struct JobSettings {
     pub timeout: Option<Duration>,
     /// Run records kept.
     pub history: u32,
+    /// Scheduled jobs: run once at start for a time missed while exeio was
+    /// down, if within this window.
+    pub catch_up: Option<Duration>,
 }
 
 impl Default for JobSettings {
@@ -181,6 +195,7 @@ impl Default for JobSettings {
             overlap: Overlap::Skip,
             timeout: None,
             history: DEFAULT_HISTORY,
+            catch_up: None,
         }
     }
 }
@@ -192,7 +207,7 @@ impl ProcessSpec {
 
     /// Runs on a schedule (each run is a new run; never auto-restarted).
     pub fn is_job(&self) -> bool {
-        self.is_periodic()
+        self.is_periodic() || self.schedule.is_some()
     }
 
     /// Does going from `self` to `new` need a restart of a running process?
@@ -223,6 +238,13 @@ impl ProcessSpec {
             save_for_next_run: Some(self.save_for_next_run),
             periodic: Some(self.is_periodic()),
             period_seconds: self.period_seconds,
+            schedule: self.schedule.as_ref().map(|c| c.expr().to_owned()),
+            timezone: self
+                .schedule
+                .as_ref()
+                .and_then(|c| c.zone_name().map(str::to_owned)),
+            catch_up: self.schedule.as_ref().map(|_| self.job.catch_up.is_some()),
+            catch_up_window_seconds: self.job.catch_up.map(|w| w.as_secs()),
             restart_policy: (!job).then_some(self.restart_policy),
             max_restarts: self.max_restarts,
             stop_signal: Some(self.stop_signal.name().to_owned()),
@@ -315,6 +337,8 @@ pub fn json_error(e: &serde_json::Error) -> FieldError {
 
 pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     let id = ProcessId::parse(&req.id).map_err(|m| FieldError::new("id", m))?;
+    let schedule = calendar(&req, req.periodic.unwrap_or(false))?;
+    let catch_up_window = catch_up(&req, schedule.is_some())?;
     if req.command.trim().is_empty() {
         return Err(FieldError::new("command", "command must not be empty"));
     }
@@ -373,7 +397,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         }
         (true, Some(p)) => Some(p),
     };
-    let job = periodic;
+    let job = periodic || schedule.is_some();
     let auto_restart = req.auto_restart.unwrap_or(false);
     let restart_policy = if job {
         RestartPolicy::Never
@@ -429,7 +453,8 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     if req.group.is_some() && req.user.is_none() {
         return Err(FieldError::new("group", "group needs a user"));
     }
-    let job_settings = job_settings(job, req.overlap, req.timeout_seconds, req.history)?;
+    let mut job_settings = job_settings(job, req.overlap, req.timeout_seconds, req.history)?;
+    job_settings.catch_up = catch_up_window;
     Ok(ProcessSpec {
         id,
         command: req.command,
@@ -439,6 +464,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         auto_restart,
         save_for_next_run: req.save_for_next_run.unwrap_or(false),
         period_seconds,
+        schedule,
         restart_policy,
         max_restarts: req.max_restarts,
         stop_signal,
@@ -456,6 +482,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
 pub const MAX_BACKOFF_SECONDS: f64 = 86_400.0;
 const MAX_BACKOFF_STEPS: usize = 100;
 const DEFAULT_HISTORY: u32 = 50;
+const DEFAULT_CATCH_UP_WINDOW: u64 = 86_400;
 const MAX_HISTORY: u32 = 10_000;
 
 fn seconds(field: &str, v: f64) -> Result<Duration, FieldError> {
@@ -507,6 +534,60 @@ fn backoff(
     })
 }
 
+/// `schedule` and `timezone`: a calendar schedule, or none.
+fn calendar(req: &AddRequest, periodic: bool) -> Result<Option<Calendar>, FieldError> {
+    match (&req.schedule, &req.timezone) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(FieldError::new("timezone", "timezone goes with a schedule")),
+        (Some(_), _) if periodic => Err(FieldError::new(
+            "schedule",
+            "schedule and periodic exclude each other: a job runs on a calendar or every N seconds",
+        )),
+        (Some(expr), zone) => {
+            Calendar::parse(expr, zone.as_deref())
+                .map(Some)
+                .map_err(|e| match e {
+                    CalendarError::Schedule(m) => FieldError::new("schedule", m),
+                    CalendarError::Timezone(m) => FieldError::new("timezone", m),
+                })
+        }
+    }
+}
+
+/// `catch_up` and its window (scheduled jobs only).
+fn catch_up(req: &AddRequest, scheduled: bool) -> Result<Option<Duration>, FieldError> {
+    if !scheduled {
+        for (field, given) in [
+            ("catch_up", req.catch_up.is_some()),
+            (
+                "catch_up_window_seconds",
+                req.catch_up_window_seconds.is_some(),
+            ),
+        ] {
+            if given {
+                return Err(FieldError::new(
+                    field,
+                    format!("{field} applies only to jobs with a schedule"),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let window = req
+        .catch_up_window_seconds
+        .unwrap_or(DEFAULT_CATCH_UP_WINDOW);
+    if window == 0 || window > MAX_PERIOD_SECONDS {
+        return Err(FieldError::new(
+            "catch_up_window_seconds",
+            format!("catch_up_window_seconds must be between 1 and {MAX_PERIOD_SECONDS}"),
+        ));
+    }
+    Ok(req
+        .catch_up
+        .unwrap_or(false)
+        .then(|| Duration::from_secs(window)))
+}
+
 fn job_settings(
     job: bool,
     overlap: Option<Overlap>,
@@ -553,6 +634,7 @@ fn job_settings(
         overlap: overlap.unwrap_or_default(),
         timeout,
         history,
+        catch_up: None,
     })
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::RunRecord;
 use crate::spec::{AddRequest, ProcessSpec, validate};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,6 +122,29 @@ impl Store {
         let mut json = serde_json::to_vec_pretty(&file).unwrap_or_default();
         json.push(b'\n');
         json
+    }
+}
+
+/// `<data-dir>/runs/<id>.json`: a saved job's run history, oldest first,
+/// and the last scheduled time that came (for catch-up).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunsFile {
+    #[serde(default)]
+    pub last_scheduled_at: Option<String>,
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+}
+
+impl RunsFile {
+    /// Read a runs file; a bare array (the first format) is the runs.
+    pub fn parse(bytes: &[u8]) -> Option<RunsFile> {
+        serde_json::from_slice(bytes).ok().or_else(|| {
+            let runs: Vec<RunRecord> = serde_json::from_slice(bytes).ok()?;
+            Some(RunsFile {
+                last_scheduled_at: None,
+                runs,
+            })
+        })
     }
 }
 

@@ -63,6 +63,14 @@ struct Process<'a> {
     log_max_bytes: u64,
     log_backups: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catch_up: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catch_up_window_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     overlap: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout_seconds: Option<u64>,
@@ -126,6 +134,10 @@ fn process<'a>(p: &'a ProcView, now: &Clock) -> Process<'a> {
         group: spec.group.as_deref(),
         log_max_bytes: spec.log_max_bytes,
         log_backups: spec.log_backups,
+        schedule: spec.schedule.as_ref().map(|c| c.expr()),
+        timezone: spec.schedule.as_ref().and_then(|c| c.zone_name()),
+        catch_up: spec.schedule.as_ref().map(|_| spec.job.catch_up.is_some()),
+        catch_up_window_seconds: spec.job.catch_up.map(|w| w.as_secs()),
         overlap: job.then(|| spec.job.overlap.name()),
         timeout_seconds: spec.job.timeout.map(|t| t.as_secs()),
         history: job.then_some(spec.job.history),
@@ -145,7 +157,10 @@ fn process<'a>(p: &'a ProcView, now: &Clock) -> Process<'a> {
         next_run_in_seconds: p
             .next_run
             .map(|t| round3(t.saturating_duration_since(now.at).as_secs_f64())),
-        next_run_at: p.next_run_wall.map(rfc3339),
+        next_run_at: p.next_run_wall.map(|t| match &spec.schedule {
+            Some(cal) => cal.format(t),
+            None => rfc3339(t),
+        }),
         uptime_seconds: p
             .started
             .map(|s| round3(now.at.saturating_duration_since(s).as_secs_f64())),

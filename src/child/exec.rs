@@ -175,6 +175,30 @@ pub fn start(plan: Plan<'_>) -> io::Result<Started> {
     })
 }
 
+/// What `start` would run for `program`, or why it cannot: for a job that
+/// does not run when it is added (a calendar job), the add is still a 400
+/// when its program is missing or not executable.
+pub fn find_program(program: &str, env: &BTreeMap<String, String>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env
+        .get("PATH")
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("PATH"));
+    let mut denied = false;
+    for c in candidates(program, path.as_deref())? {
+        match std::fs::metadata(OsStr::from_bytes(c.as_bytes())) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
+            Ok(_) => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(if denied {
+        io::ErrorKind::PermissionDenied.into()
+    } else {
+        io::Error::from_raw_os_error(libc::ENOENT)
+    })
+}
+
 /// An environment as `KEY=value` strings, and its PATH.
 struct Environment {
     vars: Vec<CString>,

@@ -172,10 +172,20 @@ pub struct Start<'a> {
     pub logger: Logger,
 }
 
-/// Spawn a run in its own process group (and cgroup) with piped stdio, and
-/// start its thread. The error says why, for a 400.
-pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
-    let spec = s.spec;
+/// Could `spec` be started now? (Its working dir, user and program, as a
+/// spawn would find them; for a job that does not run when it is added.)
+pub fn check(spec: &ProcessSpec) -> Result<(), SpawnError> {
+    check_dir(spec)?;
+    if let Some(user) = &spec.user {
+        crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?;
+    }
+    exec::find_program(&spec.command, &spec.env).map_err(|source| SpawnError::Exec {
+        command: spec.command.clone(),
+        source,
+    })
+}
+
+fn check_dir(spec: &ProcessSpec) -> Result<(), SpawnError> {
     if let Some(dir) = &spec.working_dir {
         let bad = |source| SpawnError::WorkingDir {
             dir: dir.clone(),
@@ -187,6 +197,14 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
             Err(e) => return Err(bad(Some(e))),
         }
     }
+    Ok(())
+}
+
+/// Spawn a run in its own process group (and cgroup) with piped stdio, and
+/// start its thread. The error says why, for a 400.
+pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
+    let spec = s.spec;
+    check_dir(spec)?;
     let ids = match &spec.user {
         Some(user) => {
             Some(crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?)

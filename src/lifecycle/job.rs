@@ -130,8 +130,11 @@ pub(super) enum OnOverlap {
 #[derive(Clone, Debug, Default)]
 pub struct Job {
     /// When the next scheduled run is due (periodic: a slot of the
-    /// fixed-rate grid). Ignored while the job is not wanted up.
-    next: Option<Instant>,
+    /// fixed-rate grid), and the wall-clock time it stands for (a calendar
+    /// time). Ignored while the job is not wanted up.
+    next: Option<(Instant, SystemTime)>,
+    /// The last scheduled time that came (for catch-up after a restart).
+    pub last_scheduled: Option<SystemTime>,
     /// A run to start as soon as the current one ends.
     pub queued: Option<Trigger>,
     /// What the run about to be spawned is for.
@@ -148,6 +151,12 @@ impl Job {
         (p.want == Want::Up && !p.halted)
             .then_some(self.next)
             .flatten()
+            .map(|(at, _)| at)
+    }
+
+    /// The wall-clock time of the next scheduled run.
+    pub fn next_wall(&self) -> Option<SystemTime> {
+        self.next.map(|(_, wall)| wall)
     }
 
     pub(super) fn deadline(&self, p: &Proc) -> Option<Instant> {
@@ -161,12 +170,35 @@ impl Job {
         }
     }
 
-    /// Started by hand (or added, or revived): run now, and count the
-    /// schedule from now.
-    pub(super) fn start_by_hand(&mut self, spec: &ProcessSpec, now: Now) {
-        self.pending = Some(Trigger::Start);
+    /// Started by hand (or added, or revived): count the schedule from
+    /// now, and (periodic jobs) run now. True if a run is to start.
+    pub(super) fn start_by_hand(&mut self, spec: &ProcessSpec, now: Now) -> bool {
         self.queued = None;
         self.next = first_after(spec, now);
+        let run = runs_at_start(spec);
+        self.pending = run.then_some(Trigger::Start);
+        run
+    }
+
+    /// At exeio's start: a calendar time missed while it was down, if
+    /// within the catch-up window, runs once now. True if it does.
+    pub(super) fn catch_up(&mut self, spec: &ProcessSpec, now: Now) -> bool {
+        let (Some(cal), Some(window), Some(since)) =
+            (&spec.schedule, spec.job.catch_up, self.last_scheduled)
+        else {
+            return false;
+        };
+        let (last, n) = cal.missed(since, now.wall, 100_000);
+        let Some(last) = last else {
+            return false;
+        };
+        if now.wall.duration_since(last).unwrap_or_default() > window {
+            return false;
+        }
+        self.skipped += n - 1;
+        self.last_scheduled = Some(last);
+        self.pending = Some(Trigger::CatchUp(last));
+        true
     }
 
     /// The configuration changed: count the schedule from now.
@@ -183,15 +215,24 @@ impl Job {
         halted: bool,
         now: Now,
     ) -> Option<Trigger> {
-        let at = self.next?;
+        let (at, wall) = self.next?;
         if want != Want::Up || halted || at > now.at {
             return None;
         }
-        let period = Duration::from_secs(spec.period_seconds?);
-        let (next, missed) = policy::next_periodic_run(at, period, now.at);
-        self.next = Some(next);
-        self.skipped += missed;
-        Some(Trigger::Schedule(now.wall_of(at)))
+        if let Some(cal) = &spec.schedule {
+            let (_, missed) = cal.missed(wall, now.wall, 10_000);
+            self.skipped += missed;
+            self.next = cal
+                .next_after(wall.max(now.wall))
+                .map(|t| (instant_of(t, now), t));
+        } else {
+            let period = Duration::from_secs(spec.period_seconds?);
+            let (next, missed) = policy::next_periodic_run(at, period, now.at);
+            self.next = Some((next, now.wall_of(next)));
+            self.skipped += missed;
+        }
+        self.last_scheduled = Some(wall);
+        Some(Trigger::Schedule(wall))
     }
 
     /// A run came due while one is going.
@@ -295,7 +336,26 @@ impl Job {
     }
 }
 
+/// Periodic jobs run when started; calendar jobs wait for their time.
+pub fn runs_at_start(spec: &ProcessSpec) -> bool {
+    spec.schedule.is_none()
+}
+
 /// The first scheduled time after a start by hand at `now`.
-fn first_after(spec: &ProcessSpec, now: Now) -> Option<Instant> {
-    spec.period_seconds.map(|p| now.at + Duration::from_secs(p))
+fn first_after(spec: &ProcessSpec, now: Now) -> Option<(Instant, SystemTime)> {
+    if let Some(cal) = &spec.schedule {
+        return cal.next_after(now.wall).map(|t| (instant_of(t, now), t));
+    }
+    spec.period_seconds.map(|p| {
+        let period = Duration::from_secs(p);
+        (now.at + period, now.wall + period)
+    })
+}
+
+/// The monotonic instant of a wall-clock time near `now`.
+fn instant_of(t: SystemTime, now: Now) -> Instant {
+    match t.duration_since(now.wall) {
+        Ok(ahead) => now.at + ahead,
+        Err(e) => now.at.checked_sub(e.duration()).unwrap_or(now.at),
+    }
 }

@@ -18,7 +18,7 @@ mod job;
 
 use std::time::{Duration, Instant, SystemTime};
 
-pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger};
+pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
 
 use crate::policy::{self, AfterExit, ExitStatus};
 use crate::spec::ProcessSpec;
@@ -358,8 +358,7 @@ impl Proc {
             _ => {
                 self.intent += 1;
                 let fx = self.set_want(Want::Up);
-                self.begin_fresh(now);
-                Ok([vec![Effect::Spawn], fx].concat())
+                Ok([self.begin_fresh(now), fx].concat())
             }
         }
     }
@@ -381,10 +380,7 @@ impl Proc {
                 self.restart_pending = true;
                 Ok(persist)
             }
-            State::Idle | State::Backoff { .. } => {
-                self.begin_fresh(now);
-                Ok([vec![Effect::Spawn], persist].concat())
-            }
+            State::Idle | State::Backoff { .. } => Ok([self.begin_fresh(now), persist].concat()),
         }
     }
 
@@ -461,13 +457,18 @@ impl Proc {
         }
     }
 
-    /// A run started by the user: the restart streak starts over.
-    fn begin_fresh(&mut self, now: Now) {
+    /// Started by the user: the restart streak starts over, a job's
+    /// schedule counts from now; a spawn unless it is a calendar job (which
+    /// waits for its time: `POST /run` runs it now).
+    fn begin_fresh(&mut self, now: Now) -> Vec<Effect> {
         self.streak = 0;
         self.restart_pending = false;
-        if let Some(job) = &mut self.job {
-            job.start_by_hand(&self.spec, now);
-        }
+        self.state = State::Idle;
+        let run = match &mut self.job {
+            Some(job) => job.start_by_hand(&self.spec, now),
+            None => true,
+        };
+        if run { vec![Effect::Spawn] } else { vec![] }
     }
 
     /// Send the stop signal (then SIGCONT, so a paused process can act on
@@ -654,8 +655,7 @@ impl Proc {
             Want::Up => {}
         }
         if std::mem::take(&mut self.restart_pending) {
-            self.begin_fresh(now);
-            fx.push(Effect::Spawn);
+            fx.extend(self.begin_fresh(now));
             return fx;
         }
         if let Some(job) = &mut self.job {
@@ -765,14 +765,17 @@ impl Proc {
         if self.want != Want::Up {
             return vec![];
         }
-        self.begin_fresh(now);
-        match &mut self.job {
-            Some(job) => {
-                job.pending = Some(Trigger::Start);
-                vec![Effect::Spawn]
-            }
-            None => vec![Effect::Spawn],
+        let mut fx = self.begin_fresh(now);
+        if let Some(job) = &mut self.job
+            && fx.is_empty()
+            && job.catch_up(&self.spec, now)
+        {
+            fx.push(Effect::Log(
+                "catching up a run missed while exeio was down".into(),
+            ));
+            fx.push(Effect::Spawn);
         }
+        fx
     }
 
     /// Take a new configuration. The caller has already stopped the run if

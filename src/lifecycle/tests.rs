@@ -413,3 +413,43 @@ fn a_stopped_job_waits_for_nothing() {
     assert_eq!(j.deadline(), None);
     assert!(!spawns(&j.step(Input::Tick, c.at(S(10))).unwrap()));
 }
+
+#[test]
+fn a_calendar_job_waits_for_its_time_and_catches_up_once() {
+    let c = Clock::new();
+    let mut j = proc(r#"{"id":"cal","command":"x","schedule":"*/10 * * * * *","timezone":"UTC"}"#);
+    // Added (started): nothing runs now; the first time is the next :x0.
+    assert!(!spawns(&j.step(Input::Start, c.at(S(0))).unwrap()));
+    assert_eq!(j.status(), Status::Waiting);
+    let first = j.next_run_at().unwrap();
+    let gap = first.duration_since(c.at(S(0)).at);
+    assert!(gap > Duration::ZERO && gap <= S(10), "{gap:?}");
+    let due = gap + Duration::from_millis(1);
+    assert!(spawns(&j.step(Input::Tick, c.at(due)).unwrap()));
+    running(&mut j, &c, due, 1);
+    let fx = j
+        .step(exited(&j, ExitStatus::Code(0)), c.at(due + S(1)))
+        .unwrap();
+    let r = record(&fx).unwrap();
+    assert_eq!(r.trigger, "schedule");
+    assert!(r.scheduled_at.as_deref().unwrap().ends_with("0Z"), "{r:?}");
+    assert_eq!(j.next_run_at(), Some(first + S(10)));
+    // exeio was down for a minute: with catch_up, one run at start.
+    let mut back = proc(
+        r#"{"id":"cal","command":"x","schedule":"*/10 * * * * *","timezone":"UTC","catch_up":true}"#,
+    );
+    back.job.as_mut().unwrap().last_scheduled = j.job.as_ref().unwrap().last_scheduled;
+    let fx = back.revive(c.at(due + S(60)));
+    assert!(spawns(&fx), "{fx:?}");
+    running(&mut back, &c, due + S(60), 2);
+    let fx = back
+        .step(exited(&back, ExitStatus::Code(0)), c.at(due + S(61)))
+        .unwrap();
+    let r = record(&fx).unwrap();
+    assert_eq!((r.trigger.as_str(), r.skipped_before), ("catch_up", 5));
+    // without catch_up, nothing runs at start
+    let mut plain =
+        proc(r#"{"id":"cal","command":"x","schedule":"*/10 * * * * *","timezone":"UTC"}"#);
+    plain.job.as_mut().unwrap().last_scheduled = j.job.as_ref().unwrap().last_scheduled;
+    assert!(!spawns(&plain.revive(c.at(due + S(60)))));
+}

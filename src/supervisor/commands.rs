@@ -179,9 +179,14 @@ impl Supervisor {
             return;
         }
         let saves = spec.save_for_next_run;
+        let verb = if crate::lifecycle::runs_at_start(&spec) {
+            "added and started"
+        } else {
+            "added: it runs on its schedule"
+        };
         let answer = self
             .add_one(spec, now)
-            .map(|()| Done::one(format!("process '{id}' added and started"), &id));
+            .map(|()| Done::one(format!("process '{id}' {verb}"), &id));
         self.pending.push(Pending::ready(reply, answer, saves));
     }
 
@@ -189,6 +194,10 @@ impl Supervisor {
     fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
         let id = spec.id.clone();
         let saves = spec.save_for_next_run;
+        if !crate::lifecycle::runs_at_start(&spec) {
+            // Nothing starts now, so check what a start would need.
+            crate::child::check(&spec).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        }
         self.insert(spec, Want::Up);
         if let Err(e) = self.user_step(&id, Input::Start, now) {
             self.procs.remove(&id);

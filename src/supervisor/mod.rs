@@ -20,7 +20,7 @@ mod replies;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, at, never, select};
 
@@ -33,7 +33,8 @@ use crate::persist::{Persister, Target};
 use crate::procfs::Usage;
 use crate::protocol::{Event, Msg};
 use crate::spec::{ProcessId, ProcessSpec};
-use crate::store::{Loaded, Saved, Store};
+use crate::store::{Loaded, RunsFile, Saved, Store};
+use crate::timefmt::rfc3339;
 use crate::view::{ProcView, Published};
 
 use replies::Pending;
@@ -49,6 +50,8 @@ struct Entry {
     /// Finished runs of a job, oldest first.
     runs: Arc<Vec<RunRecord>>,
     runs_version: u64,
+    /// The last scheduled time in the saved runs file.
+    scheduled_saved: Option<SystemTime>,
     /// The published copy; rebuilt when `dirty`.
     view: Arc<ProcView>,
     dirty: bool,
@@ -107,7 +110,7 @@ impl Supervisor {
 
     /// Start the saved processes and publish the first view (before the
     /// HTTP server answers anyone).
-    pub fn start_saved(&mut self, saved: Loaded, runs: BTreeMap<ProcessId, Vec<RunRecord>>) {
+    pub fn start_saved(&mut self, saved: Loaded, runs: BTreeMap<ProcessId, RunsFile>) {
         let now = Now::read();
         let mut runs = runs;
         for s in saved.processes {
@@ -120,9 +123,15 @@ impl Supervisor {
             self.insert(s.spec, want);
             let e = self.procs.get_mut(&id).expect("inserted");
             e.proc.run_count = s.run_count;
-            if let Some(history) = runs.remove(&id) {
+            if let Some(file) = runs.remove(&id) {
+                let history = file.runs;
                 e.proc.run_count = e.proc.run_count.max(history.last().map_or(0, |r| r.run));
                 e.runs = Arc::new(history);
+                let last = file.last_scheduled_at.as_deref().and_then(parse_time);
+                if let Some(job) = &mut e.proc.job {
+                    job.last_scheduled = last;
+                }
+                e.scheduled_saved = last;
             }
             if want == Want::Up {
                 self.sys(format!("starting saved process '{id}'"));
@@ -257,6 +266,14 @@ impl Supervisor {
             self.apply(id, fx, now);
         }
         self.note_state(id, before, now);
+        // A calendar job that catches up after a restart needs its last
+        // scheduled time on disk.
+        if let Some(e) = self.procs.get(id)
+            && e.proc.spec.job.catch_up.is_some()
+            && e.proc.job.as_ref().and_then(|j| j.last_scheduled) != e.scheduled_saved
+        {
+            self.save_runs(id);
+        }
     }
 
     /// Carry out effects in order. A spawn that fails is handed to the
@@ -366,6 +383,7 @@ impl Supervisor {
             usage,
             runs,
             runs_version: 0,
+            scheduled_saved: None,
             view,
             dirty: true,
         };
@@ -410,16 +428,31 @@ impl Supervisor {
         );
         runs.push(record.clone());
         e.runs = Arc::new(runs);
-        if e.proc.spec.save_for_next_run {
-            e.runs_version += 1;
-            let bytes = serde_json::to_vec(&*e.runs).unwrap_or_default();
-            let (version, path) = (e.runs_version, self.runs_path(id));
-            self.s
-                .persister
-                .save(Target::Runs(id.clone()), path, bytes, version);
-        }
+        self.save_runs(id);
         let data = serde_json::to_value(&record).unwrap_or_default();
         self.emit("run", id, data);
+    }
+
+    /// Save a saved job's runs file (its history and last scheduled time).
+    fn save_runs(&mut self, id: &ProcessId) {
+        let path = self.runs_path(id);
+        let Some(e) = self.procs.get_mut(id) else {
+            return;
+        };
+        if !e.proc.spec.save_for_next_run {
+            return;
+        }
+        let last = e.proc.job.as_ref().and_then(|j| j.last_scheduled);
+        e.scheduled_saved = last;
+        e.runs_version += 1;
+        let file = RunsFile {
+            last_scheduled_at: last.map(rfc3339),
+            runs: (*e.runs).clone(),
+        };
+        let bytes = serde_json::to_vec(&file).unwrap_or_default();
+        self.s
+            .persister
+            .save(Target::Runs(id.clone()), path, bytes, e.runs_version);
     }
 
     fn runs_path(&self, id: &ProcessId) -> PathBuf {
@@ -504,4 +537,9 @@ impl Supervisor {
     fn sys(&self, line: String) {
         self.s.logger.supervisor(line);
     }
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let secs = crate::timefmt::parse_rfc3339(s)?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
 }

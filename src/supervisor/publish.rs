@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Entry, Supervisor};
-use crate::lifecycle::{Now, Proc, RunRecord, Status};
+use crate::lifecycle::{Now, Proc, RunRecord, State, Status};
 use crate::logs::LogFile;
 use crate::procfs::Usage;
 use crate::spec::{ProcessId, ProcessSpec};
@@ -32,7 +32,11 @@ pub(super) fn view_of(
         pid: p.pid(),
         started: p.started(),
         next_run,
-        next_run_wall: next_run.map(|t| now.wall_of(t)),
+        next_run_wall: match (p.state.clone(), job) {
+            (State::Backoff { until }, _) => Some(now.wall_of(until)),
+            (_, Some(j)) => next_run.and(j.next_wall()),
+            _ => None,
+        },
         run_count: p.run_count,
         restart_count: p.streak,
         restarts_total: p.restarts_total,

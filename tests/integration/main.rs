@@ -20,5 +20,6 @@ mod periodic;
 mod persistence;
 mod restart;
 mod saving;
+mod schedule;
 mod security;
 mod shutdown;
