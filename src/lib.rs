@@ -29,6 +29,8 @@
 //! - The dashboard (`src/ui/`, served by `api::ui`) is static files compiled
 //!   into the binary: a client of the API like any other, with a session cookie.
 
+#![recursion_limit = "512"]
+
 pub mod api;
 pub mod calendar;
 pub mod child;

@@ -654,17 +654,25 @@ const SIGNALS: &[(&str, i32)] = &[
 ];
 
 impl StopSignal {
+    /// Exactly these: `TERM`, `SIGTERM` or `15` (and so on for each).
     pub fn parse(s: &str) -> Result<StopSignal, String> {
-        let up = s.trim().to_ascii_uppercase();
-        let bare = up.strip_prefix("SIG").unwrap_or(&up);
+        let bare = s.strip_prefix("SIG").unwrap_or(s);
         SIGNALS
             .iter()
-            .find(|(name, num)| *name == bare || num.to_string() == bare)
+            .find(|(name, num)| *name == bare || (bare == s && num.to_string() == s))
             .map(|&(_, num)| StopSignal(num))
             .ok_or_else(|| {
                 let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
                 format!("stop_signal {s:?} is not one of {}", names.join(", "))
             })
+    }
+
+    /// Every accepted spelling (for the API document).
+    pub fn accepted() -> Vec<String> {
+        SIGNALS
+            .iter()
+            .flat_map(|(name, num)| [name.to_string(), format!("SIG{name}"), num.to_string()])
+            .collect()
     }
 
     pub fn number(self) -> i32 {
@@ -764,7 +772,14 @@ mod tests {
     #[test]
     fn signals() {
         assert_eq!(StopSignal::parse("SIGINT").unwrap().number(), 2);
-        assert_eq!(StopSignal::parse("kill").unwrap().number(), 9);
+        assert_eq!(StopSignal::parse("KILL").unwrap().number(), 9);
+        assert_eq!(StopSignal::parse("9").unwrap().number(), 9);
+        for bad in ["kill", " TERM", "SIG15", "SIGSIGTERM", ""] {
+            assert!(StopSignal::parse(bad).is_err(), "{bad:?}");
+        }
+        for ok in StopSignal::accepted() {
+            assert!(StopSignal::parse(&ok).is_ok(), "{ok}");
+        }
         assert_eq!(StopSignal::parse("15").unwrap().name(), "TERM");
     }
 

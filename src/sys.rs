@@ -280,3 +280,19 @@ pub fn reap(pid: u32) -> Duration {
         tv(usage.ru_utime) + tv(usage.ru_stime)
     }
 }
+
+/// Cap the kernel's send buffer of a socket (long-lived streams: what a
+/// client that stopped reading can pin).
+pub fn cap_send_buffer(sock: &TcpStream, bytes: usize) {
+    let v = bytes as libc::c_int;
+    // SAFETY: setsockopt on a socket we own, with a valid int option value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

@@ -15,6 +15,7 @@ mod auth;
 mod events;
 mod logs;
 mod metrics;
+pub mod openapi;
 mod procs;
 mod render;
 pub mod routes;

@@ -3,7 +3,7 @@
 //! OpenAPI document and the tests all derive from `ROUTES`; there is no
 //! second list.
 
-use super::{Answer, Api, Args, admin, events, logs, metrics, procs, ui};
+use super::{Answer, Api, Args, admin, events, logs, metrics, openapi, procs, ui};
 use crate::error::ApiError;
 use crate::http::Exchange;
 use crate::http::request::percent_decode;
@@ -27,6 +27,73 @@ pub struct Route {
     pub access: Access,
     pub handler: Handler,
     pub summary: &'static str,
+    /// What the request carries and what the reply is, for the OpenAPI
+    /// document (`openapi.rs`).
+    pub query: &'static [Query],
+    pub body: Body,
+    pub reply: Reply,
+    /// Statuses of this route's own failures (401/403/429/413/... of every
+    /// keyed route are added by the document).
+    pub errors: &'static [u16],
+}
+
+/// A request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// A process configuration (`POST /add`).
+    Config,
+    /// A process configuration whose `id` may be left out (`POST /update`).
+    Update,
+    Apply,
+    Input,
+    Login,
+    NewKey,
+}
+
+/// A successful reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The OpenAPI document.
+    Document,
+    Html,
+    Asset,
+    Info,
+    Session,
+    /// `{success, message}`.
+    Message,
+    /// A bare array of process objects.
+    List,
+    /// `{success, process}`.
+    Process,
+    /// `{success, message, process?}`: a request carried out.
+    Done,
+    /// `{success, message, processes}`.
+    Many,
+    Update,
+    Apply,
+    LogPage,
+    Runs,
+    Metrics,
+    Events,
+    Keys,
+    NewKey,
+}
+
+/// A query parameter.
+#[derive(Clone, Copy, Debug)]
+pub struct Query {
+    pub name: &'static str,
+    pub kind: QueryKind,
+    pub about: &'static str,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum QueryKind {
+    /// An integer of at least this.
+    Int(u64),
+    Bool,
+    Words(&'static [&'static str]),
 }
 
 impl Route {
@@ -40,47 +107,107 @@ use Access::{Key, Open};
 use Role::{Admin, Operate, Read};
 
 macro_rules! route {
-    ($m:literal $p:literal, $a:expr, $h:path, $s:literal) => {
+    ($m:literal $p:literal, $a:expr, $h:path, $s:literal, $body:ident -> $reply:ident, [$($e:literal),*] $(, $q:expr)?) => {
         Route {
             method: $m,
             path: $p,
             access: $a,
             handler: $h,
             summary: $s,
+            query: route!(@q $($q)?),
+            body: Body::$body,
+            reply: Reply::$reply,
+            errors: &[$($e),*],
         }
     };
+    (@q) => { &[] };
+    (@q $q:expr) => { $q };
 }
 
+const PAGE: &[Query] = &[
+    Query {
+        name: "page",
+        kind: QueryKind::Int(1),
+        about: "Page number, 1 = the newest lines",
+    },
+    Query {
+        name: "page_size",
+        kind: QueryKind::Int(1),
+        about: "Lines per page (at most 1000; default 50)",
+    },
+];
+
+const LOGS: &[Query] = &[
+    Query {
+        name: "page",
+        kind: QueryKind::Int(1),
+        about: "Page number, 1 = the newest lines",
+    },
+    Query {
+        name: "page_size",
+        kind: QueryKind::Int(1),
+        about: "Lines per page (at most 1000; default 50)",
+    },
+    Query {
+        name: "stream",
+        kind: QueryKind::Words(&["stdout", "stderr", "system"]),
+        about: "Only lines of this stream",
+    },
+    Query {
+        name: "follow",
+        kind: QueryKind::Bool,
+        about: "Stream new lines as they are written (text/plain)",
+    },
+    Query {
+        name: "tail",
+        kind: QueryKind::Int(0),
+        about: "With follow: the last N lines first (default 10)",
+    },
+];
+
+const RUNS: &[Query] = &[Query {
+    name: "limit",
+    kind: QueryKind::Int(1),
+    about: "At most this many runs (default 50)",
+}];
+
+const EVENTS: &[Query] = &[Query {
+    name: "since",
+    kind: QueryKind::Int(0),
+    about: "Replay the events after this id (as Last-Event-ID)",
+}];
+
 pub static ROUTES: &[Route] = &[
-    route!("GET" "/", Open, ui::index, "The dashboard (an HTML page)"),
-    route!("GET" "/ui/{asset}", Open, ui::file, "The dashboard's script and style sheet"),
-    route!("GET" "/info", Open, admin::info, "Name, version, uptime, mode and endpoints"),
-    route!("GET" "/session", Open, admin::session, "Who the session cookie belongs to (401 without one)"),
-    route!("POST" "/session", Open, admin::login, "Log in with a key: sets the session cookie"),
-    route!("POST" "/session/logout", Open, admin::logout, "End the session"),
-    route!("GET" "/list", Key(Read), procs::list, "Every process object"),
-    route!("GET" "/status/{id}", Key(Read), procs::status, "One process object"),
-    route!("GET" "/logs/{id}", Key(Read), logs::logs, "A page of a process's log, or a live follow"),
-    route!("GET" "/runs/{id}", Key(Read), procs::runs, "Run history of a job, newest first"),
-    route!("GET" "/metrics", Key(Read), metrics::metrics, "Prometheus metrics"),
-    route!("GET" "/events", Key(Read), events::events, "Server-sent events of every change"),
-    route!("POST" "/start/{id}", Key(Operate), procs::start, "Start a process now"),
-    route!("POST" "/stop/{id}", Key(Operate), procs::stop, "Stop a process (no restart)"),
-    route!("POST" "/restart/{id}", Key(Operate), procs::restart, "Stop, then start now"),
-    route!("POST" "/restart-all", Key(Operate), procs::restart_all, "Restart every process"),
-    route!("POST" "/stop-all", Key(Operate), procs::stop_all, "Stop every process"),
-    route!("POST" "/input/{id}", Key(Operate), procs::input, "Write a line to a process's stdin"),
-    route!("POST" "/clear-log/{id}", Key(Operate), logs::clear, "Empty a process's log"),
-    route!("POST" "/run/{id}", Key(Operate), procs::run_now, "Run a job now"),
-    route!("POST" "/add", Key(Admin), procs::add, "Add a process and start it"),
-    route!("POST" "/update/{id}", Key(Admin), procs::update, "Replace a process's configuration"),
-    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration"),
-    route!("POST" "/remove/{id}", Key(Admin), procs::remove, "Stop and forget a process"),
-    route!("POST" "/shutdown", Key(Admin), admin::shutdown, "Stop everything and exit"),
-    route!("GET" "/keys", Key(Admin), admin::keys, "The named keys (never a key itself)"),
-    route!("POST" "/keys", Key(Admin), admin::create_key, "Create a named key with a role"),
-    route!("POST" "/keys/{name}/revoke", Key(Admin), admin::revoke_key, "Revoke a named key"),
-    route!("GET" "/audit", Key(Admin), admin::audit, "A page of the audit log"),
+    route!("GET" "/", Open, ui::index, "The dashboard (an HTML page)", None -> Html, []),
+    route!("GET" "/ui/{asset}", Open, ui::file, "The dashboard's script and style sheet", None -> Asset, [404]),
+    route!("GET" "/info", Open, admin::info, "Name, version, uptime, mode and endpoints", None -> Info, []),
+    route!("GET" "/openapi.json", Open, openapi::openapi, "This API as an OpenAPI 3.0.3 document", None -> Document, []),
+    route!("GET" "/session", Open, admin::session, "Who the session cookie belongs to (401 without one)", None -> Session, [401]),
+    route!("POST" "/session", Open, admin::login, "Log in with a key: sets the session cookie", Login -> Session, [400, 401, 413, 429, 503]),
+    route!("POST" "/session/logout", Open, admin::logout, "End the session", None -> Message, [413]),
+    route!("GET" "/list", Key(Read), procs::list, "Every process object", None -> List, []),
+    route!("GET" "/status/{id}", Key(Read), procs::status, "One process object", None -> Process, [404]),
+    route!("GET" "/logs/{id}", Key(Read), logs::logs, "A page of a process's log, newest first, or a live follow", None -> LogPage, [400, 404, 500], LOGS),
+    route!("GET" "/runs/{id}", Key(Read), procs::runs, "Run history of a job, newest first", None -> Runs, [400, 404, 409], RUNS),
+    route!("GET" "/metrics", Key(Read), metrics::metrics, "Prometheus metrics", None -> Metrics, []),
+    route!("GET" "/events", Key(Read), events::events, "Server-sent events of every change", None -> Events, [400], EVENTS),
+    route!("POST" "/start/{id}", Key(Operate), procs::start, "Start a process now", None -> Done, [400, 404, 409, 503]),
+    route!("POST" "/stop/{id}", Key(Operate), procs::stop, "Stop a process (no restart)", None -> Done, [404, 409, 503]),
+    route!("POST" "/restart/{id}", Key(Operate), procs::restart, "Stop, then start now", None -> Done, [400, 404, 409, 503]),
+    route!("POST" "/restart-all", Key(Operate), procs::restart_all, "Restart every process", None -> Many, [503]),
+    route!("POST" "/stop-all", Key(Operate), procs::stop_all, "Stop every process", None -> Many, [503]),
+    route!("POST" "/input/{id}", Key(Operate), procs::input, "Write a line to a process's stdin", Input -> Done, [400, 404, 409, 503]),
+    route!("POST" "/clear-log/{id}", Key(Operate), logs::clear, "Empty a process's log", None -> Message, [404, 500, 503]),
+    route!("POST" "/run/{id}", Key(Operate), procs::run_now, "Run a job now", None -> Done, [400, 404, 409, 503]),
+    route!("POST" "/add", Key(Admin), procs::add, "Add a process and start it", Config -> Done, [400, 409, 503]),
+    route!("POST" "/update/{id}", Key(Admin), procs::update, "Replace a process's configuration", Update -> Update, [400, 404, 409, 503]),
+    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration", Apply -> Apply, [400, 409, 503]),
+    route!("POST" "/remove/{id}", Key(Admin), procs::remove, "Stop and forget a process", None -> Done, [404, 409, 503]),
+    route!("POST" "/shutdown", Key(Admin), admin::shutdown, "Stop everything and exit", None -> Done, [503]),
+    route!("GET" "/keys", Key(Admin), admin::keys, "The named keys (never a key itself)", None -> Keys, []),
+    route!("POST" "/keys", Key(Admin), admin::create_key, "Create a named key with a role", NewKey -> NewKey, [400, 409, 500]),
+    route!("POST" "/keys/{name}/revoke", Key(Admin), admin::revoke_key, "Revoke a named key", None -> Message, [404, 500]),
+    route!("GET" "/audit", Key(Admin), admin::audit, "A page of the audit log, newest first", None -> LogPage, [400, 500], PAGE),
 ];
 
 /// Why no route was found.

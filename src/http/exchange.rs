@@ -250,6 +250,8 @@ impl<'c> Exchange<'c> {
         self.responded = true;
         self.status = status;
         self.close = true;
+        // A stream lives long: what its client can leave unread is bounded.
+        sys::cap_send_buffer(self.conn.io.socket(), STREAM_SEND_BUFFER);
         let chunked = self.head.minor == 1;
         let mut out = head(status, content_type, headers, None, true, self.head.minor);
         if chunked {
@@ -292,6 +294,8 @@ impl<'c> Exchange<'c> {
 }
 
 const BIG_BODY: usize = 256 * 1024;
+/// Kernel send buffer of a streamed reply (follow, events).
+const STREAM_SEND_BUFFER: usize = 64 * 1024;
 
 /// See `Exchange::writer`.
 pub struct BodyWriter<'e, 'c> {

@@ -60,6 +60,16 @@ impl Supervisor {
 
     /// Step `id` with a request of the user's; undone if its spawn fails.
     fn user_step(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
+        let status = self.procs.get(id).map(|e| e.proc.status());
+        self.user_step_quiet(id, input, now)?;
+        if let Some(status) = status {
+            self.note_state(id, status, now);
+        }
+        Ok(())
+    }
+
+    /// `user_step` without the state event (the caller sends it).
+    fn user_step_quiet(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
         let e = self
             .procs
             .get_mut(id)
@@ -69,7 +79,7 @@ impl Supervisor {
                 "process '{id}' is being removed"
             )));
         }
-        let (before, status) = (e.proc.clone(), e.proc.status());
+        let before = e.proc.clone();
         let fx = e
             .proc
             .step(input, now)
@@ -82,7 +92,6 @@ impl Supervisor {
             }
             return Err(ApiError::BadRequest(err));
         }
-        self.note_state(id, status, now);
         Ok(())
     }
 
@@ -199,7 +208,8 @@ impl Supervisor {
             crate::child::check(&spec).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
         self.insert(spec, Want::Up);
-        if let Err(e) = self.user_step(&id, Input::Start, now) {
+        let status = self.procs[&id].proc.status();
+        if let Err(e) = self.user_step_quiet(&id, Input::Start, now) {
             self.procs.remove(&id);
             return Err(e);
         }
@@ -208,6 +218,7 @@ impl Supervisor {
         }
         self.sys(format!("added process '{id}'"));
         self.emit("added", &id, json!({}));
+        self.note_state(&id, status, now);
         Ok(())
     }
 

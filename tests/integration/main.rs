@@ -15,6 +15,8 @@ mod hardening;
 mod intent;
 mod lifecycle;
 mod logs;
+mod observe;
+mod openapi;
 mod orphans;
 mod periodic;
 mod persistence;

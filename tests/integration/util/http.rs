@@ -221,7 +221,15 @@ pub fn http(
 /// A connection to `addr` from the local address `from` (another loopback
 /// address stands for another client).
 pub fn connect_from(from: &str, addr: &str) -> std::io::Result<TcpStream> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
+    connect_small(from, addr, None)
+}
+
+/// `connect_from` with a receive buffer of `rcvbuf` bytes set before the
+/// connection is made (a client that reads slowly, from the start).
+pub fn connect_small(from: &str, addr: &str, rcvbuf: Option<usize>) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket, sockopt,
+    };
     let to: std::net::SocketAddrV4 = addr.parse().map_err(std::io::Error::other)?;
     let from: std::net::Ipv4Addr = from.parse().map_err(std::io::Error::other)?;
     let fd = socket(
@@ -230,6 +238,9 @@ pub fn connect_from(from: &str, addr: &str) -> std::io::Result<TcpStream> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )?;
+    if let Some(n) = rcvbuf {
+        setsockopt(&fd, sockopt::RcvBuf, &n)?;
+    }
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
