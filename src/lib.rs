@@ -26,10 +26,13 @@
 //!   nothing polls.
 //! - `http` is the edge (caps and timeouts on everything a client holds);
 //!   `api` is the route table and the handlers; `sys` holds every raw OS call.
+//! - `client` is `exeio COMMAND ...`, a separate program in the same binary:
+//!   it only speaks HTTP to a running exeio and shares no state with it.
 
 pub mod api;
 pub mod child;
 pub mod cli;
+pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod diag;
