@@ -8,6 +8,7 @@ mod util;
 
 mod api;
 mod cli;
+mod client;
 mod lifecycle;
 mod logs;
 mod periodic;
