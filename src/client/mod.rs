@@ -9,6 +9,7 @@
 //! Exit codes: 0 ok, 1 error, 2 usage, 3 `status` of a process that is not
 //! running, 4 unknown process id. Called by `main.rs` only.
 
+pub mod addflags;
 pub mod apply;
 pub mod args;
 pub mod commands;
