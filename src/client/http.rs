@@ -18,26 +18,63 @@ use super::Failure;
 const MAX_BODY: u64 = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The TLS roots every client uses: `--cacert`'s certificates, or the
-/// Mozilla roots that ureq ships (webpki-roots).
+/// The TLS settings every client uses: rustls with the ring provider (the
+/// server's), trusting `--cacert`'s certificates, or else the system's CA
+/// bundle (`SSL_CERT_FILE`, else the usual places).
 #[derive(Clone)]
 pub struct Tls(TlsConfig);
 
+/// Where distributions keep their CA bundle.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",             // openSUSE
+    "/etc/ssl/cert.pem",                  // Alpine, BSDs, macOS
+];
+
 impl Tls {
+    /// Reads the certificates now: call it only when a URL is https.
     pub fn load(cacert: Option<&Path>) -> Result<Tls, Failure> {
-        let Some(path) = cacert else {
-            return Ok(Tls(TlsConfig::builder()
-                .root_certs(RootCerts::WebPki)
-                .build()));
+        let certs = match cacert {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Failure::Other(format!("cannot read --cacert {}: {e}", path.display()))
+                })?;
+                pem_certificates(&pem)
+                    .map_err(|e| Failure::Other(format!("--cacert {}: {e}", path.display())))?
+            }
+            None => system_roots(),
         };
-        let pem = std::fs::read(path)
-            .map_err(|e| Failure::Other(format!("cannot read --cacert {}: {e}", path.display())))?;
-        let certs = pem_certificates(&pem)
-            .map_err(|e| Failure::Other(format!("--cacert {}: {e}", path.display())))?;
         Ok(Tls(TlsConfig::builder()
             .root_certs(RootCerts::Specific(Arc::new(certs)))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build()))
     }
+
+    /// For plain http: nothing to read.
+    pub fn none() -> Tls {
+        Tls(TlsConfig::builder()
+            .root_certs(RootCerts::Specific(Arc::new(Vec::new())))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build())
+    }
+}
+
+/// The system's trusted CAs; none found: an empty list (https then fails
+/// with an unknown issuer, and `--cacert` is the way out).
+fn system_roots() -> Vec<Certificate<'static>> {
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    let candidates = from_env
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from));
+    for path in candidates {
+        if let Ok(pem) = std::fs::read(&path)
+            && let Ok(certs) = pem_certificates(&pem)
+        {
+            return certs;
+        }
+    }
+    Vec::new()
 }
 
 /// Every certificate in a PEM file (at least one).

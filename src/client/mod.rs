@@ -147,9 +147,13 @@ pub fn main(raw: Vec<OsString>) -> ExitCode {
         Err(f) => return fail_once(&f),
     };
     let key = hosts::key(&globals, env("EXEIO_API_KEY"));
-    let tls = match Tls::load(globals.cacert.as_deref()) {
-        Ok(t) => t,
-        Err(f) => return fail_once(&f),
+    let https = urls.iter().any(|u| u.starts_with("https://"));
+    let tls = match (https, globals.cacert.as_deref()) {
+        (false, None) => Tls::none(),
+        (_, cacert) => match Tls::load(cacert) {
+            Ok(t) => t,
+            Err(f) => return fail_once(&f),
+        },
     };
     let style = Style::detect(
         std::io::stdout().is_terminal(),
