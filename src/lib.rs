@@ -28,6 +28,8 @@
 //!   `api` is the route table and the handlers; `sys` holds every raw OS call.
 //! - The dashboard (`src/ui/`, served by `api::ui`) is static files compiled
 //!   into the binary: a client of the API like any other, with a session cookie.
+//! - `client` is `exeio COMMAND ...`, a separate program in the same binary:
+//!   it only speaks HTTP to a running exeio and shares no state with it.
 
 #![recursion_limit = "512"]
 
@@ -35,6 +37,7 @@ pub mod api;
 pub mod calendar;
 pub mod child;
 pub mod cli;
+pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod diag;

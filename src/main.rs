@@ -1,4 +1,6 @@
-//! The `exeio` binary: parse the command line, run, report an error once.
+//! The `exeio` binary: `exeio COMMAND ...` is the client (`exeio::client`);
+//! with only flags (or none) it is the daemon: parse the command line, run,
+//! report an error once.
 
 use std::process::ExitCode;
 
@@ -6,8 +8,12 @@ use exeio::cli::{self, Cli};
 use exeio::error::Error;
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(client_args) = exeio::client::client_args(&args) {
+        return exeio::client::main(client_args);
+    }
     exeio::sys::lean_malloc();
-    let cli = match cli::parse(std::env::args_os().skip(1).collect()) {
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             exeio::diag::error(&e);

@@ -19,7 +19,7 @@ impl Paths {
     pub fn resolve(cfg: &Config) -> Result<Paths> {
         let config_dir = match &cfg.config_dir {
             Some(d) => d.clone(),
-            None => xdg("XDG_CONFIG_HOME", ".config")?.join("exeio"),
+            None => default_config_dir()?,
         };
         let data_dir = match &cfg.data_dir {
             Some(d) => d.clone(),
@@ -63,6 +63,12 @@ impl Paths {
     pub fn runs_dir(&self) -> PathBuf {
         self.data_dir.join("runs")
     }
+}
+
+/// `$XDG_CONFIG_HOME/exeio`, else `~/.config/exeio` (the client looks for
+/// the daemon's key file there too).
+pub fn default_config_dir() -> Result<PathBuf> {
+    Ok(xdg("XDG_CONFIG_HOME", ".config")?.join("exeio"))
 }
 
 fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {

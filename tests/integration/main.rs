@@ -9,6 +9,7 @@ mod util;
 
 mod api;
 mod cli;
+mod client;
 mod dashboard;
 mod edge;
 mod hardening;

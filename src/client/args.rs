@@ -1,0 +1,634 @@
+//! The client's command line → `Invocation` (global flags and one
+//! `Command`). Pure: reads no file and sends nothing, so every request a
+//! command line makes can be unit-tested. Called by `client::main` only.
+//!
+//! Global flags may stand anywhere before `--`; each command takes its own
+//! flags the same way. After `--` everything is positional (for `add`, the
+//! command and its arguments).
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::{Failure, addflags};
+
+/// Flags that apply to every command.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Globals {
+    /// `--url`, in the order given (several: one per host).
+    pub urls: Vec<String>,
+    /// `--hosts FILE`: more URLs, one a line.
+    pub hosts_file: Option<PathBuf>,
+    pub key: Option<String>,
+    pub config_dir: Option<PathBuf>,
+    pub cacert: Option<PathBuf>,
+    /// Print the API's JSON as it is.
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Usage, of one command or of all.
+    Help(Option<&'static str>),
+    Ls,
+    Status(String),
+    Add(AddFrom),
+    /// `start`, `stop`, `restart` or `rm` (the API's path verb) of some ids.
+    Each(Verb, Vec<String>),
+    Logs(LogsArgs),
+    Input {
+        id: String,
+        text: String,
+    },
+    Run(String),
+    Runs {
+        id: String,
+        limit: usize,
+    },
+    Apply(ApplyArgs),
+    KeysLs,
+    KeysAdd {
+        name: String,
+        role: String,
+    },
+    KeysRevoke(String),
+    Shutdown,
+}
+
+/// The verbs that act on each of several ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+    Remove,
+}
+
+impl Verb {
+    /// The API path segment: `POST /{verb}/{id}`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+            Verb::Remove => "remove",
+        }
+    }
+}
+
+/// Where `add` gets its configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddFrom {
+    /// Built from flags: the body of `POST /add`.
+    Flags(Map<String, Value>),
+    /// `-f FILE` (`-` = stdin), with the id given on the command line if any.
+    File { path: PathBuf, id: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsArgs {
+    pub id: String,
+    pub lines: usize,
+    pub follow: bool,
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyArgs {
+    pub path: PathBuf,
+    pub prune: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub globals: Globals,
+    pub command: Command,
+}
+
+/// The subcommands; anything else as a first argument is the daemon's.
+pub const COMMANDS: &[&str] = &[
+    "ls", "status", "add", "start", "stop", "restart", "rm", "logs", "input", "run", "runs",
+    "apply", "keys", "shutdown", "help",
+];
+
+const DEFAULT_LOG_LINES: usize = 10;
+const DEFAULT_RUNS: usize = 20;
+
+/// One flag a command accepts: its names (the first is canonical) and
+/// whether it takes a value.
+pub(super) struct Flag {
+    pub(super) names: &'static [&'static str],
+    value: bool,
+}
+
+pub(super) const fn flag(names: &'static [&'static str], value: bool) -> Flag {
+    Flag { names, value }
+}
+
+const GLOBAL: &[Flag] = &[
+    flag(&["--url"], true),
+    flag(&["--hosts"], true),
+    flag(&["--key"], true),
+    flag(&["--config-dir"], true),
+    flag(&["--cacert"], true),
+    flag(&["--json"], false),
+    flag(&["--help", "-h"], false),
+];
+
+const LOGS: &[Flag] = &[
+    flag(&["-n", "--lines"], true),
+    flag(&["--follow", "-f"], false),
+    flag(&["--stream"], true),
+];
+const RUNS: &[Flag] = &[flag(&["-n", "--limit"], true)];
+const APPLY: &[Flag] = &[
+    flag(&["--file", "-f"], true),
+    flag(&["--prune"], false),
+    flag(&["--dry-run"], false),
+];
+const KEYS: &[Flag] = &[flag(&["--role"], true)];
+
+/// A command line split into flags and positional arguments.
+pub(super) struct Split {
+    /// (canonical name, value) of each command flag, in order.
+    pub(super) flags: Vec<(&'static str, Option<String>)>,
+    pub(super) positional: Vec<String>,
+    /// What followed `--`, if it was there.
+    pub(super) rest: Option<Vec<String>>,
+}
+
+impl Split {
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| *n == name)
+    }
+
+    /// The last value given for `name`.
+    pub(super) fn value(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+pub(super) fn usage(msg: impl Into<String>) -> Failure {
+    Failure::Usage(msg.into())
+}
+
+/// Parse the arguments after `exeio` (the first is the subcommand).
+pub fn parse(args: Vec<String>) -> Result<Invocation, Failure> {
+    let mut args = args.into_iter();
+    let name = args.next().unwrap_or_default();
+    let Some(&name) = COMMANDS.iter().find(|c| **c == name) else {
+        return Err(usage(format!("unknown command {name:?}")));
+    };
+    let args: Vec<String> = args.collect();
+    let mut globals = Globals::default();
+    let own: Vec<&'static Flag> = match name {
+        "add" => addflags::flags(),
+        "logs" => LOGS.iter().collect(),
+        "runs" => RUNS.iter().collect(),
+        "apply" => APPLY.iter().collect(),
+        "keys" => KEYS.iter().collect(),
+        _ => vec![],
+    };
+    let split = split(args, &own, &mut globals)?;
+    let help = globals_help(&split);
+    if help || name == "help" {
+        let topic = if name == "help" {
+            match split.positional.first() {
+                None => None,
+                Some(t) => Some(
+                    *COMMANDS
+                        .iter()
+                        .find(|c| **c == t.as_str())
+                        .ok_or_else(|| usage(format!("no help on {t:?}: not a command")))?,
+                ),
+            }
+        } else {
+            Some(name)
+        };
+        return Ok(Invocation {
+            globals,
+            command: Command::Help(topic),
+        });
+    }
+    let command = command(name, split)?;
+    Ok(Invocation { globals, command })
+}
+
+fn globals_help(split: &Split) -> bool {
+    split.has("--help")
+}
+
+/// Sort arguments into global flags (set in `globals`), the command's flags
+/// and positional arguments.
+fn split(
+    args: Vec<String>,
+    own: &[&'static Flag],
+    globals: &mut Globals,
+) -> Result<Split, Failure> {
+    let mut out = Split {
+        flags: Vec::new(),
+        positional: Vec::new(),
+        rest: None,
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            out.rest = Some(it.by_ref().collect());
+            break;
+        }
+        let looks_like_flag = arg.len() > 1 && arg.starts_with('-') && !is_number(&arg);
+        if !looks_like_flag {
+            out.positional.push(arg);
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let global = GLOBAL.iter().find(|f| f.names.contains(&name.as_str()));
+        let Some(f) = global.or_else(|| {
+            own.iter()
+                .copied()
+                .find(|f| f.names.contains(&name.as_str()))
+        }) else {
+            return Err(usage(format!("unknown flag {name}")));
+        };
+        let canonical = f.names[0];
+        let value = match (f.value, inline) {
+            (true, Some(v)) => Some(v),
+            (true, None) => Some(
+                it.next()
+                    .ok_or_else(|| usage(format!("{canonical} needs a value")))?,
+            ),
+            (false, Some(_)) => return Err(usage(format!("{canonical} takes no value"))),
+            (false, None) => None,
+        };
+        if global.is_some() {
+            set_global(globals, canonical, value, &mut out)?;
+        } else {
+            out.flags.push((canonical, value));
+        }
+    }
+    Ok(out)
+}
+
+fn set_global(
+    g: &mut Globals,
+    name: &'static str,
+    value: Option<String>,
+    split: &mut Split,
+) -> Result<(), Failure> {
+    let v = value.unwrap_or_default();
+    let nonempty = |v: String| {
+        if v.trim().is_empty() {
+            Err(usage(format!("{name} must not be empty")))
+        } else {
+            Ok(v)
+        }
+    };
+    match name {
+        "--url" => g.urls.push(nonempty(v)?),
+        "--hosts" => g.hosts_file = Some(nonempty(v)?.into()),
+        "--key" => g.key = Some(nonempty(v)?),
+        "--config-dir" => g.config_dir = Some(nonempty(v)?.into()),
+        "--cacert" => g.cacert = Some(nonempty(v)?.into()),
+        "--json" => g.json = true,
+        _ => split.flags.push((name, None)), // --help
+    }
+    Ok(())
+}
+
+fn is_number(s: &str) -> bool {
+    s.parse::<f64>().is_ok()
+}
+
+/// Build the command from its name and its sorted arguments.
+fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
+    let mut pos = s.positional.clone();
+    if name != "add" {
+        pos.extend(s.rest.clone().unwrap_or_default());
+    }
+    let exactly = |n: usize, what: &str| -> Result<(), Failure> {
+        match pos.len().cmp(&n) {
+            std::cmp::Ordering::Less => Err(usage(format!("{name} needs {what}"))),
+            std::cmp::Ordering::Greater => {
+                Err(usage(format!("{name}: unexpected argument {:?}", pos[n])))
+            }
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    };
+    let some_ids = |pos: &[String]| -> Result<Vec<String>, Failure> {
+        if pos.is_empty() {
+            Err(usage(format!("{name} needs at least one ID")))
+        } else {
+            Ok(pos.to_vec())
+        }
+    };
+    Ok(match name {
+        "ls" => {
+            exactly(0, "no argument")?;
+            Command::Ls
+        }
+        "status" => {
+            exactly(1, "an ID")?;
+            Command::Status(pos.remove(0))
+        }
+        "add" => Command::Add(addflags::add(s)?),
+        "start" => Command::Each(Verb::Start, some_ids(&pos)?),
+        "stop" => Command::Each(Verb::Stop, some_ids(&pos)?),
+        "restart" => Command::Each(Verb::Restart, some_ids(&pos)?),
+        "rm" => Command::Each(Verb::Remove, some_ids(&pos)?),
+        "logs" => {
+            exactly(1, "an ID")?;
+            let lines = match s.value("-n") {
+                Some(v) => count("-n", v)?,
+                None => DEFAULT_LOG_LINES,
+            };
+            let stream = s.value("--stream").map(str::to_owned);
+            if let Some(st) = &stream
+                && !["stdout", "stderr", "system"].contains(&st.as_str())
+            {
+                return Err(usage(format!(
+                    "--stream must be stdout, stderr or system, not {st:?}"
+                )));
+            }
+            Command::Logs(LogsArgs {
+                id: pos.remove(0),
+                lines,
+                follow: s.has("--follow"),
+                stream,
+            })
+        }
+        "input" => {
+            if pos.len() < 2 {
+                return Err(usage("input needs an ID and the TEXT to send"));
+            }
+            let id = pos.remove(0);
+            Command::Input {
+                id,
+                text: pos.join(" "),
+            }
+        }
+        "run" => {
+            exactly(1, "an ID")?;
+            Command::Run(pos.remove(0))
+        }
+        "runs" => {
+            exactly(1, "an ID")?;
+            let limit = match s.value("-n") {
+                Some(v) => positive("-n", v)?,
+                None => DEFAULT_RUNS,
+            };
+            Command::Runs {
+                id: pos.remove(0),
+                limit,
+            }
+        }
+        "apply" => {
+            let path = match (s.value("--file"), pos.len()) {
+                (Some(f), 0) => PathBuf::from(f),
+                (None, 1) => PathBuf::from(pos.remove(0)),
+                (None, 0) => return Err(usage("apply needs -f FILE|DIR")),
+                _ => return Err(usage("apply takes one FILE or DIR")),
+            };
+            Command::Apply(ApplyArgs {
+                path,
+                prune: s.has("--prune"),
+                dry_run: s.has("--dry-run"),
+            })
+        }
+        "keys" => keys(&s, pos)?,
+        "shutdown" => {
+            exactly(0, "no argument")?;
+            Command::Shutdown
+        }
+        _ => return Err(usage(format!("unknown command {name:?}"))),
+    })
+}
+
+fn keys(s: &Split, mut pos: Vec<String>) -> Result<Command, Failure> {
+    let sub = if pos.is_empty() {
+        String::new()
+    } else {
+        pos.remove(0)
+    };
+    let role = s.value("--role");
+    if role.is_some() && sub != "add" {
+        return Err(usage("--role goes with keys add"));
+    }
+    let one = |pos: &mut Vec<String>, what: &str| -> Result<String, Failure> {
+        match pos.len() {
+            1 => Ok(pos.remove(0)),
+            0 => Err(usage(format!("keys {what} needs a NAME"))),
+            _ => Err(usage(format!(
+                "keys {what}: unexpected argument {:?}",
+                pos[1]
+            ))),
+        }
+    };
+    match sub.as_str() {
+        "ls" | "list" if pos.is_empty() => Ok(Command::KeysLs),
+        "ls" | "list" => Err(usage(format!("keys ls: unexpected argument {:?}", pos[0]))),
+        "add" => {
+            let name = one(&mut pos, "add")?;
+            let role = role.ok_or_else(|| usage("keys add needs --role read|operate|admin"))?;
+            if !["read", "operate", "admin"].contains(&role) {
+                return Err(usage(format!(
+                    "--role must be read, operate or admin, not {role:?}"
+                )));
+            }
+            Ok(Command::KeysAdd {
+                name,
+                role: role.to_owned(),
+            })
+        }
+        "revoke" => Ok(Command::KeysRevoke(one(&mut pos, "revoke")?)),
+        "" => Err(usage("keys needs ls, add or revoke")),
+        other => Err(usage(format!(
+            "keys: unknown subcommand {other:?} (ls, add, revoke)"
+        ))),
+    }
+}
+
+pub(super) fn count(name: &str, v: &str) -> Result<usize, Failure> {
+    v.parse::<usize>()
+        .map_err(|_| usage(format!("{name} wants a whole number, not {v:?}")))
+}
+
+fn positive(name: &str, v: &str) -> Result<usize, Failure> {
+    match count(name, v)? {
+        0 => Err(usage(format!("{name} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<Invocation, Failure> {
+        parse(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn cmd(args: &[&str]) -> Command {
+        parse_str(args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e:?}"))
+            .command
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        // One command line a line, words split on spaces; '' is an empty word.
+        let bad = "add web|add web true|add -- true|add w --restart sometimes -- true
+            |add w --env NOEQUALS -- true|add w --max-restarts -1 -- true
+            |add w --backoff 1,x -- true|add w --log-max-bytes 10X -- true
+            |add w --save=yes -- true|ls extra|ls --bogus|status|status a b|stop
+            |logs x -n ten|logs x --stream stdin|logs|input x|runs x -n 0|apply|apply a b
+            |keys|keys add ci|keys add ci --role root|keys revoke|keys rotate|shutdown now
+            |ls --url|ls --url ''|help nonsense|nonsense";
+        for line in bad.split('|') {
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .map(|w| if w == "''" { "" } else { w })
+                .collect();
+            let got = parse_str(&words);
+            assert!(matches!(got, Err(Failure::Usage(_))), "{words:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_other_commands() {
+        assert_eq!(cmd(&["ls"]), Command::Ls);
+        assert_eq!(cmd(&["status", "web"]), Command::Status("web".into()));
+        assert_eq!(
+            cmd(&["stop", "a", "b", "c"]),
+            Command::Each(Verb::Stop, vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            cmd(&["rm", "a"]),
+            Command::Each(Verb::Remove, vec!["a".into()])
+        );
+        assert_eq!(
+            cmd(&["logs", "web", "-n", "3", "-f", "--stream", "stderr"]),
+            Command::Logs(LogsArgs {
+                id: "web".into(),
+                lines: 3,
+                follow: true,
+                stream: Some("stderr".into())
+            })
+        );
+        assert_eq!(
+            cmd(&["logs", "web"]),
+            Command::Logs(LogsArgs {
+                id: "web".into(),
+                lines: 10,
+                follow: false,
+                stream: None
+            })
+        );
+        assert_eq!(
+            cmd(&["input", "web", "hello", "world"]),
+            Command::Input {
+                id: "web".into(),
+                text: "hello world".into()
+            }
+        );
+        assert_eq!(
+            cmd(&["input", "web", "--", "-n"]),
+            Command::Input {
+                id: "web".into(),
+                text: "-n".into()
+            }
+        );
+        assert_eq!(
+            cmd(&["input", "web", "-1"]),
+            Command::Input {
+                id: "web".into(),
+                text: "-1".into()
+            }
+        );
+        assert_eq!(cmd(&["run", "job"]), Command::Run("job".into()));
+        assert_eq!(
+            cmd(&["runs", "job", "-n", "5"]),
+            Command::Runs {
+                id: "job".into(),
+                limit: 5
+            }
+        );
+        assert_eq!(
+            cmd(&["apply", "-f", "conf.d", "--prune", "--dry-run"]),
+            Command::Apply(ApplyArgs {
+                path: "conf.d".into(),
+                prune: true,
+                dry_run: true
+            })
+        );
+        assert_eq!(
+            cmd(&["apply", "one.json"]),
+            Command::Apply(ApplyArgs {
+                path: "one.json".into(),
+                prune: false,
+                dry_run: false
+            })
+        );
+        assert_eq!(cmd(&["keys", "ls"]), Command::KeysLs);
+        assert_eq!(
+            cmd(&["keys", "add", "ci", "--role", "read"]),
+            Command::KeysAdd {
+                name: "ci".into(),
+                role: "read".into()
+            }
+        );
+        assert_eq!(
+            cmd(&["keys", "revoke", "ci"]),
+            Command::KeysRevoke("ci".into())
+        );
+        assert_eq!(cmd(&["shutdown"]), Command::Shutdown);
+    }
+
+    #[test]
+    fn globals_and_help() {
+        let inv = parse_str(&[
+            "ls",
+            "--url",
+            "http://a:1",
+            "--url=https://b:2",
+            "--key",
+            "k",
+            "--config-dir",
+            "/c",
+            "--cacert",
+            "ca.pem",
+            "--hosts",
+            "hosts.txt",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(
+            inv.globals,
+            Globals {
+                urls: vec!["http://a:1".into(), "https://b:2".into()],
+                hosts_file: Some("hosts.txt".into()),
+                key: Some("k".into()),
+                config_dir: Some("/c".into()),
+                cacert: Some("ca.pem".into()),
+                json: true,
+            }
+        );
+        assert_eq!(cmd(&["help"]), Command::Help(None));
+        assert_eq!(cmd(&["help", "logs"]), Command::Help(Some("logs")));
+        assert_eq!(cmd(&["logs", "--help"]), Command::Help(Some("logs")));
+        assert_eq!(cmd(&["add", "-h"]), Command::Help(Some("add")));
+        assert_eq!(cmd(&["keys", "--help"]), Command::Help(Some("keys")));
+        // after --, --help belongs to the child's command line
+        assert!(matches!(
+            cmd(&["add", "x", "--", "ls", "--help"]),
+            Command::Add(_)
+        ));
+    }
+}
