@@ -40,7 +40,6 @@ pub fn run(cfg: Config) -> Result<()> {
     paths.create()?;
     let _instance = Instance::acquire(&paths.lock(), &paths.config_dir)?;
     let fd_limit = sys::raise_fd_limit().ok();
-    let keys = Arc::new(Keys::load(&cfg, &paths.key_file(), &paths.keys_file())?);
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let listener = TcpListener::bind(&addr).map_err(|source| Error::Bind {
         addr: addr.clone(),
@@ -54,6 +53,12 @@ pub fn run(cfg: Config) -> Result<()> {
         (Some(cert), Some(key)) => Some(http::tls::load(cert, key).map_err(Error::Other)?),
         _ => None,
     };
+    let store = Store::new(paths.store());
+    let loaded = store.load().map_err(Error::io("read", paths.store()))?;
+    let runs = load_runs(&paths, &loaded);
+    // Last of what can fail before the banner: a key generated now is shown
+    // now (a start that fails earlier, on a port in use, generates none).
+    let keys = Arc::new(Keys::load(&cfg, &paths.key_file(), &paths.keys_file())?);
     let (cgroups, no_cgroups) = if cfg.cgroups {
         match Cgroups::detect(&paths.config_dir) {
             Ok(c) => (Some(Arc::new(c)), None),
@@ -63,9 +68,6 @@ pub fn run(cfg: Config) -> Result<()> {
         (None, Some("--no-cgroups".to_owned()))
     };
     let swept = cgroups.as_ref().map(|c| c.sweep()).unwrap_or_default();
-    let store = Store::new(paths.store());
-    let loaded = store.load().map_err(Error::io("read", paths.store()))?;
-    let runs = load_runs(&paths, &loaded);
 
     let (tx, rx) = unbounded();
     let signals = signals::start(tx.clone()).map_err(Error::start("the signal thread"))?;

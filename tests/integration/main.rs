@@ -18,6 +18,7 @@ mod lifecycle;
 mod logs;
 mod observe;
 mod openapi;
+mod operate;
 mod orphans;
 mod periodic;
 mod persistence;

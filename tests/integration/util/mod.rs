@@ -172,6 +172,8 @@ pub struct Options {
     /// Run exeio as this uid (the test owns the temp dir over to it), with at
     /// most this many tasks of that user (RLIMIT_NPROC).
     pub run_as: Option<(u32, u64)>,
+    /// An fd of the test that exeio inherits as fd 10 (as from `10<file`).
+    pub fd10: Option<i32>,
 }
 
 /// Apply `Options::nofile` and `Options::run_as` to the command.
@@ -180,10 +182,11 @@ fn limit_child(cmd: &mut Command, opts: &Options) {
     use std::os::unix::process::CommandExt;
     let nofile = opts.nofile;
     let nproc = opts.run_as.map(|(_, n)| n);
+    let fd10 = opts.fd10;
     if let Some((uid, _)) = opts.run_as {
         cmd.uid(uid).gid(uid);
     }
-    if nofile.is_none() && nproc.is_none() {
+    if nofile.is_none() && nproc.is_none() && fd10.is_none() {
         return;
     }
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
@@ -194,6 +197,11 @@ fn limit_child(cmd: &mut Command, opts: &Options) {
             }
             if let Some(n) = nproc {
                 setrlimit(Resource::RLIMIT_NPROC, n, n)?;
+            }
+            if let Some(fd) = fd10
+                && nix::libc::dup2(fd, 10) < 0
+            {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
