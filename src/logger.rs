@@ -9,10 +9,15 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 use crate::logs::{LogFile, Op, Post};
+
+/// Lines that could not be written (disk full, dir gone) are tried again
+/// this often until they are.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The handle every part of exeio uses to write to logs. Dropping every
 /// handle ends the logger thread after it has written what was queued.
@@ -44,6 +49,12 @@ impl Logger {
         }
     }
 
+    /// `log` holds lines it could not write: try them again until it can
+    /// (a child's thread that ends hands its log's retries over here).
+    pub fn retry(&self, log: &Arc<LogFile>) {
+        let _ = self.tx.send(log.clone());
+    }
+
     /// A SYSTEM line in a process's log.
     pub fn system(&self, log: &Arc<LogFile>, line: String) {
         self.post(log, Op::Line(line));
@@ -65,7 +76,27 @@ impl Logger {
 }
 
 fn run(rx: Receiver<Arc<LogFile>>) {
-    for log in rx {
-        log.drain();
+    let mut failing: Vec<Arc<LogFile>> = Vec::new();
+    loop {
+        let wait = if failing.is_empty() {
+            Duration::MAX
+        } else {
+            RETRY_EVERY
+        };
+        match rx.recv_timeout(wait) {
+            Ok(log) => {
+                log.drain();
+                if log.retry() && !failing.iter().any(|f| Arc::ptr_eq(f, &log)) {
+                    failing.push(log);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => failing.retain(|log| log.retry()),
+            Err(RecvTimeoutError::Disconnected) => {
+                for log in failing {
+                    log.retry();
+                }
+                return;
+            }
+        }
     }
 }

@@ -507,6 +507,9 @@ impl Watcher {
         let status = exit_status(self.pid);
         self.log.post(Op::Line(status.describe()));
         self.log.detach();
+        if self.log.retry() {
+            self.logger.retry(&self.log);
+        }
         self.report(status);
     }
 

@@ -245,6 +245,17 @@ impl LogFile {
         self.publish_health(&g);
     }
 
+    /// Write what failed to be written before, if anything; true while
+    /// some of it still cannot be written.
+    pub fn retry(&self) -> bool {
+        let mut g = self.lock();
+        if !g.pending.is_empty() {
+            g.write_through(&self.path, &[]);
+            self.publish_health(&g);
+        }
+        !g.pending.is_empty()
+    }
+
     /// Append `[ts] SYSTEM: msg` now (tests, and writers that own the log).
     pub fn system(&self, msg: &str) {
         let mut g = self.lock();

@@ -126,18 +126,19 @@ fn without_cgroups_process_groups_are_used_and_said() {
     let d = Daemon::start_opts(TempDir::new(), opts);
     assert_eq!(d.get("/info").json()["isolation"], "process-group");
     assert!(
-        d.stdout_lines()
+        wait_until(util::SHORT, || d
+            .stdout_lines()
             .iter()
-            .any(|l| l.starts_with("Process isolation: process groups")),
+            .any(|l| l.starts_with("Process isolation: process groups"))),
         "{:?}",
         d.stdout_lines()
     );
     // The group still ends with a stop (its members; not a setsid escaper).
     add_ok(&d, sh("g", "sleep 1003 & echo \"kid=$!\"; exec sleep 1000"));
-    let lines = wait_log(&d, "g", "kid=", util::SHORT);
+    let lines = wait_log(&d, "g", "STDOUT: kid=", util::SHORT);
     let kid: i32 = lines
         .iter()
-        .find_map(|l| l.split_once("kid=")?.1.trim().parse().ok())
+        .find_map(|l| l.split_once("STDOUT: kid=")?.1.trim().parse().ok())
         .unwrap();
     assert_eq!(d.post("/stop/g", "").status, 200);
     assert!(wait_until(util::SHORT, || !pid_alive(kid)));
