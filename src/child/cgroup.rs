@@ -4,24 +4,39 @@
 //! stands for the config dir, so a later exeio with the same config finds
 //! what an earlier one left.
 //!
-//! A child joins its cgroup before it execs (`exec` writes to the
-//! `cgroup.procs` fd prepared here), so everything it ever starts is in it,
-//! `setsid` daemons included. A stop or an exit then ends the whole cgroup
+//! A child starts in its cgroup (clone3 with `CLONE_INTO_CGROUP`, or on
+//! older kernels it writes to the `cgroup.procs` fd prepared here before it
+//! execs), so everything it ever starts is in it, `setsid` daemons included. A stop or an exit then ends the whole cgroup
 //! with `cgroup.kill`, and at start exeio sweeps the groups a SIGKILLed
 //! predecessor left. Without cgroups exeio falls back to process groups.
 //!
 //! Called by the supervisor thread (prepare, kill, remove), the daemon at
 //! start (detect, sweep) and the stats sampler (usage).
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::spec::ProcessId;
 
 pub struct Cgroups {
     base: PathBuf,
+    /// Groups made by this exeio and never killed since. Linux 6.x (its
+    /// `kill_seq`) SIGKILLs a child cloned into a group that `cgroup.kill`
+    /// was ever written to, so only these take clone3's `CLONE_INTO_CGROUP`;
+    /// a killed one is made anew when it is empty, else its child joins
+    /// through `cgroup.procs`.
+    clean: Mutex<HashSet<ProcessId>>,
+}
+
+/// Where a child is to start: its cgroup's directory, when it may be cloned
+/// right into it, and its `cgroup.procs`, to join otherwise.
+pub struct Target {
+    pub dir: Option<File>,
+    pub procs: File,
 }
 
 impl Cgroups {
@@ -52,7 +67,10 @@ impl Cgroups {
             let _ = fs::remove_dir(&base);
             return Err("cgroup.kill is missing (it needs Linux 5.14 or later)".into());
         }
-        Ok(Cgroups { base })
+        Ok(Cgroups {
+            base,
+            clean: Mutex::new(HashSet::new()),
+        })
     }
 
     pub fn base(&self) -> &Path {
@@ -91,26 +109,49 @@ impl Cgroups {
     }
 
     /// The group of `id`, created if needed and emptied of anything left
-    /// in it; returns its `cgroup.procs`, opened for the child to join.
-    pub fn prepare(&self, id: &ProcessId) -> io::Result<File> {
+    /// in it: its directory (when a child may be cloned into it) and its
+    /// `cgroup.procs`.
+    pub fn prepare(&self, id: &ProcessId) -> io::Result<Target> {
         let dir = self.dir(id);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
+        let mut clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = match fs::create_dir(&dir) {
+            Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if !pids_in(&dir).is_empty() {
-                    kill_dir(&dir)?;
+                clean.contains(id) || {
+                    if !pids_in(&dir).is_empty() {
+                        kill_dir(&dir)?;
+                    }
+                    // Made anew if it is empty already (it usually is: the
+                    // last run and what it left were killed and reaped).
+                    fs::remove_dir(&dir).is_ok() && fs::create_dir(&dir).is_ok()
                 }
             }
             Err(e) => return Err(e),
+        };
+        if fresh {
+            clean.insert(id.clone());
         }
-        OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
+        Ok(Target {
+            dir: if fresh { Some(File::open(&dir)?) } else { None },
+            procs: OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))?,
+        })
     }
 
-    /// SIGKILL everything in the group of `id`.
+    /// SIGKILL everything in the group of `id`, if anything is in it.
     pub fn kill(&self, id: &ProcessId) -> io::Result<()> {
-        match kill_dir(&self.dir(id)) {
+        let dir = self.dir(id);
+        match fs::read_to_string(dir.join("cgroup.events")) {
+            Ok(events) if !events.contains("populated 1") => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => {}
+        }
+        self.clean
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        match kill_dir(&dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -120,6 +161,10 @@ impl Cgroups {
     /// processes were just killed) stays for `close` or the next sweep.
     /// Never waits.
     pub fn remove(&self, id: &ProcessId) {
+        self.clean
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         let _ = fs::remove_dir(self.dir(id));
     }
 

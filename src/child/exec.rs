@@ -30,11 +30,141 @@ use nix::libc;
 use crate::users::Ids;
 
 /// Stack of the short-lived child routine (it runs until execve).
-const CHILD_STACK: usize = 64 * 1024;
+const CHILD_STACK_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// The child routine's stack, kept: spawns happen on one thread (the
+    /// supervisor's), one at a time.
+    static CHILD_STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHILD_STACK_SIZE]);
+}
+
+/// `struct clone_args` of clone3(2), up to `cgroup`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3(2) that runs `f(arg)` in the child on the stack in `args`, as
+/// glibc's clone(3) does for clone(2): the child gets a new stack, so it
+/// cannot return into Rust; it calls `f` and exits with its result.
+///
+/// # Safety
+/// `args` must describe a valid stack that stays alive while the child uses
+/// it, and `f` must never return into code that expects the parent's stack.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+unsafe extern "C" fn clone3_call(
+    args: *mut CloneArgs,
+    size: usize,
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> isize {
+    core::arch::naked_asm!(
+        "push r12",
+        "push r13",
+        "mov r12, rdx",
+        "mov r13, rcx",
+        "mov eax, 435", // SYS_clone3: rdi = args, rsi = size
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        // The child, on its own stack; r12 and r13 survive the syscall.
+        "xor ebp, ebp",
+        "mov rdi, r13",
+        "call r12",
+        "mov edi, eax",
+        "mov eax, 60", // SYS_exit
+        "syscall",
+        "ud2",
+        "2:",
+        "pop r13",
+        "pop r12",
+        "ret",
+    )
+}
+
+/// Clone the child routine, vfork-style: into the cgroup at `cgroup_dir`
+/// and with a pidfd when the kernel can (clone3, Linux 5.7), else with
+/// clone(2) (the child then joins its cgroup itself).
+///
+/// # Safety
+/// All signals must be blocked; `stack` and `plan` must outlive the call.
+unsafe fn clone_child(
+    stack: &mut [u8],
+    plan: &mut ChildPlan,
+    cgroup_dir: Option<RawFd>,
+) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    let arg = (plan as *mut ChildPlan).cast::<libc::c_void>();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut pidfd: libc::c_int = -1;
+        let mut args = CloneArgs {
+            flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
+            pidfd: (&mut pidfd as *mut libc::c_int) as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: stack.len() as u64,
+            ..CloneArgs::default()
+        };
+        let procs = plan.cgroup;
+        if let Some(dir) = cgroup_dir {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = dir as u64;
+            plan.cgroup = -1; // the child starts in it
+        }
+        // SAFETY: the caller keeps the stack and plan alive; child_main
+        // never returns on success and exits on failure.
+        let r =
+            unsafe { clone3_call(&mut args, std::mem::size_of::<CloneArgs>(), child_main, arg) };
+        if r > 0 {
+            // SAFETY: the kernel wrote a new pidfd for the child.
+            let pidfd = (pidfd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(pidfd) });
+            return Ok((r as libc::pid_t, pidfd));
+        }
+        let errno = -r as i32;
+        if !matches!(
+            errno,
+            libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM
+        ) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        plan.cgroup = procs; // clone(2): the child joins by itself
+    }
+    let _ = cgroup_dir;
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: as above, with glibc's clone(3).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid, None))
+}
 
 /// The pipes of a started child, from exeio's side.
 pub struct Started {
     pub pid: u32,
+    /// A pidfd of the child, when the kernel made one with it (clone3).
+    pub pidfd: Option<OwnedFd>,
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
@@ -51,8 +181,10 @@ pub struct Plan<'a> {
     pub cwd: Option<&'a Path>,
     /// Run as this user (exeio must be root to switch).
     pub ids: Option<&'a Ids>,
-    /// `cgroup.procs` of the cgroup to join.
-    pub cgroup: Option<RawFd>,
+    /// The cgroup to start in: its directory, when clone3 may start the
+    /// child right in it, and its `cgroup.procs`, which the child writes to
+    /// otherwise (and on kernels before 5.7).
+    pub cgroup: Option<(Option<RawFd>, RawFd)>,
 }
 
 /// What the child routine reads (prepared by the parent) and writes back.
@@ -63,6 +195,7 @@ struct ChildPlan {
     cwd: Option<CString>,
     fds: [libc::c_int; 3],
     parent: libc::pid_t,
+    /// `cgroup.procs` to write to; -1 when the child started in its cgroup.
     cgroup: libc::c_int,
     ids: Option<(libc::uid_t, libc::gid_t)>,
     groups: Vec<libc::gid_t>,
@@ -127,35 +260,26 @@ pub fn start(plan: Plan<'_>) -> io::Result<Started> {
         cwd,
         fds: [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
         parent: std::process::id() as libc::pid_t,
-        cgroup: cgroup.unwrap_or(-1),
+        cgroup: cgroup.map_or(-1, |(_, procs)| procs),
         ids: ids.map(|i| (i.uid, i.gid)),
         groups: ids.map(|i| i.groups.clone()).unwrap_or_default(),
         error: 0,
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: the child runs `child_main` on `stack` with `plan`, both alive
-    // until clone returns (CLONE_VFORK suspends us until the child execs or
-    // exits). All signals are blocked around the clone so no handler runs in
-    // the child; the old mask is restored here afterwards.
-    let pid = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
-        let pid = libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&mut plan as *mut ChildPlan).cast(),
-        );
-        let clone_error = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if pid < 0 {
-            return Err(clone_error);
+    let (pid, pidfd) = CHILD_STACK.with_borrow_mut(|stack| {
+        // SAFETY: the child runs `child_main` on `stack` with `plan`, both
+        // alive until the clone returns (CLONE_VFORK suspends us until the
+        // child execs or exits). All signals are blocked around the clone so
+        // no handler runs in the child; the old mask is restored afterwards.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let started = clone_child(stack, &mut plan, cgroup.and_then(|(dir, _)| dir));
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            started
         }
-        pid
-    };
+    })?;
     drop((in_r, out_w, err_w)); // the child's ends
     drop(argv_c);
     // SAFETY: the child wrote it through the pointer we passed; it has exec'd or exited.
@@ -169,6 +293,7 @@ pub fn start(plan: Plan<'_>) -> io::Result<Started> {
     }
     Ok(Started {
         pid: pid as u32,
+        pidfd,
         stdin: OwnedFd::from(in_w),
         stdout: OwnedFd::from(out_r),
         stderr: OwnedFd::from(err_r),
@@ -321,9 +446,17 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 fail(plan);
             }
         }
-        // Only 0, 1 and 2 go on (exeio marks inherited fds close-on-exec at
-        // start, in case close_range is missing: Linux before 5.9).
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        // Only 0, 1 and 2 go on: every other fd is marked close-on-exec
+        // (exeio's own are opened so; inherited ones are marked at start, and
+        // here again). Marking, not closing: closing hundreds of fds here
+        // would hold exeio (suspended by CLONE_VFORK) for all of it, while
+        // execve closes them after it has let exeio go.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         // Raw system calls: glibc's wrappers would try to change the ids of
         // every thread of exeio (its setxid broadcast), and this child is
         // not those threads.

@@ -166,7 +166,7 @@ pub struct Start<'a> {
     pub label: Option<u64>,
     pub run_number: u64,
     /// The child's cgroup, to join before exec.
-    pub cgroup: Option<File>,
+    pub cgroup: Option<cgroup::Target>,
     pub generation: u64,
     pub tx: Sender<Msg>,
     pub logger: Logger,
@@ -227,14 +227,20 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         drop_env: crate::keys::KEY_ENV,
         cwd: spec.working_dir.as_deref(),
         ids: ids.as_ref(),
-        cgroup: s.cgroup.as_ref().map(AsRawFd::as_raw_fd),
+        cgroup: s
+            .cgroup
+            .as_ref()
+            .map(|t| (t.dir.as_ref().map(AsRawFd::as_raw_fd), t.procs.as_raw_fd())),
     })
     .map_err(|source| SpawnError::Exec {
         command: spec.command.clone(),
         source,
     })?;
     let pid = started.pid;
-    let exit_fd = ExitFd::open(pid);
+    let exit_fd = match started.pidfd {
+        Some(fd) => ExitFd::PidFd(fd),
+        None => ExitFd::open(pid),
+    };
     let waker_link = link.clone();
     s.log.attach(Arc::new(move || waker_link.ring()));
     let started_line = format!(

@@ -16,6 +16,7 @@
 
 mod job;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
@@ -194,7 +195,8 @@ pub struct Exits {
 /// The supervisor's record of one process.
 #[derive(Clone, Debug)]
 pub struct Proc {
-    pub spec: ProcessSpec,
+    /// Shared with the published view: one copy per configuration.
+    pub spec: Arc<ProcessSpec>,
     pub state: State,
     pub want: Want,
     /// Start again as soon as the current run has stopped.
@@ -227,6 +229,7 @@ type Step = Result<Vec<Effect>, Conflict>;
 
 impl Proc {
     pub fn new(spec: ProcessSpec, want: Want) -> Proc {
+        let spec = Arc::new(spec);
         let job = spec.is_job().then(Job::default);
         Proc {
             spec,
@@ -782,7 +785,7 @@ impl Proc {
     /// the change needs a restart (`ProcessSpec::needs_restart_for`).
     pub fn reconfigure(&mut self, spec: ProcessSpec, now: Now) {
         let was_job = self.job.is_some();
-        self.spec = spec;
+        self.spec = Arc::new(spec);
         match (was_job, self.spec.is_job()) {
             (false, true) => {
                 let mut job = Job::default();

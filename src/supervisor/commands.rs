@@ -270,7 +270,7 @@ impl Supervisor {
             self.pending.push(Pending::ready(reply, Err(e), false));
             return;
         };
-        if e.proc.spec == new {
+        if *e.proc.spec == new {
             let mut done = Done::one(format!("process '{id}' unchanged"), &id);
             done.extra.push(("restarted", Value::Bool(false)));
             self.pending.push(Pending::ready(reply, Ok(done), false));
@@ -316,7 +316,7 @@ impl Supervisor {
                     self.pending.push(Pending::ready(reply, Err(err), false));
                     return;
                 }
-                Some(e) if e.proc.spec == *spec => plan.unchanged.push(spec.id.clone()),
+                Some(e) if *e.proc.spec == *spec => plan.unchanged.push(spec.id.clone()),
                 Some(e) => {
                     plan.updated.push(spec.id.clone());
                     if e.proc.spec.needs_restart_for(spec) && e.proc.has_child() {

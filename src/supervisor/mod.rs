@@ -87,7 +87,8 @@ struct StoreState {
 }
 
 pub struct Supervisor {
-    procs: BTreeMap<ProcessId, Entry>,
+    /// Boxed: a B-tree node holds many entries, most of them empty room.
+    procs: BTreeMap<ProcessId, Box<Entry>>,
     s: Setup,
     store: StoreState,
     pending: Vec<Pending>,
@@ -387,7 +388,7 @@ impl Supervisor {
             view,
             dirty: true,
         };
-        self.procs.insert(spec.id, entry);
+        self.procs.insert(spec.id, Box::new(entry));
         self.changed = true;
     }
 
@@ -488,7 +489,7 @@ impl Supervisor {
             .values()
             .filter(|e| e.proc.spec.save_for_next_run)
             .map(|e| Saved {
-                spec: e.proc.spec.clone(),
+                spec: (*e.proc.spec).clone(),
                 manually_stopped: e.proc.want == Want::Down,
                 run_count: e.proc.run_count,
             })

@@ -123,10 +123,13 @@ impl Supervisor {
 }
 
 fn refresh(e: &Entry, now: Now, save_error: Option<String>) -> ProcView {
-    let spec = if *e.view.spec == e.proc.spec {
-        e.view.spec.clone()
-    } else {
-        Arc::new(e.proc.spec.clone())
-    };
-    view_of(&e.proc, spec, &e.log, &e.usage, &e.runs, now, save_error)
+    view_of(
+        &e.proc,
+        e.proc.spec.clone(),
+        &e.log,
+        &e.usage,
+        &e.runs,
+        now,
+        save_error,
+    )
 }
