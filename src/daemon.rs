@@ -34,6 +34,7 @@ use crate::view::Published;
 
 pub fn run(cfg: Config) -> Result<()> {
     sys::cloexec_inherited_fds();
+    crate::child::reserve_slots();
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let paths = Paths::resolve(&cfg)?;

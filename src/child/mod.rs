@@ -2,7 +2,7 @@
 //!
 //! Called by the supervisor thread only (PR_SET_PDEATHSIG fires when the
 //! *spawning thread* exits, and the supervisor thread lives as long as any
-//! child). The start itself is in `exec`, cgroups in `cgroup`.
+//! child). The start itself is in `exec` and `clone`, cgroups in `cgroup`.
 //!
 //! Each child gets one thread (`watch`). It polls the child's stdout and
 //! stderr, a pidfd (readable at the exit), a doorbell rung when there is
@@ -13,7 +13,10 @@
 //! line, hands the log back, and only then reports `Event::Exited`.
 
 pub mod cgroup;
+mod clone;
 mod exec;
+
+pub use clone::reserve_slots;
 
 use std::collections::VecDeque;
 use std::fs::File;

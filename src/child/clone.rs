@@ -1,0 +1,447 @@
+//! The child between clone and execve: how it is cloned, and the routine
+//! it runs. `exec` prepares everything it needs (a `ChildPlan`).
+//!
+//! The clone is vfork-style (`CLONE_VM | CLONE_VFORK`): the child shares
+//! exeio's memory and exeio waits until it has exec'd or failed, so nothing
+//! is copied. With clone3 (Linux 5.7) the child starts right in its cgroup
+//! and comes with a pidfd.
+//!
+//! Its fd table: a plain clone copies exeio's whole table (six fds per
+//! supervised process), and execve then closes all but stdio, so a spawn
+//! cost grew with the number of processes. Instead the child shares the
+//! table (`CLONE_FILES`), and its first act is `close_range(K, ~0,
+//! CLOSE_RANGE_UNSHARE)` (Linux 5.9), which gives it a private copy of fds
+//! below K only. Its pipes are moved to three slots below K beforehand:
+//! fds exeio reserves at start and keeps on /dev/null between spawns.
+//! Where the kernel cannot, exeio falls back to the plain clone for good.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::libc;
+
+/// Stack of the short-lived child routine (it runs until execve).
+const CHILD_STACK_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// The child routine's stack, kept: spawns happen on one thread (the
+    /// supervisor's), one at a time.
+    static CHILD_STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHILD_STACK_SIZE]);
+}
+
+/// The three low fds a child's stdio passes through, and /dev/null to park
+/// them on between spawns.
+struct Slots {
+    fds: [RawFd; 3],
+    null: OwnedFd,
+}
+
+static SLOTS: OnceLock<Slots> = OnceLock::new();
+/// Whether children may share the fd table until they unshare it.
+static SHARE_FILES: AtomicBool = AtomicBool::new(true);
+
+/// Reserve the stdio slots (at start, while fd numbers are low). Without
+/// them every child copies exeio's whole fd table.
+pub fn reserve_slots() {
+    let open = || {
+        // SAFETY: open(2) of a constant path; the fd is owned at once.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        // SAFETY: a new fd, owned by no one else.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // Started with stdin, stdout or stderr closed: /dev/null there first,
+    // or a slot would take its number (and exeio's prints would go to it).
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether the fd is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            if let Some(fd) = open() {
+                std::mem::forget(fd); // lowest free number: this one
+            }
+        }
+    }
+    let (Some(a), Some(b), Some(c), Some(null)) = (open(), open(), open(), open()) else {
+        return;
+    };
+    // Held for good: a slot is always open (on /dev/null or a pipe), so no
+    // other open ever takes its number.
+    let fds = [a, b, c].map(|fd| {
+        let raw = fd.as_raw_fd();
+        std::mem::forget(fd);
+        raw
+    });
+    let _ = SLOTS.set(Slots { fds, null });
+}
+
+/// What the child routine reads (prepared by the parent) and writes back.
+pub(super) struct ChildPlan {
+    pub candidates: Vec<CString>,
+    pub argv: Vec<*const libc::c_char>,
+    pub envp: Vec<*const libc::c_char>,
+    pub cwd: Option<CString>,
+    /// stdin, stdout and stderr for the child, as exeio's fds.
+    pub fds: [libc::c_int; 3],
+    pub parent: libc::pid_t,
+    /// `cgroup.procs` of the child's cgroup, or -1.
+    pub cgroup: libc::c_int,
+    pub ids: Option<(libc::uid_t, libc::gid_t)>,
+    pub groups: Vec<libc::gid_t>,
+    /// errno of the failure, written by the child before it exits.
+    pub error: libc::c_int,
+    /// Set by `clone`: the child writes itself into `cgroup`.
+    join_cgroup: bool,
+    /// Set by `clone`: the child shares the fd table and keeps fds below this.
+    keep_below: libc::c_uint,
+    /// Written by the child: the unshare failed (an old kernel).
+    unshare_failed: bool,
+}
+
+impl ChildPlan {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        candidates: Vec<CString>,
+        argv: Vec<*const libc::c_char>,
+        envp: Vec<*const libc::c_char>,
+        cwd: Option<CString>,
+        fds: [libc::c_int; 3],
+        cgroup: libc::c_int,
+        ids: Option<(libc::uid_t, libc::gid_t)>,
+        groups: Vec<libc::gid_t>,
+    ) -> ChildPlan {
+        ChildPlan {
+            candidates,
+            argv,
+            envp,
+            cwd,
+            fds,
+            parent: std::process::id() as libc::pid_t,
+            cgroup,
+            ids,
+            groups,
+            error: 0,
+            join_cgroup: true,
+            keep_below: 0,
+            unshare_failed: false,
+        }
+    }
+}
+
+/// Clone the child routine for `plan`, into the cgroup at `cgroup_dir` when
+/// the kernel can. Returns its pid and, with clone3, a pidfd. The child has
+/// exec'd or failed (then `plan.error` says why, and it must be reaped).
+pub(super) fn clone(
+    plan: &mut ChildPlan,
+    cgroup_dir: Option<RawFd>,
+) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    if SHARE_FILES.load(Ordering::Relaxed)
+        && let Some(slots) = SLOTS.get()
+    {
+        let stdio = plan.fds;
+        let moved = stdio.iter().zip(slots.fds).all(|(&fd, slot)| {
+            // SAFETY: dup3 onto a slot this module owns.
+            unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) == slot }
+        });
+        let started = moved.then(|| {
+            plan.fds = slots.fds;
+            plan.keep_below = slots.fds.iter().max().map_or(3, |&m| m as libc::c_uint + 1);
+            let started = clone_blocked(plan, cgroup_dir, libc::CLONE_FILES as u64);
+            plan.fds = stdio;
+            plan.keep_below = 0;
+            started
+        });
+        for slot in slots.fds {
+            // SAFETY: back onto /dev/null (this drops the pipe's extra fd).
+            unsafe { libc::dup3(slots.null.as_raw_fd(), slot, libc::O_CLOEXEC) };
+        }
+        match started {
+            Some(Ok((pid, _))) if plan.unshare_failed => {
+                reap(pid);
+                plan.error = 0;
+                plan.unshare_failed = false;
+                SHARE_FILES.store(false, Ordering::Relaxed);
+                crate::diag::warn(
+                    "this kernel cannot unshare an fd table with close_range \
+                     (Linux 5.9): every spawn copies exeio's fd table",
+                );
+            }
+            Some(started) => return started,
+            None => {}
+        }
+    }
+    clone_blocked(plan, cgroup_dir, 0)
+}
+
+/// Reap a child that failed before it exec'd.
+pub(super) fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// `clone_child` with every signal blocked, so no handler runs in the child
+/// (the old mask is restored afterwards), on the kept stack.
+fn clone_blocked(
+    plan: &mut ChildPlan,
+    cgroup_dir: Option<RawFd>,
+    extra: u64,
+) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    CHILD_STACK.with_borrow_mut(|stack| {
+        // SAFETY: the child runs `child_main` on `stack` with `plan`, both
+        // alive until the clone returns (CLONE_VFORK suspends us until the
+        // child execs or exits).
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let started = clone_child(stack, plan, cgroup_dir, extra);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            started
+        }
+    })
+}
+
+/// `struct clone_args` of clone3(2), up to `cgroup`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3(2) that runs `f(arg)` in the child on the stack in `args`, as
+/// glibc's clone(3) does for clone(2): the child gets a new stack, so it
+/// cannot return into Rust; it calls `f` and exits with its result.
+///
+/// # Safety
+/// `args` must describe a valid stack that stays alive while the child uses
+/// it, and `f` must never return into code that expects the parent's stack.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+unsafe extern "C" fn clone3_call(
+    args: *mut CloneArgs,
+    size: usize,
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> isize {
+    core::arch::naked_asm!(
+        "push r12",
+        "push r13",
+        "mov r12, rdx",
+        "mov r13, rcx",
+        "mov eax, 435", // SYS_clone3: rdi = args, rsi = size
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        // The child, on its own stack; r12 and r13 survive the syscall.
+        "xor ebp, ebp",
+        "mov rdi, r13",
+        "call r12",
+        "mov edi, eax",
+        "mov eax, 60", // SYS_exit
+        "syscall",
+        "ud2",
+        "2:",
+        "pop r13",
+        "pop r12",
+        "ret",
+    )
+}
+
+/// Clone the child routine, vfork-style, with `extra` flags: into the
+/// cgroup at `cgroup_dir` and with a pidfd when the kernel can (clone3,
+/// Linux 5.7), else with clone(2) (the child then joins its cgroup itself).
+///
+/// # Safety
+/// All signals must be blocked; `stack` and `plan` must outlive the call.
+unsafe fn clone_child(
+    stack: &mut [u8],
+    plan: &mut ChildPlan,
+    cgroup_dir: Option<RawFd>,
+    extra: u64,
+) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    let arg = (plan as *mut ChildPlan).cast::<libc::c_void>();
+    let flags = (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | extra;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut pidfd: libc::c_int = -1;
+        let mut args = CloneArgs {
+            flags: flags | libc::CLONE_PIDFD as u64,
+            pidfd: (&mut pidfd as *mut libc::c_int) as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: stack.len() as u64,
+            ..CloneArgs::default()
+        };
+        plan.join_cgroup = cgroup_dir.is_none();
+        if let Some(dir) = cgroup_dir {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = dir as u64;
+        }
+        // SAFETY: the caller keeps the stack and plan alive; child_main
+        // never returns on success and exits on failure.
+        let r =
+            unsafe { clone3_call(&mut args, std::mem::size_of::<CloneArgs>(), child_main, arg) };
+        if r > 0 {
+            // SAFETY: the kernel wrote a new pidfd for the child.
+            let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+            return Ok((r as libc::pid_t, pidfd));
+        }
+        let errno = -r as i32;
+        if !matches!(
+            errno,
+            libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM
+        ) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+    }
+    plan.join_cgroup = true;
+    let _ = cgroup_dir;
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: as above, with glibc's clone(3).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            flags as libc::c_int | libc::SIGCHLD,
+            arg,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid, None))
+}
+
+/// The child, between clone and execve. Async-signal-safe calls only, on
+/// data the parent prepared; never returns on success.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `ChildPlan`, alive while the parent is suspended.
+    unsafe {
+        let plan = &mut *(arg as *mut ChildPlan);
+        let fail = |plan: &mut ChildPlan| -> ! {
+            plan.error = *libc::__errno_location();
+            if plan.error == 0 {
+                plan.error = libc::EINVAL;
+            }
+            libc::_exit(127)
+        };
+        // First, a table of our own (fds below `keep_below` only) if we
+        // share exeio's: nothing here may touch exeio's fds.
+        if plan.keep_below > 0
+            && libc::syscall(
+                libc::SYS_close_range,
+                plan.keep_below,
+                u32::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) != 0
+        {
+            plan.unshare_failed = true;
+            fail(plan);
+        }
+        // Every caught signal back to its default (exeio's handlers must
+        // never run here); SIGPIPE too, which Rust ignores.
+        for sig in 1..65 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+                && old.sa_sigaction != libc::SIG_DFL
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if plan.join_cgroup
+            && plan.cgroup >= 0
+            && libc::write(plan.cgroup, b"0".as_ptr().cast(), 1) != 1
+        {
+            fail(plan);
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(plan);
+        }
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            fail(plan);
+        }
+        if libc::getppid() != plan.parent {
+            *libc::__errno_location() = libc::ESRCH;
+            fail(plan);
+        }
+        for (target, &fd) in plan.fds.iter().enumerate() {
+            let target = target as libc::c_int;
+            if fd == target {
+                // dup2 onto itself keeps CLOEXEC: clear it instead.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) != 0 {
+                    fail(plan);
+                }
+            } else if libc::dup2(fd, target) < 0 {
+                fail(plan);
+            }
+        }
+        // Only 0, 1 and 2 go on: every other fd is marked close-on-exec
+        // (exeio's own are opened so; inherited ones are marked at start, and
+        // here again). Marking, not closing: with a copy of exeio's whole
+        // table, closing would hold exeio (suspended by CLONE_VFORK) for all
+        // of it, while execve closes them after it has let exeio go.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        // Raw system calls: glibc's wrappers would try to change the ids of
+        // every thread of exeio (its setxid broadcast), and this child is
+        // not those threads.
+        if let Some((uid, gid)) = plan.ids
+            && (libc::syscall(libc::SYS_setgroups, plan.groups.len(), plan.groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setgid, gid) != 0
+                || libc::syscall(libc::SYS_setuid, uid) != 0)
+        {
+            fail(plan);
+        }
+        if let Some(dir) = &plan.cwd
+            && libc::chdir(dir.as_ptr()) != 0
+        {
+            fail(plan);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        let mut denied = false;
+        for path in &plan.candidates {
+            libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            match *libc::__errno_location() {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG => {}
+                _ => break,
+            }
+        }
+        // Block signals again: the parent must not see a handler run on our stack.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let errno = *libc::__errno_location();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        *libc::__errno_location() = if denied && errno == libc::ENOENT {
+            libc::EACCES
+        } else {
+            errno
+        };
+        fail(plan)
+    }
+}
