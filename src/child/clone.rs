@@ -56,10 +56,10 @@ pub fn reserve_slots() {
     // or a slot would take its number (and exeio's prints would go to it).
     for fd in 0..3 {
         // SAFETY: F_GETFD only asks whether the fd is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            if let Some(fd) = open() {
-                std::mem::forget(fd); // lowest free number: this one
-            }
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0
+            && let Some(fd) = open()
+        {
+            std::mem::forget(fd); // lowest free number: this one
         }
     }
     let (Some(a), Some(b), Some(c), Some(null)) = (open(), open(), open(), open()) else {
