@@ -415,25 +415,29 @@ impl Watcher {
                 PollTimeout::NONE
             };
             let want_out = stdin.is_some() && self.has_input();
-            let mut fds: Vec<PollFd> = Vec::with_capacity(5);
-            let mut which: Vec<usize> = Vec::with_capacity(5);
-            for (i, p) in pipes.iter().enumerate() {
-                if let Some(f) = p {
-                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    which.push(i);
-                }
+            // A fixed set on the stack: an idle child's thread allocates nothing.
+            let bell = self.link.bell.as_fd();
+            let mut fds: [PollFd; 5] = std::array::from_fn(|_| PollFd::new(bell, PollFlags::POLLIN));
+            let mut which = [BELL; 5];
+            let mut n = 0;
+            let wanted = [
+                pipes[OUT].as_ref().map(|f| (f.as_fd(), PollFlags::POLLIN, OUT)),
+                pipes[ERR].as_ref().map(|f| (f.as_fd(), PollFlags::POLLIN, ERR)),
+                exited_at
+                    .is_none()
+                    .then(|| (exit_fd.fd().as_fd(), PollFlags::POLLIN, EXIT)),
+                Some((bell, PollFlags::POLLIN, BELL)),
+                stdin
+                    .as_ref()
+                    .filter(|_| want_out)
+                    .map(|f| (f.as_fd(), PollFlags::POLLOUT, IN)),
+            ];
+            for (fd, events, slot) in wanted.into_iter().flatten() {
+                fds[n] = PollFd::new(fd, events);
+                which[n] = slot;
+                n += 1;
             }
-            if exited_at.is_none() {
-                fds.push(PollFd::new(exit_fd.fd().as_fd(), PollFlags::POLLIN));
-                which.push(EXIT);
-            }
-            fds.push(PollFd::new(self.link.bell.as_fd(), PollFlags::POLLIN));
-            which.push(BELL);
-            if let (true, Some(f)) = (want_out, &stdin) {
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLOUT));
-                which.push(IN);
-            }
-            let ready = match poll(&mut fds, timeout) {
+            let ready = match poll(&mut fds[..n], timeout) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => 0,
@@ -446,13 +450,13 @@ impl Watcher {
                 }
                 continue;
             }
-            let revents: Vec<(usize, bool)> = fds
-                .iter()
-                .zip(&which)
-                .map(|(f, &i)| (i, f.revents().is_some_and(|r| !r.is_empty())))
-                .collect();
+            let mut revents = [(BELL, false); 5];
+            for (r, (f, &i)) in revents.iter_mut().zip(fds[..n].iter().zip(&which)) {
+                *r = (i, f.revents().is_some_and(|r| !r.is_empty()));
+            }
             drop(fds);
-            for (i, ready) in revents {
+            let revents = &revents[..n];
+            for &(i, ready) in revents {
                 if !ready {
                     continue;
                 }
