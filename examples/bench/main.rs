@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--only NAME]... [--runs N]
-//!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N] [--bin PATH]
+//!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N]
+//!     [--trials N] [--bin PATH]
 //! ```
 //!
-//! Workloads: idle, spawn, exit, logcap, paging, api, idlecpu, periodic.
+//! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
+//! periodic.
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
@@ -23,18 +25,20 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
-    "idle", "spawn", "exit", "logcap", "paging", "api", "idlecpu", "periodic",
+    "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
-                     idle, spawn, exit, logcap, paging, api, idlecpu, periodic
+                     idle, spawn, exit, restart, logcap, paging, api, idlecpu,
+                     periodic
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
-  --api-seconds N    length of each api run (default 10)
+  --api-seconds N    length of each api run, per endpoint (default 10)
   --idle-seconds N   length of each idlecpu run (default 30)
   --periodic-runs N  periodic runs measured per run (default 20)
+  --trials N         trials of restart (default 50)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
 pub struct Options {
@@ -44,6 +48,7 @@ pub struct Options {
     pub api_seconds: u64,
     pub idle_seconds: u64,
     pub periodic_runs: usize,
+    pub trials: usize,
     pub bin: Option<PathBuf>,
 }
 
@@ -55,6 +60,7 @@ fn parse_args() -> Result<Options, String> {
         api_seconds: 10,
         idle_seconds: 30,
         periodic_runs: 20,
+        trials: 50,
         bin: None,
     };
     let mut args = std::env::args().skip(1);
@@ -80,6 +86,7 @@ fn parse_args() -> Result<Options, String> {
             "--periodic-runs" => {
                 o.periodic_runs = num("--periodic-runs", value("--periodic-runs")?)?
             }
+            "--trials" => o.trials = num("--trials", value("--trials")?)?,
             "--bin" => o.bin = Some(PathBuf::from(value("--bin")?)),
             "-h" | "--help" => return Err(String::new()),
             // `cargo bench`-style harness flags, if any, are ignored.
@@ -87,8 +94,13 @@ fn parse_args() -> Result<Options, String> {
             _ => return Err(format!("unknown argument {a:?}")),
         }
     }
-    if o.runs == 0 || o.size_mb == 0 || o.api_seconds == 0 || o.periodic_runs < 2 {
-        return Err("--runs, --size-mb and --api-seconds must be > 0, --periodic-runs >= 2".into());
+    if o.runs == 0 || o.size_mb == 0 || o.api_seconds == 0 || o.idle_seconds == 0 || o.trials == 0 {
+        return Err("--runs, --size-mb, --api-seconds, --idle-seconds \
+                    and --trials must be > 0"
+            .into());
+    }
+    if o.periodic_runs < 2 {
+        return Err("--periodic-runs must be >= 2".into());
     }
     Ok(o)
 }
