@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic.
+//! periodic, events. The families live in `workloads.rs` (one process at a
+//! time), `logs.rs` and `observe.rs` (events, metrics).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
@@ -18,6 +19,7 @@
 mod exeio;
 mod http;
 mod logs;
+mod observe;
 mod workloads;
 
 use std::path::PathBuf;
@@ -25,20 +27,20 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
-    "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic",
+    "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic
+                     periodic, events
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
   --idle-seconds N   length of each idlecpu run (default 30)
   --periodic-runs N  periodic runs measured per run (default 20)
-  --trials N         trials of restart (default 50)
+  --trials N         trials of restart and events (default 50)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
 pub struct Options {
@@ -138,6 +140,11 @@ pub fn metric(name: &'static str, value: f64, unit: Unit, target: Target) -> Met
         unit,
         target,
     }
+}
+
+/// A row name made at run time (it carries a size or a count).
+pub fn name(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 fn fmt_value(v: f64, unit: Unit) -> String {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::exeio::{Exeio, KEY, wait_for};
 use crate::http::Conn;
 use crate::logs::{self, PagingLog};
+use crate::observe;
 use crate::{Metric, Options, Target, Unit, metric, quantile};
 
 /// State kept across the runs of one workload (the paging log is built once).
@@ -47,6 +48,7 @@ pub fn run(
         ("api", _) => api(bin, opts.api_seconds),
         ("idlecpu", _) => idle_cpu(bin, opts.idle_seconds),
         ("periodic", _) => periodic(bin, opts.periodic_runs),
+        ("events", _) => observe::events(bin, opts.trials),
         (w, _) => Err(format!("no workload {w}")),
     }
 }
