@@ -196,6 +196,42 @@ impl Exeio {
         status_field(self.pid, "Threads:")
     }
 
+    /// Open file descriptors.
+    pub fn fds(&self) -> Result<u64, String> {
+        fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count() as u64)
+            .map_err(|e| format!("/proc/{}/fd: {e}", self.pid))
+    }
+
+    /// (threads, fds, RSS KiB) now.
+    pub fn footprint(&self) -> Result<Footprint, String> {
+        Ok(Footprint {
+            threads: self.threads()?,
+            fds: self.fds()?,
+            rss_kib: self.rss_kib()?,
+        })
+    }
+
+    /// Wait (at most `timeout`) until exeio's threads and fds are within
+    /// `slack` of `base`; the footprint then (or at the deadline) and when.
+    pub fn settle(
+        &self,
+        base: &Footprint,
+        slack: u64,
+        timeout: Duration,
+    ) -> Result<(Footprint, Duration), String> {
+        let t0 = Instant::now();
+        loop {
+            let now = self.footprint()?;
+            if (now.threads <= base.threads + slack && now.fds <= base.fds + slack)
+                || t0.elapsed() >= timeout
+            {
+                return Ok((now, t0.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// CPU time of each thread (ns, from schedstat), utime+stime of the
     /// whole process (clock ticks, from stat) and context switches summed
     /// over the threads.
@@ -231,6 +267,14 @@ impl Exeio {
         sample.ticks = tick(11) + tick(12);
         Ok(sample)
     }
+}
+
+/// What exeio holds at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Footprint {
+    pub threads: u64,
+    pub fds: u64,
+    pub rss_kib: u64,
 }
 
 #[derive(Default)]

@@ -5,12 +5,13 @@
 //! ```text
 //! cargo run --release --example bench -- [--only NAME]... [--runs N]
 //!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N]
-//!     [--trials N] [--bin PATH]
+//!     [--trials N] [--thousand N] [--bin PATH]
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events. The families live in `workloads.rs` (one process at a
-//! time), `logs.rs` and `observe.rs` (events, metrics).
+//! periodic, events, thousand, cli. The families live in
+//! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
+//! metrics) and `scale.rs` (a thousand processes, the command-line client).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
@@ -20,6 +21,7 @@ mod exeio;
 mod http;
 mod logs;
 mod observe;
+mod scale;
 mod workloads;
 
 use std::path::PathBuf;
@@ -28,19 +30,22 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
+    "thousand", "cli",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events
+                     periodic, events, thousand, cli
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
-  --idle-seconds N   length of each idlecpu run (default 30)
+  --idle-seconds N   length of each idle CPU window: idlecpu, thousand
+                     (default 30; figures are scaled to 30 s)
   --periodic-runs N  periodic runs measured per run (default 20)
   --trials N         trials of restart and events (default 50)
+  --thousand N       processes of the thousand workload (default 1000)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
 pub struct Options {
@@ -51,6 +56,7 @@ pub struct Options {
     pub idle_seconds: u64,
     pub periodic_runs: usize,
     pub trials: usize,
+    pub thousand: usize,
     pub bin: Option<PathBuf>,
 }
 
@@ -63,6 +69,7 @@ fn parse_args() -> Result<Options, String> {
         idle_seconds: 30,
         periodic_runs: 20,
         trials: 50,
+        thousand: 1000,
         bin: None,
     };
     let mut args = std::env::args().skip(1);
@@ -89,6 +96,7 @@ fn parse_args() -> Result<Options, String> {
                 o.periodic_runs = num("--periodic-runs", value("--periodic-runs")?)?
             }
             "--trials" => o.trials = num("--trials", value("--trials")?)?,
+            "--thousand" => o.thousand = num("--thousand", value("--thousand")?)?,
             "--bin" => o.bin = Some(PathBuf::from(value("--bin")?)),
             "-h" | "--help" => return Err(String::new()),
             // `cargo bench`-style harness flags, if any, are ignored.
@@ -96,10 +104,18 @@ fn parse_args() -> Result<Options, String> {
             _ => return Err(format!("unknown argument {a:?}")),
         }
     }
-    if o.runs == 0 || o.size_mb == 0 || o.api_seconds == 0 || o.idle_seconds == 0 || o.trials == 0 {
-        return Err("--runs, --size-mb, --api-seconds, --idle-seconds \
-                    and --trials must be > 0"
-            .into());
+    if o.runs == 0
+        || o.size_mb == 0
+        || o.api_seconds == 0
+        || o.idle_seconds == 0
+        || o.trials == 0
+        || o.thousand == 0
+    {
+        return Err(
+            "--runs, --size-mb, --api-seconds, --idle-seconds, --trials \
+                    and --thousand must be > 0"
+                .into(),
+        );
     }
     if o.periodic_runs < 2 {
         return Err("--periodic-runs must be >= 2".into());
@@ -160,7 +176,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
 }
 
 /// 1234567 -> "1,234,567".
-fn group(v: f64) -> String {
+pub fn group(v: f64) -> String {
     let digits = format!("{:.0}", v.abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::exeio::{Exeio, KEY, wait_for};
 use crate::http::Conn;
 use crate::logs::{self, PagingLog};
-use crate::observe;
 use crate::{Metric, Options, Target, Unit, metric, quantile};
+use crate::{observe, scale};
 
 /// State kept across the runs of one workload (the paging log is built once).
 pub enum Context {
@@ -49,6 +49,8 @@ pub fn run(
         ("idlecpu", _) => idle_cpu(bin, opts.idle_seconds),
         ("periodic", _) => periodic(bin, opts.periodic_runs),
         ("events", _) => observe::events(bin, opts.trials),
+        ("thousand", _) => scale::thousand(bin, opts),
+        ("cli", _) => scale::cli(bin),
         (w, _) => Err(format!("no workload {w}")),
     }
 }
