@@ -246,7 +246,12 @@ impl Exeio {
                 sample.threads.push((tid, ns.unwrap_or(0)));
             }
             if let Ok(s) = fs::read_to_string(p.join("status")) {
+                let mut name = String::new();
+                let mut switches = 0;
                 for l in s.lines() {
+                    if let Some(n) = l.strip_prefix("Name:") {
+                        name = n.trim().to_owned();
+                    }
                     if l.starts_with("voluntary_ctxt_switches:")
                         || l.starts_with("nonvoluntary_ctxt_switches:")
                     {
@@ -254,9 +259,11 @@ impl Exeio {
                             .split_whitespace()
                             .nth(1)
                             .and_then(|v| v.parse::<u64>().ok());
-                        sample.switches += n.unwrap_or(0);
+                        switches += n.unwrap_or(0);
                     }
                 }
+                sample.switches += switches;
+                sample.named.push((tid, name, switches));
             }
         }
         let stat =
@@ -283,6 +290,8 @@ pub struct CpuSample {
     pub threads: Vec<(i32, u64)>,
     pub ticks: u64,
     pub switches: u64,
+    /// (tid, thread name, context switches)
+    pub named: Vec<(i32, String, u64)>,
 }
 
 impl CpuSample {
@@ -301,6 +310,24 @@ impl CpuSample {
             .filter(|e| !self.threads.iter().any(|t| t.0 == e.0))
             .count();
         (ns, gone)
+    }
+
+    /// Context switches since `earlier` of the threads alive at both
+    /// samples, summed by thread name, most first.
+    pub fn switches_by_name(&self, earlier: &CpuSample) -> Vec<(String, u64)> {
+        let mut by: Vec<(String, u64)> = Vec::new();
+        for (tid, name, n) in &self.named {
+            let Some(e) = earlier.named.iter().find(|e| e.0 == *tid) else {
+                continue;
+            };
+            let d = n.saturating_sub(e.2);
+            match by.iter_mut().find(|b| &b.0 == name) {
+                Some(b) => b.1 += d,
+                None => by.push((name.clone(), d)),
+            }
+        }
+        by.sort_by_key(|b| std::cmp::Reverse(b.1));
+        by
     }
 }
 

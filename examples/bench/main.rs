@@ -5,13 +5,14 @@
 //! ```text
 //! cargo run --release --example bench -- [--only NAME]... [--runs N]
 //!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N]
-//!     [--trials N] [--thousand N] [--bin PATH]
+//!     [--trials N] [--thousand N] [--cron-runs N] [--bin PATH]
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events, thousand, cli. The families live in
+//! periodic, events, thousand, cron, cli. The families live in
 //! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
-//! metrics) and `scale.rs` (a thousand processes, the command-line client).
+//! metrics), `scale.rs` (a thousand processes, the command-line client)
+//! and `jobs.rs` (cron).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
@@ -19,6 +20,7 @@
 
 mod exeio;
 mod http;
+mod jobs;
 mod logs;
 mod observe;
 mod scale;
@@ -30,22 +32,23 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "cli",
+    "thousand", "cron", "cli",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events, thousand, cli
+                     periodic, events, thousand, cron, cli
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
-  --idle-seconds N   length of each idle CPU window: idlecpu, thousand
+  --idle-seconds N   length of each idle CPU window: idlecpu, thousand, cron
                      (default 30; figures are scaled to 30 s)
   --periodic-runs N  periodic runs measured per run (default 20)
   --trials N         trials of restart and events (default 50)
   --thousand N       processes of the thousand workload (default 1000)
+  --cron-runs N      runs of the every-second job timed by cron (default 20)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
 pub struct Options {
@@ -57,6 +60,7 @@ pub struct Options {
     pub periodic_runs: usize,
     pub trials: usize,
     pub thousand: usize,
+    pub cron_runs: usize,
     pub bin: Option<PathBuf>,
 }
 
@@ -70,6 +74,7 @@ fn parse_args() -> Result<Options, String> {
         periodic_runs: 20,
         trials: 50,
         thousand: 1000,
+        cron_runs: 20,
         bin: None,
     };
     let mut args = std::env::args().skip(1);
@@ -97,6 +102,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "--trials" => o.trials = num("--trials", value("--trials")?)?,
             "--thousand" => o.thousand = num("--thousand", value("--thousand")?)?,
+            "--cron-runs" => o.cron_runs = num("--cron-runs", value("--cron-runs")?)?,
             "--bin" => o.bin = Some(PathBuf::from(value("--bin")?)),
             "-h" | "--help" => return Err(String::new()),
             // `cargo bench`-style harness flags, if any, are ignored.
@@ -110,10 +116,11 @@ fn parse_args() -> Result<Options, String> {
         || o.idle_seconds == 0
         || o.trials == 0
         || o.thousand == 0
+        || o.cron_runs == 0
     {
         return Err(
-            "--runs, --size-mb, --api-seconds, --idle-seconds, --trials \
-                    and --thousand must be > 0"
+            "--runs, --size-mb, --api-seconds, --idle-seconds, --trials, --thousand \
+                    and --cron-runs must be > 0"
                 .into(),
         );
     }
