@@ -10,7 +10,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -120,6 +121,15 @@ pub struct Exeio {
 impl Exeio {
     /// Start exeio; `data_dir` None means a fresh one.
     pub fn start(bin: &Path, data_dir: Option<&Path>) -> Result<Exeio, String> {
+        Exeio::start_with(bin, data_dir, &[])
+    }
+
+    /// `start` with more daemon flags (`--head-timeout 10`, ...).
+    pub fn start_with(
+        bin: &Path,
+        data_dir: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<Exeio, String> {
         let dir = TempDir::new("run")?;
         let data_dir = data_dir
             .map(Path::to_owned)
@@ -132,6 +142,7 @@ impl Exeio {
             .arg(dir.0.join("config"))
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(extra)
             .env_remove("EXEIO_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -192,6 +203,11 @@ impl Exeio {
         status_field(self.pid, "VmRSS:")
     }
 
+    /// VmHWM (peak RSS since start) in KiB.
+    pub fn hwm_kib(&self) -> Result<u64, String> {
+        status_field(self.pid, "VmHWM:")
+    }
+
     pub fn threads(&self) -> Result<u64, String> {
         status_field(self.pid, "Threads:")
     }
@@ -230,6 +246,30 @@ impl Exeio {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Sample RSS and threads every few ms on a thread of its own, until
+    /// `Watch::finish`, to catch their peaks.
+    pub fn watch(&self) -> Result<Watch, String> {
+        let hwm = self.hwm_kib()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = self.pid;
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut rss, mut threads) = (0u64, 0u64);
+            while !flag.load(Ordering::Relaxed) {
+                rss = rss.max(status_field(pid, "VmRSS:").unwrap_or(0));
+                threads = threads.max(status_field(pid, "Threads:").unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (rss, threads)
+        });
+        Ok(Watch {
+            pid,
+            hwm,
+            stop,
+            thread,
+        })
     }
 
     /// CPU time of each thread (ns, from schedstat), utime+stime of the
@@ -282,6 +322,26 @@ pub struct Footprint {
     pub threads: u64,
     pub fds: u64,
     pub rss_kib: u64,
+}
+
+/// A running sampler of exeio's RSS and thread count (`Exeio::watch`).
+pub struct Watch {
+    pid: i32,
+    hwm: u64,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Watch {
+    /// (peak RSS in KiB, peak threads). VmHWM catches a peak between
+    /// samples when it rose past its value at the start.
+    pub fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (rss, threads) = self.thread.join().unwrap_or((0, 0));
+        let hwm = status_field(self.pid, "VmHWM:").unwrap_or(0);
+        let rss = if hwm > self.hwm { rss.max(hwm) } else { rss };
+        (rss, threads)
+    }
 }
 
 #[derive(Default)]

@@ -5,19 +5,21 @@
 //! ```text
 //! cargo run --release --example bench -- [--only NAME]... [--runs N]
 //!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N]
-//!     [--trials N] [--thousand N] [--cron-runs N] [--bin PATH]
+//!     [--trials N] [--thousand N] [--edge-requests N] [--edge-conns N]
+//!     [--cron-runs N] [--bin PATH]
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events, thousand, cron, cli. The families live in
+//! periodic, events, thousand, edge, cron, cli. The families live in
 //! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
-//! metrics), `scale.rs` (a thousand processes, the command-line client)
-//! and `jobs.rs` (cron).
+//! metrics), `scale.rs` (a thousand processes, the command-line client),
+//! `edge.rs` (clients without a key, slow or hostile) and `jobs.rs` (cron).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
 //! measure (a missed target is reported, not an error).
 
+mod edge;
 mod exeio;
 mod http;
 mod jobs;
@@ -32,14 +34,14 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "cron", "cli",
+    "thousand", "edge", "cron", "cli",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events, thousand, cron, cli
+                     periodic, events, thousand, edge, cron, cli
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
@@ -48,6 +50,8 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --periodic-runs N  periodic runs measured per run (default 20)
   --trials N         trials of restart and events (default 50)
   --thousand N       processes of the thousand workload (default 1000)
+  --edge-requests N  requests of edge's Content-Length flood (default 10000)
+  --edge-conns N     idle connections of edge's flood from one address (default 5000)
   --cron-runs N      runs of the every-second job timed by cron (default 20)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
@@ -60,6 +64,8 @@ pub struct Options {
     pub periodic_runs: usize,
     pub trials: usize,
     pub thousand: usize,
+    pub edge_requests: usize,
+    pub edge_conns: usize,
     pub cron_runs: usize,
     pub bin: Option<PathBuf>,
 }
@@ -74,6 +80,8 @@ fn parse_args() -> Result<Options, String> {
         periodic_runs: 20,
         trials: 50,
         thousand: 1000,
+        edge_requests: 10_000,
+        edge_conns: 5000,
         cron_runs: 20,
         bin: None,
     };
@@ -102,6 +110,10 @@ fn parse_args() -> Result<Options, String> {
             }
             "--trials" => o.trials = num("--trials", value("--trials")?)?,
             "--thousand" => o.thousand = num("--thousand", value("--thousand")?)?,
+            "--edge-requests" => {
+                o.edge_requests = num("--edge-requests", value("--edge-requests")?)?
+            }
+            "--edge-conns" => o.edge_conns = num("--edge-conns", value("--edge-conns")?)?,
             "--cron-runs" => o.cron_runs = num("--cron-runs", value("--cron-runs")?)?,
             "--bin" => o.bin = Some(PathBuf::from(value("--bin")?)),
             "-h" | "--help" => return Err(String::new()),
@@ -116,11 +128,13 @@ fn parse_args() -> Result<Options, String> {
         || o.idle_seconds == 0
         || o.trials == 0
         || o.thousand == 0
+        || o.edge_requests == 0
+        || o.edge_conns == 0
         || o.cron_runs == 0
     {
         return Err(
-            "--runs, --size-mb, --api-seconds, --idle-seconds, --trials, --thousand \
-                    and --cron-runs must be > 0"
+            "--runs, --size-mb, --api-seconds, --idle-seconds, --trials, --thousand, \
+                    --edge-requests, --edge-conns and --cron-runs must be > 0"
                 .into(),
         );
     }
@@ -143,6 +157,7 @@ pub enum Unit {
     MiB,
     KiB,
     Ms,
+    Secs,
     PerSec,
     Times,
     Count,
@@ -176,6 +191,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::KiB => format!("{v:.1} KiB"),
         Unit::Ms if v < 10.0 => format!("{v:.2} ms"),
         Unit::Ms => format!("{v:.0} ms"),
+        Unit::Secs => format!("{v:.2} s"),
         Unit::PerSec => format!("{}/s", group(v)),
         Unit::Times => format!("{v:.2}x"),
         Unit::Count => group(v),

@@ -15,7 +15,7 @@ use crate::exeio::{Exeio, KEY, wait_for};
 use crate::http::Conn;
 use crate::logs::{self, PagingLog};
 use crate::{Metric, Options, Target, Unit, metric, quantile};
-use crate::{jobs, observe, scale};
+use crate::{edge, jobs, observe, scale};
 
 /// State kept across the runs of one workload (the paging log is built once).
 pub enum Context {
@@ -50,6 +50,7 @@ pub fn run(
         ("periodic", _) => periodic(bin, opts.periodic_runs),
         ("events", _) => observe::events(bin, opts.trials),
         ("thousand", _) => scale::thousand(bin, opts),
+        ("edge", _) => edge::edge(bin, opts),
         ("cron", _) => jobs::cron(bin, opts),
         ("cli", _) => scale::cli(bin),
         (w, _) => Err(format!("no workload {w}")),
