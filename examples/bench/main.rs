@@ -46,12 +46,12 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
   --idle-seconds N   length of each idle CPU window: idlecpu, thousand, cron
-                     (default 30; figures are scaled to 30 s)
+                     (default 30; idlecpu and thousand scale theirs to 30 s)
   --periodic-runs N  periodic runs measured per run (default 20)
   --trials N         trials of restart and events (default 50)
   --thousand N       processes of the thousand workload (default 1000)
   --edge-requests N  requests of edge's Content-Length flood (default 10000)
-  --edge-conns N     idle connections of edge's flood from one address (default 5000)
+  --edge-conns N     idle connections edge holds from one address (default 5000)
   --cron-runs N      runs of the every-second job timed by cron (default 20)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
