@@ -10,7 +10,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -120,6 +121,15 @@ pub struct Exeio {
 impl Exeio {
     /// Start exeio; `data_dir` None means a fresh one.
     pub fn start(bin: &Path, data_dir: Option<&Path>) -> Result<Exeio, String> {
+        Exeio::start_with(bin, data_dir, &[])
+    }
+
+    /// `start` with more daemon flags (`--head-timeout 10`, ...).
+    pub fn start_with(
+        bin: &Path,
+        data_dir: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<Exeio, String> {
         let dir = TempDir::new("run")?;
         let data_dir = data_dir
             .map(Path::to_owned)
@@ -132,6 +142,7 @@ impl Exeio {
             .arg(dir.0.join("config"))
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(extra)
             .env_remove("EXEIO_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -192,8 +203,73 @@ impl Exeio {
         status_field(self.pid, "VmRSS:")
     }
 
+    /// VmHWM (peak RSS since start) in KiB.
+    pub fn hwm_kib(&self) -> Result<u64, String> {
+        status_field(self.pid, "VmHWM:")
+    }
+
     pub fn threads(&self) -> Result<u64, String> {
         status_field(self.pid, "Threads:")
+    }
+
+    /// Open file descriptors.
+    pub fn fds(&self) -> Result<u64, String> {
+        fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count() as u64)
+            .map_err(|e| format!("/proc/{}/fd: {e}", self.pid))
+    }
+
+    /// (threads, fds, RSS KiB) now.
+    pub fn footprint(&self) -> Result<Footprint, String> {
+        Ok(Footprint {
+            threads: self.threads()?,
+            fds: self.fds()?,
+            rss_kib: self.rss_kib()?,
+        })
+    }
+
+    /// Wait (at most `timeout`) until exeio's threads and fds are within
+    /// `slack` of `base`; the footprint then (or at the deadline) and when.
+    pub fn settle(
+        &self,
+        base: &Footprint,
+        slack: u64,
+        timeout: Duration,
+    ) -> Result<(Footprint, Duration), String> {
+        let t0 = Instant::now();
+        loop {
+            let now = self.footprint()?;
+            if (now.threads <= base.threads + slack && now.fds <= base.fds + slack)
+                || t0.elapsed() >= timeout
+            {
+                return Ok((now, t0.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sample RSS and threads every few ms on a thread of its own, until
+    /// `Watch::finish`, to catch their peaks.
+    pub fn watch(&self) -> Result<Watch, String> {
+        let hwm = self.hwm_kib()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = self.pid;
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut rss, mut threads) = (0u64, 0u64);
+            while !flag.load(Ordering::Relaxed) {
+                rss = rss.max(status_field(pid, "VmRSS:").unwrap_or(0));
+                threads = threads.max(status_field(pid, "Threads:").unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (rss, threads)
+        });
+        Ok(Watch {
+            pid,
+            hwm,
+            stop,
+            thread,
+        })
     }
 
     /// CPU time of each thread (ns, from schedstat), utime+stime of the
@@ -210,7 +286,12 @@ impl Exeio {
                 sample.threads.push((tid, ns.unwrap_or(0)));
             }
             if let Ok(s) = fs::read_to_string(p.join("status")) {
+                let mut name = String::new();
+                let mut switches = 0;
                 for l in s.lines() {
+                    if let Some(n) = l.strip_prefix("Name:") {
+                        name = n.trim().to_owned();
+                    }
                     if l.starts_with("voluntary_ctxt_switches:")
                         || l.starts_with("nonvoluntary_ctxt_switches:")
                     {
@@ -218,9 +299,11 @@ impl Exeio {
                             .split_whitespace()
                             .nth(1)
                             .and_then(|v| v.parse::<u64>().ok());
-                        sample.switches += n.unwrap_or(0);
+                        switches += n.unwrap_or(0);
                     }
                 }
+                sample.switches += switches;
+                sample.named.push((tid, name, switches));
             }
         }
         let stat =
@@ -233,12 +316,42 @@ impl Exeio {
     }
 }
 
+/// What exeio holds at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Footprint {
+    pub threads: u64,
+    pub fds: u64,
+    pub rss_kib: u64,
+}
+
+/// A running sampler of exeio's RSS and thread count (`Exeio::watch`).
+pub struct Watch {
+    pid: i32,
+    hwm: u64,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Watch {
+    /// (peak RSS in KiB, peak threads). VmHWM catches a peak between
+    /// samples when it rose past its value at the start.
+    pub fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (rss, threads) = self.thread.join().unwrap_or((0, 0));
+        let hwm = status_field(self.pid, "VmHWM:").unwrap_or(0);
+        let rss = if hwm > self.hwm { rss.max(hwm) } else { rss };
+        (rss, threads)
+    }
+}
+
 #[derive(Default)]
 pub struct CpuSample {
     /// (tid, ns on CPU)
     pub threads: Vec<(i32, u64)>,
     pub ticks: u64,
     pub switches: u64,
+    /// (tid, thread name, context switches)
+    pub named: Vec<(i32, String, u64)>,
 }
 
 impl CpuSample {
@@ -257,6 +370,24 @@ impl CpuSample {
             .filter(|e| !self.threads.iter().any(|t| t.0 == e.0))
             .count();
         (ns, gone)
+    }
+
+    /// Context switches since `earlier` of the threads alive at both
+    /// samples, summed by thread name, most first.
+    pub fn switches_by_name(&self, earlier: &CpuSample) -> Vec<(String, u64)> {
+        let mut by: Vec<(String, u64)> = Vec::new();
+        for (tid, name, n) in &self.named {
+            let Some(e) = earlier.named.iter().find(|e| e.0 == *tid) else {
+                continue;
+            };
+            let d = n.saturating_sub(e.2);
+            match by.iter_mut().find(|b| &b.0 == name) {
+                Some(b) => b.1 += d,
+                None => by.push((name.clone(), d)),
+            }
+        }
+        by.sort_by_key(|b| std::cmp::Reverse(b.1));
+        by
     }
 }
 

@@ -3,8 +3,9 @@
 //! bodies by Content-Length or chunked. Reconnects when the server closes.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -53,12 +54,7 @@ impl Conn {
         body: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) -> io::Result<u16> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr)?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
-            self.stream = Some(BufReader::with_capacity(64 * 1024, s));
-        }
+        self.connect()?;
         self.request.clear();
         let body = body.unwrap_or(b"");
         write!(
@@ -123,6 +119,17 @@ impl Conn {
         Ok(status)
     }
 
+    /// Connect now, unless connected; the next request goes on it.
+    pub fn connect(&mut self) -> io::Result<()> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr)?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            self.stream = Some(BufReader::with_capacity(64 * 1024, s));
+        }
+        Ok(())
+    }
+
     /// A request whose answer is JSON.
     pub fn json(
         &mut self,
@@ -151,6 +158,76 @@ impl Conn {
         }
         Ok(value)
     }
+}
+
+/// A TCP connection from the loopback address `from` (another client):
+/// the socket is bound before it connects. `rcvbuf` sets a small receive
+/// buffer first (a client that reads slowly). Connecting gives up after
+/// 10 s (SO_SNDTIMEO, which also bounds each later write).
+pub fn connect_from(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    rcvbuf: Option<usize>,
+) -> io::Result<TcpStream> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket, sockopt,
+    };
+    let SocketAddr::V4(to) = to else {
+        return Err(io::Error::other("IPv4 only"));
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    if let Some(n) = rcvbuf {
+        setsockopt(&fd, sockopt::RcvBuf, &n)?;
+    }
+    let timeout = nix::sys::time::TimeVal::new(10, 0);
+    setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(from, 0)),
+    )?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// One authenticated GET on a new connection from 127.0.0.1, timed from
+/// connect to the whole answer: (ms in all, ms of them connecting). An
+/// answer other than 200 is an error.
+pub fn fresh_get_ms(addr: SocketAddr, key: &str, path: &str) -> Result<(f64, f64), String> {
+    let mut c = Conn::new(addr, key);
+    let mut body = Vec::new();
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    c.connect().map_err(|e| format!("connect {addr}: {e}"))?;
+    let connecting = ms(t);
+    match c.send("GET", path, None, &mut body) {
+        Ok(200) => Ok((ms(t), connecting)),
+        Ok(s) => Err(format!(
+            "GET {path}: HTTP {s}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )),
+        Err(e) => Err(format!("GET {path}: {e}")),
+    }
+}
+
+/// The status of the first response line on `s`, read within `timeout`;
+/// None when the connection closed (or timed out) before one came.
+pub fn read_status(s: &mut TcpStream, timeout: Duration) -> Option<u16> {
+    s.set_read_timeout(Some(timeout)).ok()?;
+    let mut buf = [0u8; 64];
+    let mut have = 0;
+    while have < 12 {
+        match s.read(&mut buf[have..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => have += n,
+        }
+    }
+    let line = std::str::from_utf8(&buf[..have]).ok()?;
+    line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
 
 fn read_chunked(r: &mut impl BufRead, out: &mut Vec<u8>, line: &mut String) -> io::Result<()> {

@@ -4,18 +4,28 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--only NAME]... [--runs N]
-//!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N] [--bin PATH]
+//!     [--size-mb N] [--api-seconds N] [--idle-seconds N] [--periodic-runs N]
+//!     [--trials N] [--thousand N] [--edge-requests N] [--edge-conns N]
+//!     [--cron-runs N] [--bin PATH]
 //! ```
 //!
-//! Workloads: idle, spawn, exit, logcap, paging, api, idlecpu, periodic.
+//! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
+//! periodic, events, thousand, edge, cron, cli. The families live in
+//! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
+//! metrics), `scale.rs` (a thousand processes, the command-line client),
+//! `edge.rs` (clients without a key, slow or hostile) and `jobs.rs` (cron).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
 //! measure (a missed target is reported, not an error).
 
+mod edge;
 mod exeio;
 mod http;
+mod jobs;
 mod logs;
+mod observe;
+mod scale;
 mod workloads;
 
 use std::path::PathBuf;
@@ -23,18 +33,26 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
-    "idle", "spawn", "exit", "logcap", "paging", "api", "idlecpu", "periodic",
+    "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
+    "thousand", "edge", "cron", "cli",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
-                     idle, spawn, exit, logcap, paging, api, idlecpu, periodic
+                     idle, spawn, exit, restart, logcap, paging, api, idlecpu,
+                     periodic, events, thousand, edge, cron, cli
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
-  --api-seconds N    length of each api run (default 10)
-  --idle-seconds N   length of each idlecpu run (default 30)
+  --api-seconds N    length of each api run, per endpoint (default 10)
+  --idle-seconds N   length of each idle CPU window: idlecpu, thousand, cron
+                     (default 30; idlecpu and thousand scale theirs to 30 s)
   --periodic-runs N  periodic runs measured per run (default 20)
+  --trials N         trials of restart and events (default 50)
+  --thousand N       processes of the thousand workload (default 1000)
+  --edge-requests N  requests of edge's Content-Length flood (default 10000)
+  --edge-conns N     idle connections edge holds from one address (default 5000)
+  --cron-runs N      runs of the every-second job timed by cron (default 20)
   --bin PATH         exeio binary (default: $EXEIO_BIN, else cargo build --release)";
 
 pub struct Options {
@@ -44,6 +62,11 @@ pub struct Options {
     pub api_seconds: u64,
     pub idle_seconds: u64,
     pub periodic_runs: usize,
+    pub trials: usize,
+    pub thousand: usize,
+    pub edge_requests: usize,
+    pub edge_conns: usize,
+    pub cron_runs: usize,
     pub bin: Option<PathBuf>,
 }
 
@@ -55,6 +78,11 @@ fn parse_args() -> Result<Options, String> {
         api_seconds: 10,
         idle_seconds: 30,
         periodic_runs: 20,
+        trials: 50,
+        thousand: 1000,
+        edge_requests: 10_000,
+        edge_conns: 5000,
+        cron_runs: 20,
         bin: None,
     };
     let mut args = std::env::args().skip(1);
@@ -80,6 +108,13 @@ fn parse_args() -> Result<Options, String> {
             "--periodic-runs" => {
                 o.periodic_runs = num("--periodic-runs", value("--periodic-runs")?)?
             }
+            "--trials" => o.trials = num("--trials", value("--trials")?)?,
+            "--thousand" => o.thousand = num("--thousand", value("--thousand")?)?,
+            "--edge-requests" => {
+                o.edge_requests = num("--edge-requests", value("--edge-requests")?)?
+            }
+            "--edge-conns" => o.edge_conns = num("--edge-conns", value("--edge-conns")?)?,
+            "--cron-runs" => o.cron_runs = num("--cron-runs", value("--cron-runs")?)?,
             "--bin" => o.bin = Some(PathBuf::from(value("--bin")?)),
             "-h" | "--help" => return Err(String::new()),
             // `cargo bench`-style harness flags, if any, are ignored.
@@ -87,8 +122,24 @@ fn parse_args() -> Result<Options, String> {
             _ => return Err(format!("unknown argument {a:?}")),
         }
     }
-    if o.runs == 0 || o.size_mb == 0 || o.api_seconds == 0 || o.periodic_runs < 2 {
-        return Err("--runs, --size-mb and --api-seconds must be > 0, --periodic-runs >= 2".into());
+    if o.runs == 0
+        || o.size_mb == 0
+        || o.api_seconds == 0
+        || o.idle_seconds == 0
+        || o.trials == 0
+        || o.thousand == 0
+        || o.edge_requests == 0
+        || o.edge_conns == 0
+        || o.cron_runs == 0
+    {
+        return Err(
+            "--runs, --size-mb, --api-seconds, --idle-seconds, --trials, --thousand, \
+                    --edge-requests, --edge-conns and --cron-runs must be > 0"
+                .into(),
+        );
+    }
+    if o.periodic_runs < 2 {
+        return Err("--periodic-runs must be >= 2".into());
     }
     Ok(o)
 }
@@ -106,6 +157,7 @@ pub enum Unit {
     MiB,
     KiB,
     Ms,
+    Secs,
     PerSec,
     Times,
     Count,
@@ -128,12 +180,18 @@ pub fn metric(name: &'static str, value: f64, unit: Unit, target: Target) -> Met
     }
 }
 
+/// A row name made at run time (it carries a size or a count).
+pub fn name(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn fmt_value(v: f64, unit: Unit) -> String {
     match unit {
         Unit::MiB => format!("{v:.2} MiB"),
         Unit::KiB => format!("{v:.1} KiB"),
         Unit::Ms if v < 10.0 => format!("{v:.2} ms"),
         Unit::Ms => format!("{v:.0} ms"),
+        Unit::Secs => format!("{v:.2} s"),
         Unit::PerSec => format!("{}/s", group(v)),
         Unit::Times => format!("{v:.2}x"),
         Unit::Count => group(v),
@@ -141,7 +199,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
 }
 
 /// 1234567 -> "1,234,567".
-fn group(v: f64) -> String {
+pub fn group(v: f64) -> String {
     let digits = format!("{:.0}", v.abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
