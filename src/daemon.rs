@@ -46,6 +46,7 @@ pub fn run(cfg: Config) -> Result<()> {
         addr: addr.clone(),
         source,
     })?;
+    sys::listen_backlog(&listener, 4096);
     let bound = listener.local_addr().map_err(|source| Error::Bind {
         addr: addr.clone(),
         source,

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,14 @@ pub fn close_after_reply(sock: &TcpStream) {
 }
 
 /// `accept` errors that concern one connection only (accept(2), NOTES).
+/// A longer accept queue than std's 128: a burst of connections must not
+/// overflow it (the kernel then drops SYNs, and every client, the owner
+/// too, waits a second for the retransmit). The kernel caps it at somaxconn.
+pub fn listen_backlog(listener: &TcpListener, backlog: i32) {
+    // SAFETY: listen(2) again on a listening socket only changes its backlog.
+    unsafe { libc::listen(listener.as_raw_fd(), backlog) };
+}
+
 pub fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),

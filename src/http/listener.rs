@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +33,8 @@ use crate::sys;
 const CONN_STACK: usize = 256 * 1024;
 /// A pool thread with no connection for this long ends.
 const IDLE_THREAD: Duration = Duration::from_secs(10);
+/// At the thread cap, how long a new connection waits for a pool thread.
+const POOL_WAIT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -63,6 +65,8 @@ struct Shared {
     limits: Arc<Limits>,
     stats: Arc<EdgeStats>,
     slots: Slots,
+    /// Pool threads alive: never more than the connection cap.
+    threads: AtomicUsize,
     report: Box<dyn Fn(String) + Send + Sync>,
 }
 
@@ -81,6 +85,7 @@ pub fn start(
         service,
         tls,
         slots: Slots::new(limits.max_connections, limits.max_per_address),
+        threads: AtomicUsize::new(0),
         limits: Arc::new(limits),
         stats,
         report,
@@ -214,6 +219,20 @@ impl Acceptor {
             Ok(()) => return true,
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
         };
+        // Every thread busy. At the cap, one of them has just given back
+        // its slot (that is how this connection got one) and is on its way
+        // back to the pool: wait for it rather than start another.
+        let threads = &self.shared.threads;
+        if threads.load(Ordering::Relaxed) >= self.shared.limits.max_connections {
+            if let Err(e) = self.pool.send_timeout(job, POOL_WAIT) {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                if self.shared.tls.is_none() {
+                    sys::send_nowait(&e.into_inner().sock, REFUSAL);
+                }
+            }
+            return true;
+        }
+        threads.fetch_add(1, Ordering::Relaxed);
         let (shared, rx) = (self.shared.clone(), self.pool_rx.clone());
         let spawned = std::thread::Builder::new()
             .name("http-conn".into())
@@ -222,6 +241,7 @@ impl Acceptor {
         match spawned {
             Ok(_) => true,
             Err(e) => {
+                threads.fetch_sub(1, Ordering::Relaxed);
                 stats.thread_errors.fetch_add(1, Ordering::Relaxed);
                 self.errors.note(
                     &*self.shared.report,
@@ -238,9 +258,10 @@ fn pool_thread(mut job: Job, rx: Receiver<Job>, shared: Arc<Shared>) {
         serve(job, &shared);
         match rx.recv_timeout(IDLE_THREAD) {
             Ok(next) => job = next,
-            Err(_) => return,
+            Err(_) => break,
         }
     }
+    shared.threads.fetch_sub(1, Ordering::Relaxed);
 }
 
 fn serve(job: Job, shared: &Shared) {
