@@ -5,14 +5,16 @@
 #
 # It drives a running exeio through every endpoint with harmless local
 # commands (sh, sleep, date), checks each HTTP status (curl -f), and removes
-# every process it added, also when a step fails. It never calls /shutdown,
-# /stop-all or /restart-all, so it leaves other processes alone.
+# every process and key it added, also when a step fails. It never calls
+# /shutdown, /stop-all or /restart-all, so it leaves other processes alone.
+# The key must be the admin key (adding, updating and keys need it).
 set -euo pipefail
 
 URL="${EXEIO_URL:-http://127.0.0.1:8080}"
 KEY="${EXEIO_API_KEY:?set EXEIO_API_KEY to the key exeio printed (or stored in its api-key file)}"
 PREFIX="curl-demo-$$"
 ADDED=()
+KEYS=()
 
 # api METHOD PATH [JSON]: one authenticated request; fails on HTTP >= 400.
 api() {
@@ -38,10 +40,14 @@ add() {
 }
 
 cleanup() {
-  local id
+  local id name
   for id in "${ADDED[@]}"; do
     curl -sS -o /dev/null -X POST "$URL/remove/$id" -H "exeio-api-key: $KEY" || true
   done
+  for name in "${KEYS[@]}"; do
+    curl -sS -o /dev/null -X POST "$URL/keys/$name/revoke" -H "exeio-api-key: $KEY" || true
+  done
+  rm -f "${JAR:-}"
 }
 trap cleanup EXIT
 
@@ -60,9 +66,25 @@ wait_for() {
 
 step() { printf '\n== %s\n' "$*"; }
 
+# status CODE CURL-ARGS...: a request that must answer with exactly CODE.
+status() {
+  local want=$1 got
+  shift
+  got=$(curl -sS -o /dev/null -w '%{http_code}' "$@")
+  echo "HTTP $got"
+  if [ "$got" != "$want" ]; then
+    echo "expected HTTP $want, got $got" >&2
+    return 1
+  fi
+}
+
 step "GET /info (no key needed)"
 curl -fsS "$URL/info"
 echo
+
+step "GET /openapi.json (no key needed): the machine-readable contract"
+DOC=$(curl -fsS "$URL/openapi.json")
+printf '%s ...\n' "${DOC:0:160}"
 
 step "POST /add: a long-running service with auto_restart"
 add '{
@@ -121,6 +143,70 @@ step "GET /logs/{id}?follow=true for 3 seconds (a chunked stream)"
 curl -s -N --max-time 3 "$URL/logs/$PREFIX-tick?follow=true" \
   -H "exeio-api-key: $KEY" || true
 echo
+
+step "GET /logs/{id}?stream=system: only exeio's SYSTEM lines"
+api GET "/logs/$PREFIX-tick?page=1&page_size=3&stream=system"
+
+step "POST /run/{id}: run a job now; GET /runs/{id}: its run history"
+api POST "/run/$PREFIX-tick"
+wait_for "/runs/$PREFIX-tick?limit=5" '"trigger":"manual"'
+api GET "/runs/$PREFIX-tick?limit=3"
+
+step "POST /add: a calendar job (cron) in a time zone, with a timeout"
+add '{
+  "id": "'"$PREFIX"'-cron",
+  "command": "sh",
+  "args": ["-c", "echo nightly"],
+  "schedule": "30 2 * * *",
+  "timezone": "UTC",
+  "timeout_seconds": 600,
+  "overlap": "skip"
+}'
+
+step "POST /update/{id}: change a setting (no restart needed)"
+api POST "/update/$PREFIX-web" '{
+  "command": "sh",
+  "args": ["-c", "echo serving; exec sleep 100000"],
+  "auto_restart": true,
+  "stop_timeout_seconds": 5
+}'
+
+step "POST /apply with dry_run: what would change"
+api POST /apply '{
+  "processes": [
+    {"id": "'"$PREFIX"'-web", "command": "sh", "args": ["-c", "echo serving; exec sleep 100000"],
+     "auto_restart": true, "stop_timeout_seconds": 5},
+    {"id": "'"$PREFIX"'-new", "command": "sleep", "args": ["100000"]}
+  ],
+  "dry_run": true
+}'
+
+step "POST /keys: a named key with the read role; it may read but not stop"
+READ_KEY=$(api POST /keys '{"name": "'"$PREFIX"'-ro", "role": "read"}' |
+  sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+KEYS+=("$PREFIX-ro")
+api GET /keys
+curl -fsS "$URL/status/$PREFIX-web" -H "exeio-api-key: $READ_KEY" >/dev/null && echo "read: ok"
+status 403 -X POST "$URL/stop/$PREFIX-web" -H "exeio-api-key: $READ_KEY"
+api POST "/keys/$PREFIX-ro/revoke"
+KEYS=()
+status 401 "$URL/list" -H "exeio-api-key: $READ_KEY"
+
+step "POST /session: a browser session (cookie); changes need X-Exeio-CSRF: 1"
+JAR=$(mktemp)
+curl -fsS -c "$JAR" -X POST "$URL/session" -d '{"key": "'"$KEY"'"}'
+echo
+status 403 -b "$JAR" -X POST "$URL/restart/$PREFIX-web"
+status 200 -b "$JAR" -X POST "$URL/restart/$PREFIX-web" -H 'X-Exeio-CSRF: 1'
+curl -fsS -b "$JAR" -X POST "$URL/session/logout"
+echo
+
+step "GET /events for 2 seconds (server-sent events; replay with ?since=0)"
+EVENTS=$(curl -s -N --max-time 2 "$URL/events?since=0" -H "exeio-api-key: $KEY" || true)
+printf '%s\n' "$EVENTS" | sed -n '1,8p'
+
+step "GET /audit: the audit log, newest first"
+api GET "/audit?page=1&page_size=3"
 
 step "GET /metrics (Prometheus text)"
 api GET /metrics | grep "$PREFIX" || true
