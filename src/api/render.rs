@@ -188,7 +188,7 @@ pub fn status_body(p: &ProcView, now: &Clock) -> Vec<u8> {
 /// The bare array of `GET /list`.
 pub fn list_body<'a>(procs: impl Iterator<Item = &'a ProcView>, now: &Clock) -> Vec<u8> {
     let all: Vec<Process<'a>> = procs.map(|p| process(p, now)).collect();
-    let mut out = Vec::with_capacity(256 + all.len() * 700);
+    let mut out = Vec::with_capacity(256 + all.len() * 1024);
     let _ = serde_json::to_writer(&mut out, &all);
     out
 }

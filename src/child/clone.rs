@@ -18,8 +18,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use nix::libc;
 
@@ -37,6 +37,9 @@ thread_local! {
 struct Slots {
     fds: [RawFd; 3],
     null: OwnedFd,
+    /// Held from the move into the slots to the clone: spawns come from the
+    /// supervisor thread only, but the slots must never be shared.
+    busy: Mutex<()>,
 }
 
 static SLOTS: OnceLock<Slots> = OnceLock::new();
@@ -72,7 +75,11 @@ pub fn reserve_slots() {
         std::mem::forget(fd);
         raw
     });
-    let _ = SLOTS.set(Slots { fds, null });
+    let _ = SLOTS.set(Slots {
+        fds,
+        null,
+        busy: Mutex::new(()),
+    });
 }
 
 /// What the child routine reads (prepared by the parent) and writes back.
@@ -90,6 +97,8 @@ pub(super) struct ChildPlan {
     pub groups: Vec<libc::gid_t>,
     /// errno of the failure, written by the child before it exits.
     pub error: libc::c_int,
+    /// The signals the child sets back to their default.
+    caught: &'static [libc::c_int],
     /// Set by `clone`: the child writes itself into `cgroup`.
     join_cgroup: bool,
     /// Set by `clone`: the child shares the fd table and keeps fds below this.
@@ -121,11 +130,35 @@ impl ChildPlan {
             ids,
             groups,
             error: 0,
+            caught: caught_signals(),
             join_cgroup: true,
             keep_below: 0,
             unshare_failed: false,
         }
     }
+}
+
+/// The signals exeio catches (and SIGPIPE, which Rust ignores): what a
+/// child must set back to their defaults. Read once, at the first spawn:
+/// exeio installs its handlers at start, before any child. One system call
+/// per signal in the parent once, instead of 64 in every child while exeio
+/// waits for it.
+fn caught_signals() -> &'static [libc::c_int] {
+    static CAUGHT: OnceLock<Vec<libc::c_int>> = OnceLock::new();
+    CAUGHT.get_or_init(|| {
+        (1..65)
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                // SAFETY: sigaction with a null new action only reads.
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                        && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+                        && old.sa_sigaction != libc::SIG_DFL
+                }
+            })
+            .collect()
+    })
 }
 
 /// Clone the child routine for `plan`, into the cgroup at `cgroup_dir` when
@@ -138,6 +171,7 @@ pub(super) fn clone(
     if SHARE_FILES.load(Ordering::Relaxed)
         && let Some(slots) = SLOTS.get()
     {
+        let _busy = slots.busy.lock().unwrap_or_else(|e| e.into_inner());
         let stdio = plan.fds;
         let moved = stdio.iter().zip(slots.fds).all(|(&fd, slot)| {
             // SAFETY: dup3 onto a slot this module owns.
@@ -354,17 +388,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         // Every caught signal back to its default (exeio's handlers must
         // never run here); SIGPIPE too, which Rust ignores.
-        for sig in 1..65 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
-                && old.sa_sigaction != libc::SIG_DFL
-            {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        for &sig in plan.caught {
+            libc::signal(sig, libc::SIG_DFL);
         }
         if plan.join_cgroup
             && plan.cgroup >= 0
