@@ -190,6 +190,17 @@ pub fn lean_malloc() {
     }
 }
 
+/// Give the heap's free pages back to the system. glibc returns only the
+/// free space at the top of the heap by itself; what lies between live
+/// blocks stays resident until this.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub fn set_nonblocking(fd: &impl AsRawFd) {
     // SAFETY: fcntl on an fd the caller owns.
     unsafe {

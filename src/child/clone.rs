@@ -373,8 +373,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
             libc::_exit(127)
         };
-        // First, a table of our own (fds below `keep_below` only) if we
-        // share exeio's: nothing here may touch exeio's fds.
+        // Into the cgroup first (its fd may lie above `keep_below`; a write
+        // leaves the fd table alone).
+        if plan.join_cgroup
+            && plan.cgroup >= 0
+            && libc::write(plan.cgroup, b"0".as_ptr().cast(), 1) != 1
+        {
+            fail(plan);
+        }
+        // Then a table of our own (fds below `keep_below` only) if we share
+        // exeio's: nothing after this may change exeio's fds.
         if plan.keep_below > 0
             && libc::syscall(
                 libc::SYS_close_range,
@@ -390,12 +398,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // never run here); SIGPIPE too, which Rust ignores.
         for &sig in plan.caught {
             libc::signal(sig, libc::SIG_DFL);
-        }
-        if plan.join_cgroup
-            && plan.cgroup >= 0
-            && libc::write(plan.cgroup, b"0".as_ptr().cast(), 1) != 1
-        {
-            fail(plan);
         }
         if libc::setpgid(0, 0) != 0 {
             fail(plan);

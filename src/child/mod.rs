@@ -263,10 +263,9 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         logger: s.logger,
     };
     let (out, err, inp) = (started.stdout, started.stderr, started.stdin);
-    let thread = std::thread::Builder::new()
-        .name(format!("child-{}", spec.id))
-        .stack_size(THREAD_STACK)
-        .spawn(move || watcher.run(out, err, inp, exit_fd));
+    let thread = crate::thread::spawn(&format!("child-{}", spec.id), THREAD_STACK, move || {
+        watcher.run(out, err, inp, exit_fd)
+    });
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.
         s.log.detach();

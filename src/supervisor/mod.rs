@@ -95,6 +95,8 @@ pub struct Supervisor {
     shutting_down: bool,
     /// Something the view shows changed since the last publish.
     changed: bool,
+    /// The most processes there were since the heap was last trimmed.
+    peak: usize,
 }
 
 impl Supervisor {
@@ -106,6 +108,7 @@ impl Supervisor {
             pending: Vec::new(),
             shutting_down: false,
             changed: true,
+            peak: 0,
         }
     }
 
@@ -149,6 +152,7 @@ impl Supervisor {
             self.flush_store(Instant::now());
             self.publish(Now::read());
             self.answer_pending(Instant::now());
+            self.release_memory();
             if self.shutting_down && !self.procs.values().any(|e| e.proc.has_child()) {
                 break;
             }
@@ -356,6 +360,17 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Once half the processes (of at least 16) are gone, give the memory
+    /// they used back to the system: after 1,000 removed, the heap would
+    /// otherwise stay at its size with 1,000. Halving steps: a few trims
+    /// for any number of removals.
+    fn release_memory(&mut self) {
+        if self.peak >= 16 && self.procs.len() * 2 <= self.peak {
+            crate::sys::trim_heap();
+            self.peak = self.procs.len();
+        }
+    }
+
     fn insert(&mut self, spec: ProcessSpec, want: Want) {
         let path = self.s.logs_dir.join(format!("{}.log", spec.id));
         let cfg = LogConfig {
@@ -389,6 +404,7 @@ impl Supervisor {
             dirty: true,
         };
         self.procs.insert(spec.id, Box::new(entry));
+        self.peak = self.peak.max(self.procs.len());
         self.changed = true;
     }
 
