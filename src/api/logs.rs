@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::http::Exchange;
 use crate::http::request::query_pairs;
 use crate::logs::{Filter, LogFile, Op};
+use crate::spec::ProcessId;
 
 pub const MAX_PAGE_SIZE: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 50;
@@ -78,15 +79,19 @@ pub fn parse_query(query: &str) -> Result<LogQuery, ApiError> {
     Ok(q)
 }
 
-pub fn logs(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
-    let id = path_id(args)?;
-    let q = parse_query(ex.query())?;
-    let log = api
-        .published
+/// The log of process `id`, from the published view.
+fn log_of(api: &Api, id: &ProcessId) -> Result<Arc<LogFile>, ApiError> {
+    api.published
         .load()
         .get(id.as_str())
         .map(|p| p.log.clone())
-        .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+        .ok_or_else(|| ApiError::unknown_process(id.as_str()))
+}
+
+pub fn logs(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
+    let id = path_id(args)?;
+    let q = parse_query(ex.query())?;
+    let log = log_of(api, &id)?;
     if q.follow {
         return follow(api, ex, &id, log, &q);
     }
@@ -204,12 +209,7 @@ fn follow(
 pub fn clear(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let id = path_id(args)?;
     let _ = api.body(ex)?;
-    let log = api
-        .published
-        .load()
-        .get(id.as_str())
-        .map(|p| p.log.clone())
-        .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+    let log = log_of(api, &id)?;
     let (tx, rx) = bounded(1);
     api.logger.post(&log, Op::Clear(tx));
     match rx.recv_timeout(Duration::from_secs(30)) {

@@ -154,7 +154,7 @@ fn body_schema(b: Body) -> Option<Value> {
             "type": "object", "additionalProperties": false, "required": ["name", "role"],
             "properties": {
                 "name": refs("ProcessId"),
-                "role": {"type": "string", "enum": ["read", "operate", "admin"]}
+                "role": role()
             }
         }),
     })
@@ -162,6 +162,11 @@ fn body_schema(b: Body) -> Option<Value> {
 
 fn content(kind: &str, schema: Value) -> Value {
     json!({"description": "OK", "content": {kind: {"schema": schema}}})
+}
+
+/// A key's role.
+fn role() -> Value {
+    json!({"type": "string", "enum": ["read", "operate", "admin"]})
 }
 
 fn text() -> Value {
@@ -197,7 +202,7 @@ fn reply(r: Reply) -> Value {
                     "success": {"type": "boolean"},
                     "message": {"type": "string"},
                     "name": {"type": "string"},
-                    "role": {"type": "string", "enum": ["read", "operate", "admin"]},
+                    "role": role(),
                     "expires_in_seconds": {"type": "integer"}
                 }),
                 &["success", "name", "role"],
@@ -252,7 +257,7 @@ fn reply(r: Reply) -> Value {
                     "required": ["name", "role", "created_at"],
                     "properties": {
                         "name": {"type": "string"},
-                        "role": {"type": "string", "enum": ["read", "operate", "admin"]},
+                        "role": role(),
                         "created_at": {"type": "string", "format": "date-time"},
                         "last_used_at": {"type": "string", "format": "date-time", "nullable": true}
                     }
@@ -267,7 +272,7 @@ fn reply(r: Reply) -> Value {
                     "success": {"type": "boolean"},
                     "message": {"type": "string"},
                     "name": {"type": "string"},
-                    "role": {"type": "string", "enum": ["read", "operate", "admin"]},
+                    "role": role(),
                     "key": {"type": "string", "description": "Shown this once"}
                 }),
                 &["success", "name", "role", "key"],

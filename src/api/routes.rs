@@ -124,30 +124,23 @@ macro_rules! route {
     (@q $q:expr) => { $q };
 }
 
-const PAGE: &[Query] = &[
-    Query {
-        name: "page",
-        kind: QueryKind::Int(1),
-        about: "Page number, 1 = the newest lines",
-    },
-    Query {
-        name: "page_size",
-        kind: QueryKind::Int(1),
-        about: "Lines per page (at most 1000; default 50)",
-    },
-];
+const PAGE_NUMBER: Query = Query {
+    name: "page",
+    kind: QueryKind::Int(1),
+    about: "Page number, 1 = the newest lines",
+};
+
+const PAGE_SIZE: Query = Query {
+    name: "page_size",
+    kind: QueryKind::Int(1),
+    about: "Lines per page (at most 1000; default 50)",
+};
+
+const PAGE: &[Query] = &[PAGE_NUMBER, PAGE_SIZE];
 
 const LOGS: &[Query] = &[
-    Query {
-        name: "page",
-        kind: QueryKind::Int(1),
-        about: "Page number, 1 = the newest lines",
-    },
-    Query {
-        name: "page_size",
-        kind: QueryKind::Int(1),
-        about: "Lines per page (at most 1000; default 50)",
-    },
+    PAGE_NUMBER,
+    PAGE_SIZE,
     Query {
         name: "stream",
         kind: QueryKind::Words(&["stdout", "stderr", "system"]),

@@ -203,18 +203,9 @@ pub fn size(name: &str, v: &str) -> Result<u64, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::args::{Command, Invocation, parse};
+    use crate::client::args::Command;
+    use crate::client::args::tests::{cmd, parse_str};
     use serde_json::json;
-
-    fn parse_str(args: &[&str]) -> Result<Invocation, Failure> {
-        parse(args.iter().map(|s| s.to_string()).collect())
-    }
-
-    fn cmd(args: &[&str]) -> Command {
-        parse_str(args)
-            .unwrap_or_else(|e| panic!("{args:?}: {e:?}"))
-            .command
-    }
 
     fn add_body(args: &[&str]) -> Value {
         match cmd(args) {

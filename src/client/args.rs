@@ -468,14 +468,14 @@ fn positive(name: &str, v: &str) -> Result<usize, Failure> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn parse_str(args: &[&str]) -> Result<Invocation, Failure> {
+    pub(crate) fn parse_str(args: &[&str]) -> Result<Invocation, Failure> {
         parse(args.iter().map(|s| s.to_string()).collect())
     }
 
-    fn cmd(args: &[&str]) -> Command {
+    pub(crate) fn cmd(args: &[&str]) -> Command {
         parse_str(args)
             .unwrap_or_else(|e| panic!("{args:?}: {e:?}"))
             .command
