@@ -25,9 +25,9 @@
 //!   deadlines in the supervisor's `select!`; no thread sleeps for them and
 //!   nothing polls.
 //! - `http` is the edge (caps and timeouts on everything a client holds);
-//!   `api` is the route table and the handlers. Raw OS calls live in `sys`,
-//!   `thread` (threads on stacks exeio unmaps itself) and `child::clone`
-//!   (the vfork-style child).
+//!   `api` is the route table and the handlers. Raw OS calls live in `sys`
+//!   (with `sys::thread`, threads on stacks exeio unmaps itself) and in
+//!   `child::clone` (the vfork-style child).
 //! - The dashboard (`src/ui/`, served by `api::ui`) is static files compiled
 //!   into the binary: a client of the API like any other, with a session cookie.
 //! - `client` is `exeio COMMAND ...`, a separate program in the same binary:
@@ -61,7 +61,6 @@ pub mod spec;
 pub mod store;
 pub mod supervisor;
 pub mod sys;
-pub mod thread;
 pub mod timefmt;
 pub mod users;
 pub mod view;

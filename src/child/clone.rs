@@ -96,7 +96,7 @@ pub(super) struct ChildPlan {
     pub ids: Option<(libc::uid_t, libc::gid_t)>,
     pub groups: Vec<libc::gid_t>,
     /// errno of the failure, written by the child before it exits.
-    pub error: libc::c_int,
+    error: libc::c_int,
     /// The signals the child sets back to their default.
     caught: &'static [libc::c_int],
     /// Set by `clone`: the child writes itself into `cgroup`.
@@ -108,6 +108,14 @@ pub(super) struct ChildPlan {
 }
 
 impl ChildPlan {
+    /// Why the child could not exec (an errno), or 0: read once `clone`
+    /// has returned.
+    pub fn error(&self) -> libc::c_int {
+        // SAFETY: the child wrote it through the pointer it was given; it
+        // has exec'd or exited, so nothing writes it any more.
+        unsafe { std::ptr::read_volatile(&self.error) }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         candidates: Vec<CString>,

@@ -119,8 +119,7 @@ pub fn start(plan: Plan<'_>) -> io::Result<Started> {
     let (pid, pidfd) = clone::clone(&mut plan, cgroup.and_then(|(dir, _)| dir))?;
     drop((in_r, out_w, err_w)); // the child's ends
     drop(argv_c);
-    // SAFETY: the child wrote it through the pointer we passed; it has exec'd or exited.
-    let error = unsafe { std::ptr::read_volatile(&plan.error) };
+    let error = plan.error();
     if error != 0 {
         // The child never exec'd: reap it and report why.
         clone::reap(pid);

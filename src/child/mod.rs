@@ -263,9 +263,10 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         logger: s.logger,
     };
     let (out, err, inp) = (started.stdout, started.stderr, started.stdin);
-    let thread = crate::thread::spawn(&format!("child-{}", spec.id), THREAD_STACK, move || {
-        watcher.run(out, err, inp, exit_fd)
-    });
+    let thread =
+        crate::sys::thread::spawn(&format!("child-{}", spec.id), THREAD_STACK, move || {
+            watcher.run(out, err, inp, exit_fd)
+        });
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.
         s.log.detach();

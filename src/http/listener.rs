@@ -234,7 +234,7 @@ impl Acceptor {
         }
         threads.fetch_add(1, Ordering::Relaxed);
         let (shared, rx) = (self.shared.clone(), self.pool_rx.clone());
-        let spawned = crate::thread::spawn("http-conn", CONN_STACK, move || {
+        let spawned = crate::sys::thread::spawn("http-conn", CONN_STACK, move || {
             pool_thread(job, rx, shared)
         });
         match spawned {
