@@ -73,6 +73,9 @@ fn bad_add_bodies_are_400_and_change_nothing() {
     // Its log file appears with its first line: wait for it, or the first row
     // would see it as new.
     wait_log(&d, "keep", "started run", util::SHORT);
+    // The add is audited by the logger thread, which creates audit.log.
+    let audit = d.logs_dir().join("audit.log");
+    assert!(util::wait_until(util::SHORT, || audit.exists()));
     let mut t = Table::new("input");
     for &(name, body, needle) in ADD_400 {
         // Each row is compared with the state just before it, so one wrong
