@@ -417,12 +417,17 @@ impl Watcher {
             let want_out = stdin.is_some() && self.has_input();
             // A fixed set on the stack: an idle child's thread allocates nothing.
             let bell = self.link.bell.as_fd();
-            let mut fds: [PollFd; 5] = std::array::from_fn(|_| PollFd::new(bell, PollFlags::POLLIN));
+            let mut fds: [PollFd; 5] =
+                std::array::from_fn(|_| PollFd::new(bell, PollFlags::POLLIN));
             let mut which = [BELL; 5];
             let mut n = 0;
             let wanted = [
-                pipes[OUT].as_ref().map(|f| (f.as_fd(), PollFlags::POLLIN, OUT)),
-                pipes[ERR].as_ref().map(|f| (f.as_fd(), PollFlags::POLLIN, ERR)),
+                pipes[OUT]
+                    .as_ref()
+                    .map(|f| (f.as_fd(), PollFlags::POLLIN, OUT)),
+                pipes[ERR]
+                    .as_ref()
+                    .map(|f| (f.as_fd(), PollFlags::POLLIN, ERR)),
                 exited_at
                     .is_none()
                     .then(|| (exit_fd.fd().as_fd(), PollFlags::POLLIN, EXIT)),
