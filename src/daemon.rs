@@ -76,7 +76,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let exeio_log = Arc::new(LogFile::new(paths.exeio_log(), LogConfig::default()));
     let audit_log = Arc::new(LogFile::new(paths.audit_log(), LogConfig::default()));
     let (logger, logger_thread) =
-        Logger::start(exeio_log).map_err(Error::start("the logger thread"))?;
+        Logger::start(exeio_log, audit_log.clone()).map_err(Error::start("the logger thread"))?;
     let (persister, persister_thread) =
         Persister::start(tx.clone()).map_err(Error::start("the persister thread"))?;
     let published = Arc::new(Published::default());

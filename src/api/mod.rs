@@ -34,7 +34,7 @@ use crate::events::Bus;
 use crate::http::{BodyError, EdgeStats, Exchange, Response, Service};
 use crate::keys::Keys;
 use crate::logger::Logger;
-use crate::logs::{LogFile, Op};
+use crate::logs::LogFile;
 use crate::protocol::{Call, Done, Msg};
 use crate::spec;
 use crate::view::Published;
@@ -249,7 +249,7 @@ impl Api {
             ex.path(),
             took.as_millis()
         );
-        self.logger.post(&self.audit_log, Op::Raw(line));
+        self.logger.audit(line);
     }
 
     /// The whole body, within the cap and the body timeout.
