@@ -21,6 +21,7 @@ mod render;
 pub mod routes;
 mod ui;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,6 +75,9 @@ pub struct Api {
 pub struct Args {
     pub params: Vec<String>,
     pub caller: Option<Caller>,
+    /// The name of the key a handler authenticated by itself (`POST
+    /// /session`), for the audit line.
+    pub logged_in: Cell<Option<String>>,
 }
 
 /// What a handler produced.
@@ -157,7 +161,16 @@ impl Api {
             // Refused before a byte of it is read; the connection closes.
             return Err(ApiError::PayloadTooLarge);
         }
-        (route.handler)(self, ex, &Args { params, caller })
+        let args = Args {
+            params,
+            caller,
+            logged_in: Cell::new(None),
+        };
+        let answer = (route.handler)(self, ex, &args);
+        if let Some(n) = args.logged_in.take() {
+            *name = Some(n);
+        }
+        answer
     }
 
     /// The caller, if it presented a valid key or session.
