@@ -220,9 +220,15 @@ fn announce_key(keys: &Keys) {
         Origin::Env => diag::say("API key: from EXEIO_API_KEY"),
         Origin::File(path) => diag::say(&format!("API key: from file {}", path.display())),
     }
-    diag::say(
-        "NOTE: the API needs a key in the 'exeio-api-key' header (all but /info and the dashboard at /)",
-    );
+    diag::say(&key_note());
+}
+
+/// Which paths need a key, from the route table (so it cannot drift).
+fn key_note() -> String {
+    format!(
+        "NOTE: the API needs a key in the 'exeio-api-key' header (all but {})",
+        crate::api::routes::open_paths().join(", ")
+    )
 }
 
 fn report_loaded(loaded: &Loaded, paths: &Paths, logger: &Logger) {

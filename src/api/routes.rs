@@ -267,6 +267,28 @@ pub fn endpoint_list() -> Vec<String> {
         .collect()
 }
 
+/// What anyone may call without a key, for the start-up note: each path
+/// whose routes are all open, or `METHOD /path` for an open route that
+/// shares its path with a keyed one; in table order.
+pub fn open_paths() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in ROUTES.iter().filter(|r| r.access == Open) {
+        let all_open = ROUTES
+            .iter()
+            .filter(|o| o.path == r.path)
+            .all(|o| o.access == Open);
+        let name = if all_open {
+            r.path.to_owned()
+        } else {
+            format!("{} {}", r.method, r.path)
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// The roles a route needs, for the docs and the tests.
 pub fn role_of(method: &str, path: &str) -> Option<Access> {
     ROUTES
@@ -325,5 +347,20 @@ mod tests {
         assert_eq!(role_of("GET", "/session"), Some(Open));
         assert_eq!(role_of("GET", "/"), Some(Open));
         assert_eq!(role_of("GET", "/ui/{asset}"), Some(Open));
+    }
+
+    #[test]
+    fn open_paths_come_from_the_table() {
+        assert_eq!(
+            open_paths(),
+            [
+                "/",
+                "/ui/{asset}",
+                "/info",
+                "/openapi.json",
+                "/session",
+                "/session/logout"
+            ]
+        );
     }
 }
