@@ -63,7 +63,7 @@ impl Supervisor {
         let status = self.procs.get(id).map(|e| e.proc.status());
         self.user_step_quiet(id, input, now)?;
         if let Some(status) = status {
-            self.note_state(id, status, now);
+            self.note_state(id, status, false, now);
         }
         Ok(())
     }
@@ -218,7 +218,7 @@ impl Supervisor {
         }
         self.sys(format!("added process '{id}'"));
         self.emit("added", &id, json!({}));
-        self.note_state(&id, status, now);
+        self.note_state(&id, status, false, now);
         Ok(())
     }
 

@@ -264,6 +264,41 @@ fn events_come_in_order_with_increasing_ids_and_resume_without_loss() {
 }
 
 #[test]
+fn a_state_event_carries_only_the_exit_of_the_current_run() {
+    let d = Daemon::start();
+    let mut ev = Events::open(&d, None);
+    add_ok(&d, sh("x", "exec sleep 1000"));
+    let mut all = ev.until_state("x", "running");
+    for _ in 0..2 {
+        assert_eq!(d.post("/stop/x", "").status, 200);
+        all.extend(ev.until_state("x", "manually_stopped"));
+        assert_eq!(d.post("/start/x", "").status, 200);
+        all.extend(ev.until_state("x", "running"));
+    }
+    let exits: Vec<String> = all
+        .iter()
+        .filter(|(_, kind, _)| kind == "state")
+        .map(|(_, _, data)| format!("{}>{} {}", data["from"], data["to"], data["exit"]))
+        .collect();
+    let stop = r#""running">"stopping" null"#;
+    let stopped = r#""stopping">"manually_stopped" {"signal":15}"#;
+    let start = r#""manually_stopped">"running" null"#;
+    assert_eq!(
+        exits,
+        [
+            r#""stopped">"running" null"#,
+            stop,
+            stopped,
+            start,
+            stop,
+            stopped,
+            start
+        ],
+        "{all:#?}"
+    );
+}
+
+#[test]
 fn a_reader_that_falls_behind_is_dropped_and_exeio_goes_on() {
     let d = Daemon::start_with(&["--write-timeout", "2"], &[]);
     for i in 0..40 {
