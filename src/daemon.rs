@@ -80,7 +80,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let (persister, persister_thread) =
         Persister::start(tx.clone()).map_err(Error::start("the persister thread"))?;
     let published = Arc::new(Published::default());
-    let events = Arc::new(Bus::default());
+    let events = Arc::new(Bus::new(started_wall));
     let edge = Arc::new(EdgeStats::default());
     let isolation = if cgroups.is_some() {
         "cgroup"
