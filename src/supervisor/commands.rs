@@ -211,6 +211,10 @@ impl Supervisor {
         let status = self.procs[&id].proc.status();
         if let Err(e) = self.user_step_quiet(&id, Input::Start, now) {
             self.procs.remove(&id);
+            // The spawn made its (empty) cgroup before it failed.
+            if let Some(cg) = &self.s.cgroups {
+                cg.remove(&id);
+            }
             return Err(e);
         }
         if saves {

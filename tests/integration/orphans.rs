@@ -117,6 +117,44 @@ fn a_saved_server_gets_its_port_back_after_kill_9_of_exeio() {
     assert_eq!(util::status_of(&d, "web")["pid"], p["pid"]);
 }
 
+/// exeio's base cgroup, from its start-up line; `None` without cgroups.
+fn base_cgroup(d: &Daemon) -> Option<std::path::PathBuf> {
+    let mut line = None;
+    wait_until(util::SHORT, || {
+        line = d
+            .stdout_lines()
+            .into_iter()
+            .find(|l| l.starts_with("Process isolation: "));
+        line.is_some()
+    });
+    let rest = line?
+        .strip_prefix("Process isolation: cgroup (")?
+        .to_string();
+    Some(rest.split_once("): ")?.0.into())
+}
+
+#[test]
+fn a_failed_add_leaves_no_cgroup() {
+    let d = Daemon::start();
+    let Some(base) = base_cgroup(&d) else {
+        eprintln!("skipped: exeio runs without cgroups here");
+        return;
+    };
+    let bad = [
+        json!({"id": "nouser", "command": "true", "user": "exeio-no-such-user"}),
+        json!({"id": "noprog", "command": "/nonexistent/exeio-no-such-program"}),
+    ];
+    for spec in bad {
+        let id = spec["id"].as_str().unwrap().to_string();
+        assert_eq!(d.post_json("/add", &spec).status, 400, "{spec}");
+        let dir = base.join(format!("p-{id}"));
+        assert!(!dir.exists(), "{} left after a failed add", dir.display());
+    }
+    // A good one still gets its group.
+    add_ok(&d, sh("good", "exec sleep 1000"));
+    assert!(base.join("p-good").is_dir());
+}
+
 #[test]
 fn without_cgroups_process_groups_are_used_and_said() {
     let opts = Options {
