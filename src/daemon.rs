@@ -70,6 +70,7 @@ pub fn run(cfg: Config) -> Result<()> {
         (None, Some("--no-cgroups".to_owned()))
     };
     let swept = cgroups.as_ref().map(|c| c.sweep()).unwrap_or_default();
+    let siblings = cgroups.as_ref().map_or(0, |c| c.remove_empty_siblings());
 
     let (tx, rx) = unbounded();
     let signals = signals::start(tx.clone()).map_err(Error::start("the signal thread"))?;
@@ -132,6 +133,14 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut supervisor = Supervisor::new(setup);
     for line in &swept {
         logger.supervisor(line.clone());
+    }
+    if siblings > 0 {
+        logger.supervisor(format!(
+            "removed {siblings} empty cgroup(s) of other exeio instances beside {}",
+            cgroups
+                .as_ref()
+                .map_or(String::new(), |c| c.base().display().to_string())
+        ));
     }
     report_loaded(&loaded, &paths, &logger);
     supervisor.start_saved(loaded, runs);
