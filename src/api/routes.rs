@@ -201,7 +201,7 @@ pub static ROUTES: &[Route] = &[
     route!("POST" "/run/{id}", Key(Operate), procs::run_now, "Run a job now", None -> Done, [400, 404, 409, 503]),
     route!("POST" "/add", Key(Admin), procs::add, "Add a process and start it", Config -> Done, [400, 409, 503]),
     route!("POST" "/update/{id}", Key(Admin), procs::update, "Replace a process's configuration", Update -> Update, [400, 404, 409, 503]),
-    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration", Apply -> Apply, [400, 409, 503]),
+    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration, all or nothing (400 if an entry is invalid or cannot start)", Apply -> Apply, [400, 409, 503]),
     route!("POST" "/remove/{id}", Key(Admin), procs::remove, "Stop and forget a process", None -> Done, [404, 409, 503]),
     route!("POST" "/shutdown", Key(Admin), admin::shutdown, "Stop everything and exit", None -> Done, [503]),
     route!("GET" "/keys", Key(Admin), admin::keys, "The named keys (never a key itself)", None -> Keys, []),

@@ -10,6 +10,7 @@ mod util;
 mod api;
 mod cli;
 mod client;
+mod client_apply;
 mod dashboard;
 mod edge;
 mod hardening;
