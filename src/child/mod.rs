@@ -459,7 +459,6 @@ impl Watcher {
             for (r, (f, &i)) in revents.iter_mut().zip(fds[..n].iter().zip(&which)) {
                 *r = (i, f.revents().is_some_and(|r| !r.is_empty()));
             }
-            drop(fds);
             let revents = &revents[..n];
             for &(i, ready) in revents {
                 if !ready {
