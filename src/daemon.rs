@@ -70,17 +70,18 @@ pub fn run(cfg: Config) -> Result<()> {
         (None, Some("--no-cgroups".to_owned()))
     };
     let swept = cgroups.as_ref().map(|c| c.sweep()).unwrap_or_default();
+    let siblings = cgroups.as_ref().map_or(0, |c| c.remove_empty_siblings());
 
     let (tx, rx) = unbounded();
     let signals = signals::start(tx.clone()).map_err(Error::start("the signal thread"))?;
     let exeio_log = Arc::new(LogFile::new(paths.exeio_log(), LogConfig::default()));
     let audit_log = Arc::new(LogFile::new(paths.audit_log(), LogConfig::default()));
     let (logger, logger_thread) =
-        Logger::start(exeio_log).map_err(Error::start("the logger thread"))?;
+        Logger::start(exeio_log, audit_log.clone()).map_err(Error::start("the logger thread"))?;
     let (persister, persister_thread) =
         Persister::start(tx.clone()).map_err(Error::start("the persister thread"))?;
     let published = Arc::new(Published::default());
-    let events = Arc::new(Bus::default());
+    let events = Arc::new(Bus::new(started_wall));
     let edge = Arc::new(EdgeStats::default());
     let isolation = if cgroups.is_some() {
         "cgroup"
@@ -132,6 +133,14 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut supervisor = Supervisor::new(setup);
     for line in &swept {
         logger.supervisor(line.clone());
+    }
+    if siblings > 0 {
+        logger.supervisor(format!(
+            "removed {siblings} empty cgroup(s) of other exeio instances beside {}",
+            cgroups
+                .as_ref()
+                .map_or(String::new(), |c| c.base().display().to_string())
+        ));
     }
     report_loaded(&loaded, &paths, &logger);
     supervisor.start_saved(loaded, runs);
@@ -220,9 +229,15 @@ fn announce_key(keys: &Keys) {
         Origin::Env => diag::say("API key: from EXEIO_API_KEY"),
         Origin::File(path) => diag::say(&format!("API key: from file {}", path.display())),
     }
-    diag::say(
-        "NOTE: the API needs a key in the 'exeio-api-key' header (all but /info and the dashboard at /)",
-    );
+    diag::say(&key_note());
+}
+
+/// Which paths need a key, from the route table (so it cannot drift).
+fn key_note() -> String {
+    format!(
+        "NOTE: the API needs a key in the 'exeio-api-key' header (all but {})",
+        crate::api::routes::open_paths().join(", ")
+    )
 }
 
 fn report_loaded(loaded: &Loaded, paths: &Paths, logger: &Logger) {

@@ -5,10 +5,19 @@
 //! Server-Sent Events) has a bounded queue. A subscriber that falls behind
 //! is dropped (its queue is disconnected), never waited for. The last
 //! `RING` events are kept, so a client that reconnects with `Last-Event-ID`
-//! gets what it missed, or is told that the gap is too old.
+//! gets what it missed, or is told that there is a gap (its id is older
+//! than the ring, or from an earlier run of exeio).
+//!
+//! Ids increase across restarts of exeio without anything saved: the first
+//! id of a run follows the wall clock at start, in microseconds since the
+//! epoch (`Bus::new`). A run would have to publish over a million events a
+//! second to reach the next run's start; a clock set back between runs can
+//! make ids repeat. The ids stay below 2^53 (until the year 2255), so
+//! JavaScript reads them exactly.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde_json::Value;
@@ -25,7 +34,6 @@ pub struct Event {
     pub frame: String,
 }
 
-#[derive(Default)]
 pub struct Bus {
     inner: Mutex<Inner>,
 }
@@ -46,6 +54,25 @@ pub struct Subscription {
 }
 
 impl Bus {
+    /// A bus for a run of exeio that started at `started`: its first id is
+    /// that time in microseconds since the epoch, plus one.
+    pub fn new(started: SystemTime) -> Bus {
+        let micros = started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        Bus::after(micros)
+    }
+
+    /// A bus whose first id is `base + 1`.
+    pub fn after(base: u64) -> Bus {
+        Bus {
+            inner: Mutex::new(Inner {
+                last_id: base,
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Publish an event of `kind` (supervisor thread). Never blocks.
     pub fn publish(&self, kind: &str, data: &Value) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -66,6 +93,9 @@ impl Bus {
     }
 
     /// Subscribe, replaying the events after `since` (none: only new ones).
+    /// A gap unless `since` is the last id or its successor is in the ring:
+    /// an id older than that lost events, and one newer than the last id
+    /// is not of this run (exeio restarted) or not an id at all.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let (tx, rx) = bounded(QUEUE);
@@ -73,7 +103,7 @@ impl Bus {
             None => (Vec::new(), false),
             Some(since) => {
                 let oldest = g.ring.front().map_or(g.last_id + 1, |e| e.id);
-                let gap = since + 1 < oldest && since < g.last_id;
+                let gap = since != g.last_id && (since < oldest - 1 || since > g.last_id);
                 let replay = g.ring.iter().filter(|e| e.id > since).cloned().collect();
                 (replay, gap)
             }
@@ -108,8 +138,43 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn ids_follow_the_clock_at_start() {
+        let t = UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_000_123);
+        let bus = Bus::new(t);
+        bus.publish("state", &json!({}));
+        assert_eq!(bus.last_id(), 1_700_000_000_000_124);
+        // a later start begins above every id of this one
+        let later = Bus::new(t + std::time::Duration::from_secs(1));
+        assert!(later.last_id() > bus.last_id());
+    }
+
+    #[test]
+    fn an_id_outside_the_ring_is_a_gap() {
+        let bus = Bus::after(1000);
+        for _ in 0..3 {
+            bus.publish("state", &json!({}));
+        }
+        // 1001..=1003 kept: 1000 to 1003 lose nothing
+        for since in [1000, 1001, 1003] {
+            assert!(!bus.subscribe(Some(since)).gap, "{since}");
+        }
+        assert_eq!(bus.subscribe(Some(1000)).replay.len(), 3);
+        // older than the ring (lost, or of an earlier run), or newer than the
+        // last id (not of this run)
+        for since in [0, 5, 999, 1004, u64::MAX] {
+            let s = bus.subscribe(Some(since));
+            assert!(s.gap, "{since}");
+        }
+        // nothing published yet: only the base itself is up to date
+        let fresh = Bus::after(50);
+        assert!(!fresh.subscribe(Some(50)).gap);
+        assert!(fresh.subscribe(Some(49)).gap);
+        assert!(fresh.subscribe(Some(51)).gap);
+    }
+
+    #[test]
     fn replay_gap_and_slow_subscribers() {
-        let bus = Bus::default();
+        let bus = Bus::after(0);
         for i in 0..5 {
             bus.publish("state", &json!({ "n": i }));
         }

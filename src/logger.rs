@@ -25,17 +25,29 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 pub struct Logger {
     tx: Sender<Arc<LogFile>>,
     exeio_log: Arc<LogFile>,
+    audit_log: Arc<LogFile>,
 }
 
 impl Logger {
-    /// Start the logger thread; `exeio_log` is `<logs>/exeio.log`.
-    pub fn start(exeio_log: Arc<LogFile>) -> std::io::Result<(Logger, JoinHandle<()>)> {
+    /// Start the logger thread; `exeio_log` is `<logs>/exeio.log`,
+    /// `audit_log` `<logs>/audit.log`.
+    pub fn start(
+        exeio_log: Arc<LogFile>,
+        audit_log: Arc<LogFile>,
+    ) -> std::io::Result<(Logger, JoinHandle<()>)> {
         let (tx, rx) = unbounded();
         let handle = std::thread::Builder::new()
             .name("logger".into())
             .stack_size(128 * 1024)
             .spawn(move || run(rx))?;
-        Ok((Logger { tx, exeio_log }, handle))
+        Ok((
+            Logger {
+                tx,
+                exeio_log,
+                audit_log,
+            },
+            handle,
+        ))
     }
 
     /// Queue `op` for `log`'s writer and wake it.
@@ -65,12 +77,18 @@ impl Logger {
         self.post(&self.exeio_log, Op::Line(line));
     }
 
-    /// Reopen these logs and exeio.log (SIGHUP).
+    /// A line in audit.log.
+    pub fn audit(&self, line: String) {
+        self.post(&self.audit_log, Op::Raw(line));
+    }
+
+    /// Reopen these logs, exeio.log and audit.log (SIGHUP).
     pub fn reopen(&self, logs: &[Arc<LogFile>]) {
         for log in logs {
             self.post(log, Op::Reopen);
         }
         self.post(&self.exeio_log, Op::Reopen);
+        self.post(&self.audit_log, Op::Reopen);
         self.supervisor("log files reopened (SIGHUP)".into());
     }
 }

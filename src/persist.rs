@@ -9,9 +9,9 @@
 //! bytes and knows what still needs saving.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -119,7 +119,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            // `<data-dir>/runs` is made here: 0700 like every dir exeio makes.
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
         let mut f = OpenOptions::new()
             .write(true)
@@ -184,6 +185,11 @@ mod tests {
             })
             .collect();
         assert_eq!(fs::read(&path).unwrap(), b"v3");
+        // the dir it made (as `<data-dir>/runs`) is 0700 whatever the umask lets
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(dir.join("sub")).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700);
         assert!(events.contains(&(Target::Processes, 3, true)), "{events:?}");
         assert!(events.contains(&(Target::Runs(id), 1, false)), "{events:?}");
         let _ = fs::remove_dir_all(&dir);

@@ -26,7 +26,8 @@ const DEFAULT_LOG_BACKUPS: u32 = 5;
 const MIN_LOG_MAX_BYTES: u64 = 4096;
 const MAX_LOG_BACKUPS: u32 = 100;
 
-/// A process id: 1-64 chars of `[A-Za-z0-9._-]`, not starting with `.`, not `exeio`.
+/// A process id: 1-64 chars of `[A-Za-z0-9._-]`, not starting with `.`, not
+/// `exeio` or `audit` (an id names `<logs>/<id>.log`, and those two are exeio's own).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcessId(String);
 
@@ -52,6 +53,9 @@ impl ProcessId {
         }
         if s == "exeio" {
             return Err("id \"exeio\" is reserved for the supervisor's own log".into());
+        }
+        if s == "audit" {
+            return Err("id \"audit\" is reserved for exeio's audit log (audit.log)".into());
         }
         Ok(ProcessId(s.to_owned()))
     }
@@ -710,6 +714,7 @@ mod tests {
             "é",
             "a\0b",
             "exeio",
+            "audit",
             &"x".repeat(65),
         ] {
             assert!(ProcessId::parse(bad).is_err(), "{bad:?}");

@@ -52,7 +52,7 @@ struct Login {
 }
 
 /// `POST /session {"key"}`: a cookie for browsers (and `EventSource`).
-pub fn login(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiError> {
+pub fn login(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let body = api.body(ex)?;
     let login: Login = spec::parse_object(&body).map_err(ApiError::Invalid)?;
     let now = Instant::now();
@@ -61,6 +61,7 @@ pub fn login(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiEr
         return Err(ApiError::Unauthorized);
     };
     let (name, role) = (who.name.clone(), who.role);
+    args.logged_in.set(Some(name.clone()));
     let token = api
         .sessions
         .open(who, now)

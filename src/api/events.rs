@@ -1,8 +1,9 @@
 //! `GET /events`: Server-Sent Events of every change, written and flushed
 //! one by one on the connection's own thread. Resumes from `Last-Event-ID`
-//! (or `?since=N`), says `event: gap` when what was missed is gone, sends a
-//! `: keep-alive` comment every 15 s, and ends when the client leaves, when
-//! it falls too far behind (the bus drops it), or when exeio stops.
+//! (or `?since=N`), says `event: gap` when what was missed is gone (or the
+//! id is not of this run), sends a `: keep-alive` comment every 15 s, and
+//! ends when the client leaves, when it falls too far behind (the bus drops
+//! it), or when exeio stops.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -42,7 +43,7 @@ pub fn events(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
     let mut out = String::from("retry: 2000\n\n");
     if sub.gap {
         out.push_str(&format!(
-            "event: gap\ndata: {{\"since\":{},\"message\":\"older events are gone: reload the state\"}}\n\n",
+            "event: gap\ndata: {{\"since\":{},\"message\":\"events after this id are gone, or it is not an id of this run of exeio: reload the state\"}}\n\n",
             since.unwrap_or(0)
         ));
     }

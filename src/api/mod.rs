@@ -21,6 +21,7 @@ mod render;
 pub mod routes;
 mod ui;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +35,7 @@ use crate::events::Bus;
 use crate::http::{BodyError, EdgeStats, Exchange, Response, Service};
 use crate::keys::Keys;
 use crate::logger::Logger;
-use crate::logs::{LogFile, Op};
+use crate::logs::LogFile;
 use crate::protocol::{Call, Done, Msg};
 use crate::spec;
 use crate::view::Published;
@@ -74,6 +75,9 @@ pub struct Api {
 pub struct Args {
     pub params: Vec<String>,
     pub caller: Option<Caller>,
+    /// The name of the key a handler authenticated by itself (`POST
+    /// /session`), for the audit line.
+    pub logged_in: Cell<Option<String>>,
 }
 
 /// What a handler produced.
@@ -157,7 +161,16 @@ impl Api {
             // Refused before a byte of it is read; the connection closes.
             return Err(ApiError::PayloadTooLarge);
         }
-        (route.handler)(self, ex, &Args { params, caller })
+        let args = Args {
+            params,
+            caller,
+            logged_in: Cell::new(None),
+        };
+        let answer = (route.handler)(self, ex, &args);
+        if let Some(n) = args.logged_in.take() {
+            *name = Some(n);
+        }
+        answer
     }
 
     /// The caller, if it presented a valid key or session.
@@ -249,7 +262,7 @@ impl Api {
             ex.path(),
             took.as_millis()
         );
-        self.logger.post(&self.audit_log, Op::Raw(line));
+        self.logger.audit(line);
     }
 
     /// The whole body, within the cap and the body timeout.

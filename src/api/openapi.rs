@@ -366,7 +366,7 @@ fn schemas() -> Value {
                 "restarted": {"type": "array", "items": {"type": "string"}},
                 "removed": {"type": "array", "items": {"type": "string"}},
                 "unchanged": {"type": "array", "items": {"type": "string"}},
-                "failed": {"type": "array", "items": {"type": "object"}},
+                "failed": {"type": "array", "items": {"type": "object"}, "description": "Entries that cannot start, with why: then the reply is a 400 with this plan and nothing is applied"},
                 "dry_run": {"type": "boolean"},
                 "processes": {"type": "array", "items": refs("Process")}
             }

@@ -194,7 +194,7 @@ pub static ROUTES: &[Route] = &[
     route!("POST" "/run/{id}", Key(Operate), procs::run_now, "Run a job now", None -> Done, [400, 404, 409, 503]),
     route!("POST" "/add", Key(Admin), procs::add, "Add a process and start it", Config -> Done, [400, 409, 503]),
     route!("POST" "/update/{id}", Key(Admin), procs::update, "Replace a process's configuration", Update -> Update, [400, 404, 409, 503]),
-    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration", Apply -> Apply, [400, 409, 503]),
+    route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration, all or nothing (400 if an entry is invalid or cannot start)", Apply -> Apply, [400, 409, 503]),
     route!("POST" "/remove/{id}", Key(Admin), procs::remove, "Stop and forget a process", None -> Done, [404, 409, 503]),
     route!("POST" "/shutdown", Key(Admin), admin::shutdown, "Stop everything and exit", None -> Done, [503]),
     route!("GET" "/keys", Key(Admin), admin::keys, "The named keys (never a key itself)", None -> Keys, []),
@@ -260,6 +260,28 @@ pub fn endpoint_list() -> Vec<String> {
         .collect()
 }
 
+/// What anyone may call without a key, for the start-up note: each path
+/// whose routes are all open, or `METHOD /path` for an open route that
+/// shares its path with a keyed one; in table order.
+pub fn open_paths() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in ROUTES.iter().filter(|r| r.access == Open) {
+        let all_open = ROUTES
+            .iter()
+            .filter(|o| o.path == r.path)
+            .all(|o| o.access == Open);
+        let name = if all_open {
+            r.path.to_owned()
+        } else {
+            format!("{} {}", r.method, r.path)
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// The roles a route needs, for the docs and the tests.
 pub fn role_of(method: &str, path: &str) -> Option<Access> {
     ROUTES
@@ -318,5 +340,20 @@ mod tests {
         assert_eq!(role_of("GET", "/session"), Some(Open));
         assert_eq!(role_of("GET", "/"), Some(Open));
         assert_eq!(role_of("GET", "/ui/{asset}"), Some(Open));
+    }
+
+    #[test]
+    fn open_paths_come_from_the_table() {
+        assert_eq!(
+            open_paths(),
+            [
+                "/",
+                "/ui/{asset}",
+                "/info",
+                "/openapi.json",
+                "/session",
+                "/session/logout"
+            ]
+        );
     }
 }

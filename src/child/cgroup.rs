@@ -11,7 +11,7 @@
 //! predecessor left. Without cgroups exeio falls back to process groups.
 //!
 //! Called by the supervisor thread (prepare, kill, remove), the daemon at
-//! start (detect, sweep) and the stats sampler (usage).
+//! start (detect, sweep, remove_empty_siblings) and the stats sampler (usage).
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -58,19 +58,29 @@ impl Cgroups {
             .trim_start_matches('/');
         let tag = fnv1a(config_dir.as_os_str().as_encoded_bytes());
         let base = mount.join(relative).join(format!("exeio-{tag:016x}"));
-        match fs::create_dir(&base) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+        // Another exeio starting now may remove the new, empty base at once
+        // (`remove_empty_siblings`): then make it again.
+        for _ in 0..3 {
+            match fs::create_dir(&base) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+            }
+            if base.join("cgroup.kill").exists() {
+                return Ok(Cgroups {
+                    base,
+                    clean: Mutex::new(HashSet::new()),
+                });
+            }
+            if base.is_dir() {
+                let _ = fs::remove_dir(&base);
+                return Err("cgroup.kill is missing (it needs Linux 5.14 or later)".into());
+            }
         }
-        if !base.join("cgroup.kill").exists() {
-            let _ = fs::remove_dir(&base);
-            return Err("cgroup.kill is missing (it needs Linux 5.14 or later)".into());
-        }
-        Ok(Cgroups {
-            base,
-            clean: Mutex::new(HashSet::new()),
-        })
+        Err(format!(
+            "cannot keep {}: it keeps vanishing",
+            base.display()
+        ))
     }
 
     pub fn base(&self) -> &Path {
@@ -108,13 +118,46 @@ impl Cgroups {
         report
     }
 
+    /// Remove the empty `exeio-<tag>` groups beside this exeio's base: the
+    /// bases of SIGKILLed exeio instances with other config dirs. rmdir
+    /// refuses a group that holds a process or a child group, so the base
+    /// of a live exeio with processes is never touched; that of a live
+    /// exeio with none may go, and its `prepare` makes it again. How many
+    /// went.
+    pub fn remove_empty_siblings(&self) -> usize {
+        let Some(Ok(entries)) = self.base.parent().map(fs::read_dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| is_base_name(&e.file_name().to_string_lossy()))
+            .filter(|e| e.path() != self.base)
+            .filter(|e| fs::remove_dir(e.path()).is_ok())
+            .count()
+    }
+
+    /// Create the group at `dir`, and the base again if another exeio
+    /// removed it while it was empty (see `remove_empty_siblings`).
+    fn create_group(&self, dir: &Path) -> io::Result<()> {
+        let mut tries = 0;
+        loop {
+            match fs::create_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => {
+                    tries += 1;
+                    fs::create_dir_all(&self.base)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The group of `id`, created if needed and emptied of anything left
     /// in it: its directory (when a child may be cloned into it) and its
     /// `cgroup.procs`.
     pub fn prepare(&self, id: &ProcessId) -> io::Result<Target> {
         let dir = self.dir(id);
         let mut clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = match fs::create_dir(&dir) {
+        let fresh = match self.create_group(&dir) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 clean.contains(id) || {
@@ -123,7 +166,7 @@ impl Cgroups {
                     }
                     // Made anew if it is empty already (it usually is: the
                     // last run and what it left were killed and reaped).
-                    fs::remove_dir(&dir).is_ok() && fs::create_dir(&dir).is_ok()
+                    fs::remove_dir(&dir).is_ok() && self.create_group(&dir).is_ok()
                 }
             }
             Err(e) => return Err(e),
@@ -248,6 +291,12 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `exeio-` and 16 lowercase hex digits: the name of a base group.
+fn is_base_name(name: &str) -> bool {
+    name.strip_prefix("exeio-")
+        .is_some_and(|t| t.len() == 16 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -273,6 +322,24 @@ mod tests {
             Some(("/a b".into(), PathBuf::from("/mnt/c g")))
         );
         assert_eq!(cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/vda rw\n"), None);
+    }
+
+    #[test]
+    fn base_names() {
+        let own = format!("exeio-{:016x}", fnv1a(b"/etc/exeio"));
+        assert!(is_base_name(&own));
+        for other in [
+            "exeio-",
+            "exeio-0123",
+            "exeio-0123456789ABCDEF",
+            "exeio-0123456789abcdeg",
+            "exeio-0123456789abcdef0",
+            "p-web",
+            "system.slice",
+            "myexeio-0123456789abcdef",
+        ] {
+            assert!(!is_base_name(other), "{other}");
+        }
     }
 
     #[test]

@@ -1,95 +1,21 @@
 //! The client's HTTP: one `Client` per exeio host, over a `ureq` agent
-//! (blocking, rustls with ring; `--cacert` becomes its only root). Sends the
-//! key in the `exeio-api-key` header, never in a URL; turns an error status
-//! into a `Failure` carrying the server's `message`. Used by the commands.
+//! (blocking; its TLS is `tls::Tls`). Sends the key in the `exeio-api-key`
+//! header, never in a URL; turns an error status into a `Failure` carrying
+//! the server's `message`. Used by the commands.
 
 use std::io::Read;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use ureq::Agent;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
 
 use super::Failure;
+pub use super::tls::Tls;
 
 /// Largest response body read whole (a page of 1,000 long log lines fits).
 const MAX_BODY: u64 = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The TLS settings every client uses: rustls with the ring provider (the
-/// server's), trusting `--cacert`'s certificates, or else the system's CA
-/// bundle (`SSL_CERT_FILE`, else the usual places).
-#[derive(Clone)]
-pub struct Tls(TlsConfig);
-
-/// Where distributions keep their CA bundle.
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch, Alpine
-    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
-    "/etc/ssl/ca-bundle.pem",             // openSUSE
-    "/etc/ssl/cert.pem",                  // Alpine, BSDs, macOS
-];
-
-impl Tls {
-    /// Reads the certificates now: call it only when a URL is https.
-    pub fn load(cacert: Option<&Path>) -> Result<Tls, Failure> {
-        let certs = match cacert {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Failure::Other(format!("cannot read --cacert {}: {e}", path.display()))
-                })?;
-                pem_certificates(&pem)
-                    .map_err(|e| Failure::Other(format!("--cacert {}: {e}", path.display())))?
-            }
-            None => system_roots(),
-        };
-        Ok(Tls(TlsConfig::builder()
-            .root_certs(RootCerts::Specific(Arc::new(certs)))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build()))
-    }
-
-    /// For plain http: nothing to read.
-    pub fn none() -> Tls {
-        Tls(TlsConfig::builder()
-            .root_certs(RootCerts::Specific(Arc::new(Vec::new())))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build())
-    }
-}
-
-/// The system's trusted CAs; none found: an empty list (https then fails
-/// with an unknown issuer, and `--cacert` is the way out).
-fn system_roots() -> Vec<Certificate<'static>> {
-    let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-    let candidates = from_env
-        .into_iter()
-        .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from));
-    for path in candidates {
-        if let Ok(pem) = std::fs::read(&path)
-            && let Ok(certs) = pem_certificates(&pem)
-        {
-            return certs;
-        }
-    }
-    Vec::new()
-}
-
-/// Every certificate in a PEM file (at least one).
-fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        if let PemItem::Certificate(c) = item.map_err(|e| format!("not a PEM file: {e}"))? {
-            certs.push(c);
-        }
-    }
-    if certs.is_empty() {
-        return Err("no certificate (-----BEGIN CERTIFICATE-----) in it".into());
-    }
-    Ok(certs)
-}
 
 /// A successful answer: its status and body.
 pub struct Reply {
@@ -121,16 +47,15 @@ pub struct Client {
 
 impl Client {
     pub fn new(url: &str, key: Option<String>, tls: &Tls) -> Client {
-        let agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .max_redirects(0)
             // exeio is reached directly: no proxy from the environment.
             .proxy(None)
             .user_agent(format!("exeio/{}", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls.0.clone())
-            .build()
-            .new_agent();
+            .build();
+        let agent = Agent::with_parts(config, tls.connector(), DefaultResolver::default());
         Client {
             url: url.to_owned(),
             agent,
@@ -297,14 +222,5 @@ mod tests {
             br#"{"success":false,"message":"bad","field":"processes[2].command"}"#,
         );
         assert!(matches!(&f, Failure::Api { field: Some(x), .. } if x == "processes[2].command"));
-    }
-
-    #[test]
-    fn cacert_needs_a_certificate() {
-        assert!(pem_certificates(b"").is_err());
-        assert!(
-            pem_certificates(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-                .is_err()
-        );
     }
 }

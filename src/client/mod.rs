@@ -17,6 +17,7 @@ pub mod hosts;
 pub mod http;
 pub mod logs;
 pub mod table;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -304,7 +305,8 @@ Flags of every command:
   --key KEY        the API key; else $EXEIO_API_KEY, else <config-dir>/api-key
   --config-dir DIR where the local key file is (default $XDG_CONFIG_HOME/exeio
                    or ~/.config/exeio)
-  --cacert FILE    trust this CA (PEM) for https:// URLs
+  --cacert FILE    trust this CA, or this very server certificate (PEM),
+                   for https:// URLs
   --json           print the API's JSON as is (one answer a line)
   -h, --help       help
 

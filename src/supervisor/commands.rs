@@ -63,7 +63,7 @@ impl Supervisor {
         let status = self.procs.get(id).map(|e| e.proc.status());
         self.user_step_quiet(id, input, now)?;
         if let Some(status) = status {
-            self.note_state(id, status, now);
+            self.note_state(id, status, false, now);
         }
         Ok(())
     }
@@ -211,6 +211,10 @@ impl Supervisor {
         let status = self.procs[&id].proc.status();
         if let Err(e) = self.user_step_quiet(&id, Input::Start, now) {
             self.procs.remove(&id);
+            // The spawn made its (empty) cgroup before it failed.
+            if let Some(cg) = &self.s.cgroups {
+                cg.remove(&id);
+            }
             return Err(e);
         }
         if saves {
@@ -218,7 +222,7 @@ impl Supervisor {
         }
         self.sys(format!("added process '{id}'"));
         self.emit("added", &id, json!({}));
-        self.note_state(&id, status, now);
+        self.note_state(&id, status, false, now);
         Ok(())
     }
 
@@ -342,30 +346,82 @@ impl Supervisor {
             self.pending.push(Pending::ready(reply, Ok(done), false));
             return;
         }
+        // All or nothing: what is added must be able to start. Its spawn's
+        // checks come before anything changes.
+        plan.failed = a
+            .processes
+            .iter()
+            .filter(|s| plan.added.contains(&s.id))
+            .filter_map(|s| Some((s.id.clone(), crate::child::check(s).err()?.to_string())))
+            .collect();
+        if !plan.failed.is_empty() {
+            let done = Done {
+                message: plan.refusal(),
+                many: true,
+                extra: plan.fields(false),
+                ..Done::default()
+            };
+            self.pending.push(Pending::ready(reply, Ok(done), false));
+            return;
+        }
         let saves = a.processes.iter().any(|s| s.save_for_next_run) || !plan.removed.is_empty();
-        for spec in a.processes {
+        // Adds first: should a spawn still fail, undoing the adds before it
+        // undoes the whole apply.
+        let (adds, others): (Vec<_>, Vec<_>) = a
+            .processes
+            .into_iter()
+            .partition(|s| plan.added.contains(&s.id));
+        let mut added = Vec::new();
+        for spec in adds {
             let id = spec.id.clone();
-            if plan.added.contains(&id) {
-                if let Err(e) = self.add_one(spec, now) {
-                    plan.added.retain(|x| *x != id);
-                    plan.failed
-                        .push(json!({"id": id.to_string(), "error": e.to_string()}));
+            if let Err(e) = self.add_one(spec, now) {
+                plan.failed.push((id, e.to_string()));
+                for id in &added {
+                    let _ = self.user_step(id, Input::Remove, now);
                 }
-            } else if plan.updated.contains(&id)
+                let waiter = Waiter {
+                    watched: self.watch(&added),
+                    kind: Kind::Remove,
+                    many: true,
+                    message: plan.refusal(),
+                    extra: plan.fields(false),
+                };
+                self.pending.push(Pending::wait(reply, waiter, saves));
+                return;
+            }
+            added.push(id);
+        }
+        for spec in others {
+            let id = spec.id.clone();
+            if plan.updated.contains(&id)
                 && let Err(e) = self.update_one(spec, now)
             {
                 plan.restarted.retain(|x| *x != id);
-                plan.failed
-                    .push(json!({"id": id.to_string(), "error": e.to_string()}));
+                plan.failed.push((id, e.to_string()));
             }
         }
         for id in plan.removed.clone() {
             let _ = self.user_step(&id, Input::Remove, now);
         }
-        let watched = plan
+        let watched: Vec<ProcessId> = plan
             .restarted
             .iter()
             .chain(&plan.removed)
+            .cloned()
+            .collect();
+        let waiter = Waiter {
+            watched: self.watch(&watched),
+            kind: Kind::Restart,
+            many: true,
+            message: format!("applied: {}", plan.summary()),
+            extra: plan.fields(false),
+        };
+        self.pending.push(Pending::wait(reply, waiter, saves));
+    }
+
+    /// What a held reply watches of these processes.
+    fn watch(&self, ids: &[ProcessId]) -> Vec<Watched> {
+        ids.iter()
             .filter_map(|id| {
                 self.procs.get(id).map(|e| Watched {
                     id: id.clone(),
@@ -373,15 +429,7 @@ impl Supervisor {
                     attempts: e.proc.attempts,
                 })
             })
-            .collect();
-        let waiter = Waiter {
-            watched,
-            kind: Kind::Restart,
-            many: true,
-            message: format!("applied: {}", plan.summary()),
-            extra: plan.fields(false),
-        };
-        self.pending.push(Pending::wait(reply, waiter, saves));
+            .collect()
     }
 
     fn input(&mut self, id: &ProcessId, bytes: &[u8]) -> Reply {
@@ -421,7 +469,8 @@ struct Plan {
     restarted: Vec<ProcessId>,
     removed: Vec<ProcessId>,
     unchanged: Vec<ProcessId>,
-    failed: Vec<Value>,
+    /// Processes that cannot start, and why.
+    failed: Vec<(ProcessId, String)>,
 }
 
 impl Plan {
@@ -441,6 +490,16 @@ impl Plan {
         )
     }
 
+    /// The message of an apply refused because of `failed`.
+    fn refusal(&self) -> String {
+        let why: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(id, e)| format!("process '{id}': {e}"))
+            .collect();
+        format!("nothing applied: {}", why.join("; "))
+    }
+
     fn fields(&self, dry_run: bool) -> Vec<(&'static str, Value)> {
         let ids =
             |v: &[ProcessId]| Value::from(v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
@@ -450,7 +509,15 @@ impl Plan {
             ("restarted", ids(&self.restarted)),
             ("removed", ids(&self.removed)),
             ("unchanged", ids(&self.unchanged)),
-            ("failed", Value::from(self.failed.clone())),
+            (
+                "failed",
+                Value::from(
+                    self.failed
+                        .iter()
+                        .map(|(id, e)| json!({"id": id.to_string(), "error": e}))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             ("dry_run", Value::Bool(dry_run)),
         ]
     }

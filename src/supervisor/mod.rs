@@ -265,12 +265,13 @@ impl Supervisor {
             return;
         };
         let before = e.proc.status();
+        let by_exit = matches!(input, Input::Exited { .. });
         if let Ok(fx) = e.proc.step(input, now) {
             e.dirty = true;
             self.changed = true;
             self.apply(id, fx, now);
         }
-        self.note_state(id, before, now);
+        self.note_state(id, before, by_exit, now);
         // A calendar job that catches up after a restart needs its last
         // scheduled time on disk.
         if let Some(e) = self.procs.get(id)

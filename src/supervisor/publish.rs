@@ -83,7 +83,10 @@ impl Supervisor {
     }
 
     /// Emit a `state` event if the status of `id` changed from `before`.
-    pub(super) fn note_state(&mut self, id: &ProcessId, before: Status, now: Now) {
+    /// `by_exit`: the change is the exit of the current run, whose status
+    /// the event carries (any other change has `"exit": null`, not the
+    /// exit of an earlier run).
+    pub(super) fn note_state(&mut self, id: &ProcessId, before: Status, by_exit: bool, now: Now) {
         let Some(e) = self.procs.get(id) else {
             return;
         };
@@ -93,6 +96,7 @@ impl Supervisor {
         }
         let exit = match (after, e.proc.last_exit) {
             (Status::Running, _) | (_, None) => Value::Null,
+            _ if !by_exit => Value::Null,
             (_, Some((status, _))) => {
                 serde_json::to_value(crate::lifecycle::ExitInfo::from(status)).unwrap_or_default()
             }

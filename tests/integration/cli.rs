@@ -173,6 +173,34 @@ fn a_generated_key_is_stored_0600_and_reused_silently() {
 }
 
 #[test]
+fn the_start_up_note_names_every_open_path() {
+    use exeio::api::routes::{Access, ROUTES};
+    let d = Daemon::start();
+    let banner = wait_banner(&d);
+    let note = banner
+        .iter()
+        .find(|l| l.starts_with("NOTE: "))
+        .unwrap_or_else(|| panic!("no NOTE line: {banner:?}"));
+    let named: Vec<&str> = note
+        .split_once("(all but ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{note}"))
+        .split(", ")
+        .collect();
+    let mut open: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.access == Access::Open)
+        .map(|r| r.path)
+        .collect();
+    open.dedup();
+    assert_eq!(named, open, "{note}");
+    for path in ["/info", "/openapi.json"] {
+        let r = request(d.addr(), "GET", path, &[], None).unwrap();
+        assert_eq!(r.status, 200, "{path} without a key");
+    }
+}
+
+#[test]
 fn the_key_can_come_from_the_environment() {
     let opts = Options {
         no_key: true,

@@ -20,7 +20,7 @@ fn url(d: &Daemon) -> String {
 
 /// The client with the test environment (HOME and XDG in the daemon's temp dir, no
 /// EXEIO_* from outside); `args[0]` is the command, the globals go right after it.
-fn client_cmd(tmp: &Path, args: &[&str], globals: &[&str]) -> Command {
+pub(crate) fn client_cmd(tmp: &Path, args: &[&str], globals: &[&str]) -> Command {
     let mut cmd = exeio_command(tmp);
     cmd.env_remove("EXEIO_URL").env_remove("NO_COLOR");
     cmd.arg(args[0]).args(globals).args(&args[1..]);
@@ -28,7 +28,7 @@ fn client_cmd(tmp: &Path, args: &[&str], globals: &[&str]) -> Command {
 }
 
 /// `exeio ARGS --url http://ADDR --key test`, run to its end.
-fn cli(d: &Daemon, args: &[&str]) -> Output {
+pub(crate) fn cli(d: &Daemon, args: &[&str]) -> Output {
     let u = url(d);
     run_to_end(
         client_cmd(d.tmp(), args, &["--url", &u, "--key", KEY]),
@@ -36,20 +36,20 @@ fn cli(d: &Daemon, args: &[&str]) -> Output {
     )
 }
 
-fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 /// Runs and asserts exit 0; returns stdout.
-fn ok(d: &Daemon, args: &[&str]) -> String {
+pub(crate) fn ok(d: &Daemon, args: &[&str]) -> String {
     let o = cli(d, args);
     assert_eq!(
         code(&o),
@@ -384,7 +384,7 @@ fn logs_last_lines_oldest_first_and_by_stream() {
 }
 
 /// The client's stdout, line by line, through a channel.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+pub(crate) fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let out = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -449,102 +449,6 @@ fn logs_follow_prints_lines_as_they_are_written_and_input_feeds_stdin() {
     ok(&d, &["stop", "echo"]);
     let o = cli(&d, &["input", "echo", "x"]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-}
-
-fn write_json(dir: &Path, name: &str, v: Value) {
-    fs::write(dir.join(name), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-}
-
-fn pids(d: &Daemon, ids: &[&str]) -> Vec<i32> {
-    ids.iter().map(|id| pid_of(&status_of(d, id))).collect()
-}
-
-#[test]
-fn apply_a_directory_changes_only_what_changed() {
-    let d = Daemon::start();
-    let conf = d.tmp().join("conf.d");
-    fs::create_dir_all(&conf).unwrap();
-    let saved = |id: &str, script: &str| json!({"id": id, "command": "sh", "args": ["-c", script], "save_for_next_run": true});
-    write_json(&conf, "a.json", saved("a", "sleep 60"));
-    write_json(
-        &conf,
-        "b.json",
-        json!([saved("b1", "sleep 61"), saved("b2", "sleep 62")]),
-    );
-    fs::write(conf.join("README.txt"), "not a config").unwrap();
-    let dir = conf.to_str().unwrap();
-
-    let out = ok(&d, &["apply", "-f", dir]);
-    assert!(out.contains("added:     a, b1, b2"), "{out}");
-    let ids = ["a", "b1", "b2"];
-    let before = pids(&d, &ids);
-
-    // nothing changed: all unchanged, nothing restarted
-    let out = ok(&d, &["apply", "-f", dir]);
-    assert!(out.contains("unchanged: a, b1, b2"), "{out}");
-    assert!(
-        !out.contains("restarted:") && !out.contains("added:"),
-        "{out}"
-    );
-    assert_eq!(pids(&d, &ids), before, "no restart");
-
-    // a changed command, as a dry run: reported, not done
-    write_json(&conf, "a.json", saved("a", "sleep 70"));
-    let out = ok(&d, &["apply", "-f", dir, "--dry-run"]);
-    assert!(
-        out.contains("updated:   a") && out.contains("restarted: a"),
-        "{out}"
-    );
-    assert!(out.contains("dry run"), "{out}");
-    assert_eq!(pids(&d, &ids), before);
-    assert_eq!(status_of(&d, "a")["args"][1], "sleep 60");
-
-    // for real: only a restarts
-    let out = ok(&d, &["apply", "-f", dir]);
-    assert!(
-        out.contains("restarted: a") && out.contains("unchanged: b1, b2"),
-        "{out}"
-    );
-    let after = pids(&d, &ids);
-    assert_ne!(after[0], before[0]);
-    assert_eq!(after[1..], before[1..]);
-    assert_eq!(status_of(&d, "a")["args"][1], "sleep 70");
-
-    // --prune removes a saved process the files lack
-    add_ok(
-        &d,
-        json!({"id": "extra", "command": "sleep", "args": ["60"], "save_for_next_run": true}),
-    );
-    let out = ok(&d, &["apply", "-f", dir, "--prune"]);
-    assert!(out.contains("removed:   extra"), "{out}");
-    assert_eq!(d.get("/status/extra").status, 404);
-    assert_eq!(pids(&d, &ids), after);
-
-    // a bad entry changes nothing, and the error names its file
-    write_json(
-        &conf,
-        "c.json",
-        json!([{"id": "c", "command": "true", "bogus": 1}]),
-    );
-    let o = cli(&d, &["apply", "-f", dir]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("c.json[0]") && stderr(&o).contains("bogus"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(d.get("/status/c").status, 404);
-
-    // one file holding {"processes": [...]}
-    let one = d.tmp().join("one.json");
-    fs::write(
-        &one,
-        json!({"processes": [saved("solo", "sleep 60")]}).to_string(),
-    )
-    .unwrap();
-    let out = ok(&d, &["apply", one.to_str().unwrap(), "--json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["added"], json!(["solo"]));
 }
 
 #[test]
@@ -769,125 +673,4 @@ fn help_and_usage() {
     assert!(stdout(&o).contains("--port"));
     // help starts nothing and creates no dir
     assert!(!tmp.path().join("xdg-config").exists());
-}
-
-/// A CA and a server certificate for 127.0.0.1 made with openssl, or `None`
-/// when there is no openssl.
-fn test_ca(dir: &Path) -> Option<()> {
-    let openssl = |args: &[&str]| {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .filter(|s| s.success())
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=exeio test CA",
-    ]);
-    openssl(&ca)?;
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(&csr)?;
-    fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .ok()?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ])?;
-    Some(())
-}
-
-/// A daemon that this test started itself (the fixture expects http://); killed by pid.
-struct Own(Child);
-
-impl Drop for Own {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn https_with_cacert() {
-    let tmp = TempDir::new();
-    if test_ca(tmp.path()).is_none() {
-        eprintln!("openssl not found: https_with_cacert skipped");
-        return;
-    }
-    let mut cmd = exeio_command(tmp.path());
-    cmd.args(dir_args(tmp.path())).args(["--api-key", KEY]);
-    cmd.arg("--tls-cert").arg(tmp.path().join("cert.pem"));
-    cmd.arg("--tls-key").arg(tmp.path().join("key.pem"));
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut own = Own(cmd.spawn().expect("spawn exeio"));
-    let rx = lines_of(&mut own.0);
-    let first = rx.recv_timeout(SHORT).expect("a listening line");
-    let u = first
-        .strip_prefix("exeio listening on ")
-        .unwrap_or_else(|| panic!("{first:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    assert!(u.starts_with("https://127.0.0.1:"), "{u}");
-    let ca = tmp.path().join("ca.pem");
-    let o = run_to_end(
-        client_cmd(
-            tmp.path(),
-            &["ls"],
-            &["--url", &u, "--key", KEY, "--cacert", ca.to_str().unwrap()],
-        ),
-        SHORT,
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("ID "));
-    // without the CA the certificate is not trusted
-    let o = run_to_end(
-        client_cmd(tmp.path(), &["ls"], &["--url", &u, "--key", KEY]),
-        SHORT,
-    );
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
 }

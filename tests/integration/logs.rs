@@ -308,6 +308,29 @@ fn sighup_reopens_log_files() {
 }
 
 #[test]
+fn sighup_reopens_the_audit_log() {
+    let d = Daemon::start();
+    let file = d.logs_dir().join("audit.log");
+    let moved = d.logs_dir().join("audit.log.moved");
+    assert_eq!(d.post("/stop-all", "").status, 200);
+    assert!(
+        wait_until(SHORT, || std::fs::read_to_string(&file)
+            .is_ok_and(|t| t.contains("POST /stop-all 200"))),
+        "no audit line"
+    );
+    // logrotate's `create`: rename, then SIGHUP; later lines go to a new file.
+    std::fs::rename(&file, &moved).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let reopened = wait_until(SHORT, || {
+        assert_eq!(d.post("/restart-all", "").status, 200);
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("POST /restart-all 200"))
+    });
+    assert!(reopened, "no new audit.log after SIGHUP");
+    let old = std::fs::read_to_string(&moved).unwrap();
+    assert!(old.contains("POST /stop-all 200"), "{old}");
+}
+
+#[test]
 fn invalid_utf8_and_long_lines_are_kept() {
     let d = Daemon::start();
     add_ok(

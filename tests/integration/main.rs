@@ -10,6 +10,8 @@ mod util;
 mod api;
 mod cli;
 mod client;
+mod client_apply;
+mod client_tls;
 mod dashboard;
 mod edge;
 mod hardening;

@@ -141,7 +141,8 @@ impl Events {
         Events { r }
     }
 
-    /// The next event (chunk framing and comments skipped), within 40 s.
+    /// The next event (chunk framing and comments skipped), within 40 s;
+    /// `gap` has no id (0).
     fn next(&mut self) -> (u64, String, Value) {
         let (mut id, mut event, mut data) = (0, String::new(), Value::Null);
         let mut line = String::new();
@@ -162,7 +163,7 @@ impl Events {
                 event = v.to_string();
             } else if let Some(v) = l.strip_prefix("data: ") {
                 data = serde_json::from_str(v).unwrap();
-            } else if l.is_empty() && id > 0 {
+            } else if l.is_empty() && (id > 0 || event == "gap") {
                 return (id, event, data);
             }
         }
@@ -260,6 +261,76 @@ fn events_come_in_order_with_increasing_ids_and_resume_without_loss() {
         (id, kind.as_str(), data["id"].as_str()),
         (last + 4, "added", Some("f")),
         "no repeat"
+    );
+}
+
+#[test]
+fn ids_go_on_across_restarts_and_an_id_not_in_the_ring_is_a_gap() {
+    let mut d = Daemon::start();
+    let mut ev = Events::open(&d, None);
+    add_ok(&d, sh("a", "exec sleep 1000"));
+    let last = ev.until_state("a", "running").last().unwrap().0;
+    drop(ev);
+    // Up to date: no gap, the next event.
+    let mut now = Events::open(&d, Some(last));
+    add_ok(&d, sh("b", "exec sleep 1000"));
+    let (id, kind, _) = now.next();
+    assert_eq!((id, kind.as_str()), (last + 1, "added"));
+    drop(now);
+    // Newer than the newest: not an id of this run.
+    let mut ahead = Events::open(&d, Some(last + 1000));
+    add_ok(&d, sh("c", "exec sleep 1000"));
+    assert_eq!(ahead.next().1, "gap", "an id ahead of the last one");
+    drop(ahead);
+    // After a restart the ids go on, and the old run's events are gone.
+    d.restart();
+    let mut again = Events::open(&d, Some(last));
+    add_ok(&d, sh("d", "exec sleep 1000"));
+    assert_eq!(
+        again.next().1,
+        "gap",
+        "the events of the earlier run are gone"
+    );
+    let (id, kind, data) = again.next();
+    assert_eq!((kind.as_str(), data["id"].as_str()), ("added", Some("d")));
+    assert!(
+        id > last + 1,
+        "ids go on across a restart: {id} after {last}"
+    );
+}
+
+#[test]
+fn a_state_event_carries_only_the_exit_of_the_current_run() {
+    let d = Daemon::start();
+    let mut ev = Events::open(&d, None);
+    add_ok(&d, sh("x", "exec sleep 1000"));
+    let mut all = ev.until_state("x", "running");
+    for _ in 0..2 {
+        assert_eq!(d.post("/stop/x", "").status, 200);
+        all.extend(ev.until_state("x", "manually_stopped"));
+        assert_eq!(d.post("/start/x", "").status, 200);
+        all.extend(ev.until_state("x", "running"));
+    }
+    let exits: Vec<String> = all
+        .iter()
+        .filter(|(_, kind, _)| kind == "state")
+        .map(|(_, _, data)| format!("{}>{} {}", data["from"], data["to"], data["exit"]))
+        .collect();
+    let stop = r#""running">"stopping" null"#;
+    let stopped = r#""stopping">"manually_stopped" {"signal":15}"#;
+    let start = r#""manually_stopped">"running" null"#;
+    assert_eq!(
+        exits,
+        [
+            r#""stopped">"running" null"#,
+            stop,
+            stopped,
+            start,
+            stop,
+            stopped,
+            start
+        ],
+        "{all:#?}"
     );
 }
 

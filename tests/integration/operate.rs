@@ -123,6 +123,63 @@ fn apply_reconciles_all_or_nothing() {
     assert_eq!(d.get("/status/b").status, 404);
     let r = d.post_json("/apply", &json!({"processes": [saved("a", "200")]}));
     assert_eq!(plan(&r, "unchanged"), ["a"]);
+    // An entry that cannot start: a 400 naming it, like POST /add, with the
+    // refused plan; nothing changes (no add, no update, no restart).
+    let a = pid_of(&status_of(&d, "a"));
+    let nostart = json!({"id": "nostart", "command": "/nonexistent/exeio-no-such-program"});
+    let r = d.post_json(
+        "/apply",
+        &json!({"processes": [saved("a", "300"), saved("n", "100"), nostart]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let body = r.json();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["field"], "processes[2]", "{body}");
+    assert_eq!(body["failed"][0]["id"], "nostart", "{body}");
+    assert!(
+        r.message().contains("nothing applied") && r.message().contains("nostart"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.message().contains("os error"),
+        "the spawn error: {}",
+        r.body
+    );
+    assert_eq!(pid_of(&status_of(&d, "a")), a);
+    assert_eq!(status_of(&d, "a")["args"], json!(["200"]));
+    for id in ["n", "nostart"] {
+        assert_eq!(d.get(&format!("/status/{id}")).status, 404, "{id}");
+    }
+    let saved = std::fs::read_to_string(d.processes_json()).unwrap();
+    assert!(
+        saved.contains("\"a\"") && !saved.contains("\"n\""),
+        "nothing saved: {saved}"
+    );
+}
+
+#[test]
+fn apply_undoes_its_adds_when_a_spawn_fails_after_the_checks() {
+    let d = Daemon::start();
+    // Found and executable, so it passes the checks, but exec fails.
+    let bad = d.tmp().join("not-a-program");
+    std::fs::write(&bad, b"\x7fELF\x02\x01\x01\x00not really").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = d.post_json(
+        "/apply",
+        &json!({"processes": [
+            {"id": "first", "command": "sleep", "args": ["1000"], "save_for_next_run": true},
+            {"id": "late", "command": bad.to_str().unwrap()},
+        ]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["field"], "processes[1]", "{}", r.body);
+    assert!(r.message().contains("nothing applied"), "{}", r.body);
+    for id in ["first", "late"] {
+        assert_eq!(d.get(&format!("/status/{id}")).status, 404, "{id} is left");
+    }
+    let saved = std::fs::read_to_string(d.processes_json()).unwrap_or_default();
+    assert!(!saved.contains("\"first\""), "{saved}");
 }
 
 /// The lines of a follow stream, read until `n` have arrived.

@@ -117,6 +117,89 @@ fn a_saved_server_gets_its_port_back_after_kill_9_of_exeio() {
     assert_eq!(util::status_of(&d, "web")["pid"], p["pid"]);
 }
 
+/// exeio's base cgroup, from its start-up line; `None` without cgroups.
+fn base_cgroup(d: &Daemon) -> Option<std::path::PathBuf> {
+    let mut line = None;
+    wait_until(util::SHORT, || {
+        line = d
+            .stdout_lines()
+            .into_iter()
+            .find(|l| l.starts_with("Process isolation: "));
+        line.is_some()
+    });
+    let rest = line?
+        .strip_prefix("Process isolation: cgroup (")?
+        .to_string();
+    Some(rest.split_once("): ")?.0.into())
+}
+
+#[test]
+fn a_failed_add_leaves_no_cgroup() {
+    let d = Daemon::start();
+    let Some(base) = base_cgroup(&d) else {
+        eprintln!("skipped: exeio runs without cgroups here");
+        return;
+    };
+    let bad = [
+        json!({"id": "nouser", "command": "true", "user": "exeio-no-such-user"}),
+        json!({"id": "noprog", "command": "/nonexistent/exeio-no-such-program"}),
+    ];
+    for spec in bad {
+        let id = spec["id"].as_str().unwrap().to_string();
+        assert_eq!(d.post_json("/add", &spec).status, 400, "{spec}");
+        let dir = base.join(format!("p-{id}"));
+        assert!(!dir.exists(), "{} left after a failed add", dir.display());
+    }
+    // A good one still gets its group.
+    add_ok(&d, sh("good", "exec sleep 1000"));
+    assert!(base.join("p-good").is_dir());
+}
+
+/// A base-group name of no exeio (`exeio-` and 16 hex digits).
+fn stray_name(n: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("exeio-{:08x}{:08x}", std::process::id(), nanos ^ n)
+}
+
+#[test]
+fn a_start_removes_empty_bases_beside_its_own_and_an_idle_exeio_makes_its_own_again() {
+    let first = Daemon::start();
+    let Some(base) = base_cgroup(&first) else {
+        eprintln!("skipped: exeio runs without cgroups here");
+        return;
+    };
+    let parent = base.parent().unwrap().to_path_buf();
+    // Left by SIGKILLed exeio instances: an empty base, and one that still
+    // has a group in it (rmdir refuses it).
+    let empty = parent.join(stray_name(1));
+    let full = parent.join(stray_name(2));
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::create_dir_all(full.join("p-left")).unwrap();
+    let second = Daemon::start();
+    let gone = wait_until(util::SHORT, || !empty.exists());
+    let kept = full.join("p-left").is_dir();
+    let _ = std::fs::remove_dir(full.join("p-left"));
+    let _ = std::fs::remove_dir(&full);
+    assert!(gone, "{} still there", empty.display());
+    assert!(kept, "a base with a group in it was removed");
+    // The first exeio had no process, so its base was empty and went too
+    // (unless yet another exeio took it first); its next process makes it again.
+    assert!(
+        wait_until(util::SHORT, || !base.exists()),
+        "{}",
+        base.display()
+    );
+    let p = util::pid_of(&add_ok(&first, sh("again", "exec sleep 1000")));
+    let procs = std::fs::read_to_string(base.join("p-again/cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l.trim() == p.to_string()),
+        "pid {p} not in {procs:?}"
+    );
+    assert_eq!(second.get("/info").json()["isolation"], "cgroup");
+}
+
 #[test]
 fn without_cgroups_process_groups_are_used_and_said() {
     let opts = Options {

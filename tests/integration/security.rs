@@ -367,6 +367,25 @@ fn each_audited_call_is_logged_once_and_no_file_holds_a_key() {
     t.finish();
 }
 
+#[test]
+fn a_login_is_audited_with_the_name_of_its_key() {
+    let d = Daemon::start();
+    let reader = create_key(&d, "ro", "read");
+    login(&d, "test");
+    login(&d, &reader);
+    let want = [
+        "127.0.0.1 admin POST /session 200",
+        "127.0.0.1 ro POST /session 200",
+    ];
+    let mut lines = Vec::new();
+    let all = wait_until(util::SHORT, || {
+        lines = audit_lines(&d);
+        want.iter()
+            .all(|w| lines.iter().any(|l| l.starts_with(&format!("{w} "))))
+    });
+    assert!(all, "want {want:?} in {lines:?}");
+}
+
 /// Files under `root` holding `needle`, but for those named in `except`.
 fn files_with(root: &Path, needle: &str, except: &[&str]) -> Vec<String> {
     util::tree(root)

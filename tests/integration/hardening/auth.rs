@@ -342,7 +342,8 @@ fn check_modes(t: &mut Table, d: &Daemon, when: &str) {
 
 #[test]
 fn files_are_0600_and_dirs_0700() {
-    // A generated key, a saved process, a rotated log: every kind of file exeio makes.
+    // A generated key, a saved process, a rotated log, a run history: every
+    // kind of file exeio makes.
     let opts = Options {
         no_key: true,
         ..Options::default()
@@ -372,6 +373,17 @@ fn files_are_0600_and_dirs_0700() {
         "rot.log never rotated"
     );
     assert_eq!(d.post("/stop/rot", "").status, 200);
+    // A saved job's run history: <data-dir>/runs/job.json.
+    add_ok(
+        &d,
+        json!({"id": "job", "command": "true", "periodic": true, "period_seconds": 3600,
+               "save_for_next_run": true}),
+    );
+    let history = d.data_dir().join("runs").join("job.json");
+    assert!(
+        util::wait_until(util::SHORT, || history.exists()),
+        "no run history written"
+    );
     let mut t = Table::new("auth");
     check_modes(&mut t, &d, "running");
     let status = d.stop();

@@ -54,6 +54,7 @@ const ADD_400: &[(&str, &str, &str)] = &[
     ("id leading dot", r#"{"id":".hidden","command":"true"}"#, "id"),
     ("id 65 chars", r#"{"id":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx","command":"true"}"#, "64"),
     ("id exeio (reserved)", r#"{"id":"exeio","command":"true"}"#, "exeio"),
+    ("id audit (reserved)", r#"{"id":"audit","command":"true"}"#, "audit log"),
     ("period_seconds 0", r#"{"id":"a","command":"true","periodic":true,"period_seconds":0}"#, "period_seconds"),
     ("period_seconds -1", r#"{"id":"a","command":"true","periodic":true,"period_seconds":-1}"#, "-1"),
     ("period_seconds 10^12", r#"{"id":"a","command":"true","periodic":true,"period_seconds":1000000000000}"#, "period_seconds"),
