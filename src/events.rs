@@ -16,6 +16,7 @@
 //! JavaScript reads them exactly.
 
 use std::collections::VecDeque;
+use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,8 +42,60 @@ pub struct Bus {
 #[derive(Default)]
 struct Inner {
     last_id: u64,
-    ring: VecDeque<Arc<Event>>,
+    ring: Ring,
     subscribers: Vec<Sender<Arc<Event>>>,
+}
+
+/// The last `RING` frames, back to back in one buffer: one block of
+/// memory (mapped on its own once it is big), not a thousand small ones
+/// strewn through the heap, where they would keep the pages of every
+/// process that came and went from going back to the system.
+#[derive(Default)]
+struct Ring {
+    text: String,
+    /// (id, start in `text`, length) of each kept frame, oldest first.
+    frames: VecDeque<(u64, usize, usize)>,
+}
+
+impl Ring {
+    fn push(&mut self, id: u64, write: impl FnOnce(&mut String)) -> &str {
+        if self.frames.len() == RING {
+            self.frames.pop_front();
+            self.compact();
+        }
+        let start = self.text.len();
+        write(&mut self.text);
+        self.frames.push_back((id, start, self.text.len() - start));
+        &self.text[start..]
+    }
+
+    /// Drop the text of frames no longer kept, once it is most of the buffer.
+    fn compact(&mut self) {
+        let head = self.frames.front().map_or(self.text.len(), |f| f.1);
+        if head >= 64 * 1024 && head * 2 >= self.text.len() {
+            self.text.drain(..head);
+            for f in &mut self.frames {
+                f.1 -= head;
+            }
+        }
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.frames.front().map(|f| f.0)
+    }
+
+    fn after(&self, since: u64) -> Vec<Arc<Event>> {
+        self.frames
+            .iter()
+            .filter(|f| f.0 > since)
+            .map(|&(id, start, len)| {
+                Arc::new(Event {
+                    id,
+                    frame: self.text[start..start + len].to_string(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// What a new subscriber gets: the events it missed, whether some were
@@ -78,15 +131,20 @@ impl Bus {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         g.last_id += 1;
         let id = g.last_id;
+        let Inner {
+            ring, subscribers, ..
+        } = &mut *g;
+        let frame = ring.push(id, |text| {
+            let _ = write!(text, "id: {id}\nevent: {kind}\ndata: {data}\n\n");
+        });
+        if subscribers.is_empty() {
+            return;
+        }
         let event = Arc::new(Event {
             id,
-            frame: format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"),
+            frame: frame.to_string(),
         });
-        if g.ring.len() == RING {
-            g.ring.pop_front();
-        }
-        g.ring.push_back(event.clone());
-        g.subscribers.retain(|s| match s.try_send(event.clone()) {
+        subscribers.retain(|s| match s.try_send(event.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         });
@@ -102,9 +160,9 @@ impl Bus {
         let (replay, gap) = match since {
             None => (Vec::new(), false),
             Some(since) => {
-                let oldest = g.ring.front().map_or(g.last_id + 1, |e| e.id);
+                let oldest = g.ring.oldest().unwrap_or(g.last_id + 1);
                 let gap = since != g.last_id && (since < oldest - 1 || since > g.last_id);
-                let replay = g.ring.iter().filter(|e| e.id > since).cloned().collect();
+                let replay = g.ring.after(since);
                 (replay, gap)
             }
         };
