@@ -258,4 +258,27 @@ mod tests {
         assert_eq!(drained, QUEUE);
         assert!(s.queue.recv().is_err(), "disconnected once drained");
     }
+
+    #[test]
+    fn the_ring_keeps_the_last_frames_whole_across_compactions() {
+        let bus = Bus::after(0);
+        let pad = "x".repeat(200);
+        for i in 0..5 * RING {
+            bus.publish("state", &json!({ "n": i, "pad": pad }));
+        }
+        let s = bus.subscribe(Some(0));
+        assert!(s.gap);
+        assert_eq!(s.replay.len(), RING);
+        for (k, e) in s.replay.iter().enumerate() {
+            let n = 4 * RING + k;
+            assert_eq!(e.id, n as u64 + 1);
+            let want = format!(
+                "id: {}\nevent: state\ndata: {{\"n\":{n},\"pad\":\"{pad}\"}}\n\n",
+                e.id
+            );
+            assert_eq!(e.frame, want);
+        }
+        let g = bus.inner.lock().unwrap();
+        assert!(g.ring.text.len() < 2 * RING * 260, "old text is dropped");
+    }
 }
