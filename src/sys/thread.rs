@@ -108,7 +108,7 @@ where
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setstack(&mut attr, top, size);
-        let mut thread: libc::pthread_t = 0;
+        let mut thread: libc::pthread_t = std::mem::zeroed();
         let rc = libc::pthread_create(&mut thread, &attr, run, start.cast());
         libc::pthread_attr_destroy(&mut attr);
         if rc != 0 {
