@@ -13,17 +13,7 @@ use crate::util::*;
 /// A CA and a server certificate for 127.0.0.1 made with openssl, or `None`
 /// when there is no openssl.
 fn test_ca(dir: &Path) -> Option<()> {
-    let openssl = |args: &[&str]| {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .filter(|s| s.success())
-    };
+    let openssl = |args: &[&str]| openssl(dir, args);
     let ec = [
         "-newkey",
         "ec",
@@ -137,18 +127,34 @@ fn https_with_cacert() {
 fn self_signed(dir: &Path, name: &str) -> Option<()> {
     let cert = format!("{name}.pem");
     let key = format!("{name}.key");
-    Command::new("openssl")
-        .args([
+    openssl(
+        dir,
+        &[
             "req",
             "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-keyout", &key, "-out", &cert])
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    )
+}
+
+/// `openssl ARGS` in `dir`, quietly; `None` if it failed or is missing.
+fn openssl(dir: &Path, args: &[&str]) -> Option<()> {
+    Command::new("openssl")
+        .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
