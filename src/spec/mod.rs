@@ -11,8 +11,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::{Calendar, CalendarError};
+use crate::calendar::Calendar;
 use crate::policy::{Backoff, RestartPolicy};
+
+mod job;
+mod signal;
+
+pub use job::{JobSettings, Overlap};
+use job::{calendar, catch_up, job_settings};
+pub use signal::StopSignal;
 
 /// Longest accepted id; ids become file names.
 pub const MAX_ID_LEN: usize = 64;
@@ -156,52 +163,6 @@ pub struct ProcessSpec {
     pub group: Option<String>,
     /// For periodic and scheduled jobs.
     pub job: JobSettings,
-}
-
-/// What a job does when its next time comes while a run is still going.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overlap {
-    /// Skip the new run (logged and counted).
-    #[default]
-    Skip,
-    /// Start one run as soon as the current one ends.
-    Queue,
-    /// Stop the current run (stop signal, then SIGKILL), then start.
-    Replace,
-}
-
-impl Overlap {
-    pub fn name(self) -> &'static str {
-        match self {
-            Overlap::Skip => "skip",
-            Overlap::Queue => "queue",
-            Overlap::Replace => "replace",
-        }
-    }
-}
-
-/// Settings of periodic and scheduled jobs (defaults for other processes).
-#[derive(Clone, Debug, PartialEq)]
-pub struct JobSettings {
-    pub overlap: Overlap,
-    pub timeout: Option<Duration>,
-    /// Run records kept.
-    pub history: u32,
-    /// Scheduled jobs: run once at start for a time missed while exeio was
-    /// down, if within this window.
-    pub catch_up: Option<Duration>,
-}
-
-impl Default for JobSettings {
-    fn default() -> Self {
-        JobSettings {
-            overlap: Overlap::Skip,
-            timeout: None,
-            history: DEFAULT_HISTORY,
-            catch_up: None,
-        }
-    }
 }
 
 impl ProcessSpec {
@@ -414,7 +375,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     };
     let stop_signal = match req.stop_signal {
         Some(name) => StopSignal::parse(&name).map_err(|m| FieldError::new("stop_signal", m))?,
-        None => StopSignal(15),
+        None => StopSignal::TERM,
     };
     let stop_timeout_seconds = req
         .stop_timeout_seconds
@@ -485,9 +446,6 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
 /// Longest accepted restart delay or reset window: one day.
 pub const MAX_BACKOFF_SECONDS: f64 = 86_400.0;
 const MAX_BACKOFF_STEPS: usize = 100;
-const DEFAULT_HISTORY: u32 = 50;
-const DEFAULT_CATCH_UP_WINDOW: u64 = 86_400;
-const MAX_HISTORY: u32 = 10_000;
 
 fn seconds(field: &str, v: f64) -> Result<Duration, FieldError> {
     if !v.is_finite() || !(0.0..=MAX_BACKOFF_SECONDS).contains(&v) {
@@ -538,331 +496,5 @@ fn backoff(
     })
 }
 
-/// `schedule` and `timezone`: a calendar schedule, or none.
-fn calendar(req: &AddRequest, periodic: bool) -> Result<Option<Calendar>, FieldError> {
-    match (&req.schedule, &req.timezone) {
-        (None, None) => Ok(None),
-        (None, Some(_)) => Err(FieldError::new("timezone", "timezone goes with a schedule")),
-        (Some(_), _) if periodic => Err(FieldError::new(
-            "schedule",
-            "schedule and periodic exclude each other: a job runs on a calendar or every N seconds",
-        )),
-        (Some(expr), zone) => {
-            Calendar::parse(expr, zone.as_deref())
-                .map(Some)
-                .map_err(|e| match e {
-                    CalendarError::Schedule(m) => FieldError::new("schedule", m),
-                    CalendarError::Timezone(m) => FieldError::new("timezone", m),
-                })
-        }
-    }
-}
-
-/// `catch_up` and its window (scheduled jobs only).
-fn catch_up(req: &AddRequest, scheduled: bool) -> Result<Option<Duration>, FieldError> {
-    if !scheduled {
-        for (field, given) in [
-            ("catch_up", req.catch_up.is_some()),
-            (
-                "catch_up_window_seconds",
-                req.catch_up_window_seconds.is_some(),
-            ),
-        ] {
-            if given {
-                return Err(FieldError::new(
-                    field,
-                    format!("{field} applies only to jobs with a schedule"),
-                ));
-            }
-        }
-        return Ok(None);
-    }
-    let window = req
-        .catch_up_window_seconds
-        .unwrap_or(DEFAULT_CATCH_UP_WINDOW);
-    if window == 0 || window > MAX_PERIOD_SECONDS {
-        return Err(FieldError::new(
-            "catch_up_window_seconds",
-            format!("catch_up_window_seconds must be between 1 and {MAX_PERIOD_SECONDS}"),
-        ));
-    }
-    Ok(req
-        .catch_up
-        .unwrap_or(false)
-        .then(|| Duration::from_secs(window)))
-}
-
-fn job_settings(
-    job: bool,
-    overlap: Option<Overlap>,
-    timeout: Option<u64>,
-    history: Option<u32>,
-) -> Result<JobSettings, FieldError> {
-    if !job {
-        for (field, given) in [
-            ("overlap", overlap.is_some()),
-            ("timeout_seconds", timeout.is_some()),
-            ("history", history.is_some()),
-        ] {
-            if given {
-                return Err(FieldError::new(
-                    field,
-                    format!("{field} applies only to periodic or scheduled jobs"),
-                ));
-            }
-        }
-    }
-    let timeout = match timeout {
-        Some(0) => {
-            return Err(FieldError::new(
-                "timeout_seconds",
-                "timeout_seconds must be greater than 0",
-            ));
-        }
-        Some(t) if t > MAX_PERIOD_SECONDS => {
-            return Err(FieldError::new(
-                "timeout_seconds",
-                format!("timeout_seconds must be at most {MAX_PERIOD_SECONDS}"),
-            ));
-        }
-        t => t.map(Duration::from_secs),
-    };
-    let history = history.unwrap_or(DEFAULT_HISTORY);
-    if history > MAX_HISTORY {
-        return Err(FieldError::new(
-            "history",
-            format!("history must be at most {MAX_HISTORY}"),
-        ));
-    }
-    Ok(JobSettings {
-        overlap: overlap.unwrap_or_default(),
-        timeout,
-        history,
-        catch_up: None,
-    })
-}
-
-/// A signal a process may be stopped with, by name ("TERM", "SIGINT", "9").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StopSignal(i32);
-
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", 1),
-    ("INT", 2),
-    ("QUIT", 3),
-    ("KILL", 9),
-    ("USR1", 10),
-    ("USR2", 12),
-    ("TERM", 15),
-    ("WINCH", 28),
-];
-
-impl StopSignal {
-    /// Exactly these: `TERM`, `SIGTERM` or `15` (and so on for each).
-    pub fn parse(s: &str) -> Result<StopSignal, String> {
-        let bare = s.strip_prefix("SIG").unwrap_or(s);
-        SIGNALS
-            .iter()
-            .find(|(name, num)| *name == bare || (bare == s && num.to_string() == s))
-            .map(|&(_, num)| StopSignal(num))
-            .ok_or_else(|| {
-                let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
-                format!("stop_signal {s:?} is not one of {}", names.join(", "))
-            })
-    }
-
-    /// Every accepted spelling (for the API document).
-    pub fn accepted() -> Vec<String> {
-        SIGNALS
-            .iter()
-            .flat_map(|(name, num)| [name.to_string(), format!("SIG{name}"), num.to_string()])
-            .collect()
-    }
-
-    pub fn number(self) -> i32 {
-        self.0
-    }
-
-    pub fn name(self) -> &'static str {
-        SIGNALS
-            .iter()
-            .find(|(_, n)| *n == self.0)
-            .map(|(name, _)| *name)
-            .unwrap_or("TERM")
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(json: &str) -> Result<ProcessSpec, String> {
-        parse_add(json.as_bytes()).map_err(|e| format!("{}: {}", e.field, e.message))
-    }
-
-    #[test]
-    fn ids() {
-        for good in ["a", "web-server", "A.b_c-9", &"x".repeat(64)] {
-            assert!(ProcessId::parse(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            ".hidden",
-            "..",
-            "a/b",
-            "a b",
-            "é",
-            "a\0b",
-            "exeio",
-            "audit",
-            &"x".repeat(65),
-        ] {
-            assert!(ProcessId::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn defaults() {
-        let s = req(r#"{"id":"a","command":"sleep"}"#).unwrap();
-        assert_eq!(s.args, Vec::<String>::new());
-        assert_eq!(s.restart_policy, RestartPolicy::Never);
-        assert_eq!(s.stop_signal.number(), 15);
-        assert_eq!(s.stop_timeout_seconds, 10);
-        assert_eq!(s.log_max_bytes, 50 * 1024 * 1024);
-        assert_eq!(s.log_backups, 5);
-        let s = req(r#"{"id":"a","command":"sleep","auto_restart":true}"#).unwrap();
-        assert_eq!(s.restart_policy, RestartPolicy::Always);
-    }
-
-    #[test]
-    fn seed_body_with_nulls_is_accepted() {
-        let s = req(
-            r#"{"id":"my-process","command":"node","args":["server.js"],"working_dir":"/app",
-            "auto_restart":true,"save_for_next_run":true,"periodic":false,"period_seconds":null}"#,
-        )
-        .unwrap();
-        assert_eq!(s.period_seconds, None);
-    }
-
-    #[test]
-    fn rejects() {
-        let unknown = req(r#"{"id":"a","command":"x","colour":1}"#).unwrap_err();
-        assert!(unknown.contains("colour"), "{unknown}");
-        assert!(req(r#"{"id":"a"}"#).unwrap_err().contains("command"));
-        assert!(req(r#"{"id":"a","command":"  "}"#).is_err());
-        assert!(req(r#"{"id":"a","command":"x","args":"y"}"#).is_err());
-        assert!(req(r#"{"id":"a","command":"x","periodic":true}"#).is_err());
-        assert!(req(r#"{"id":"a","command":"x","periodic":true,"period_seconds":0}"#).is_err());
-        assert!(req(r#"{"id":"a","command":"x","periodic":true,"period_seconds":-1}"#).is_err());
-        assert!(
-            req(r#"{"id":"a","command":"x","periodic":true,"period_seconds":99999999999}"#)
-                .is_err()
-        );
-        assert!(req(r#"{"id":"a","command":"x","stop_signal":"BOGUS"}"#).is_err());
-        assert!(req(r#"{"id":"a","command":"x","restart_policy":"sometimes"}"#).is_err());
-        assert!(req("{not json").is_err());
-        assert!(req(r#"["a","sleep"]"#).unwrap_err().contains("object"));
-    }
-
-    #[test]
-    fn periodic_never_restarts() {
-        let s = req(
-            r#"{"id":"a","command":"x","periodic":true,"period_seconds":5,"auto_restart":true}"#,
-        )
-        .unwrap();
-        assert_eq!(s.restart_policy, RestartPolicy::Never);
-        assert_eq!(s.period_seconds, Some(5));
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(StopSignal::parse("SIGINT").unwrap().number(), 2);
-        assert_eq!(StopSignal::parse("KILL").unwrap().number(), 9);
-        assert_eq!(StopSignal::parse("9").unwrap().number(), 9);
-        for bad in ["kill", " TERM", "SIG15", "SIGSIGTERM", ""] {
-            assert!(StopSignal::parse(bad).is_err(), "{bad:?}");
-        }
-        for ok in StopSignal::accepted() {
-            assert!(StopSignal::parse(&ok).is_ok(), "{ok}");
-        }
-        assert_eq!(StopSignal::parse("15").unwrap().name(), "TERM");
-    }
-
-    #[test]
-    fn restart_timing_and_user_fields() {
-        let s = req(r#"{"id":"a","command":"x","backoff_seconds":[0.1,0.5,1],
-            "backoff_reset_seconds":60,"rapid_exit_penalty_seconds":0,"user":"nobody"}"#)
-        .unwrap();
-        assert_eq!(
-            s.backoff.steps,
-            Some(vec![
-                Duration::from_millis(100),
-                Duration::from_millis(500),
-                Duration::from_secs(1)
-            ])
-        );
-        assert_eq!(s.backoff.reset, Duration::from_secs(60));
-        assert_eq!(s.backoff.penalty, Duration::ZERO);
-        assert_eq!(s.user.as_deref(), Some("nobody"));
-        let d = req(r#"{"id":"a","command":"x"}"#).unwrap();
-        assert_eq!(d.backoff, Backoff::default());
-        for (bad, field) in [
-            (r#""backoff_seconds":[]"#, "backoff_seconds"),
-            (r#""backoff_seconds":[-1]"#, "backoff_seconds"),
-            (r#""backoff_seconds":[1e9]"#, "backoff_seconds"),
-            (r#""backoff_reset_seconds":-5"#, "backoff_reset_seconds"),
-            (
-                r#""rapid_exit_penalty_seconds":-0.5"#,
-                "rapid_exit_penalty_seconds",
-            ),
-            (r##""user":"""##, "user"),
-            (r#""group":"wheel""#, "group"),
-            (r#""overlap":"queue""#, "overlap"),
-            (r#""history":5"#, "history"),
-            (
-                r#""periodic":true,"period_seconds":5,"timeout_seconds":0"#,
-                "timeout_seconds",
-            ),
-            (r#""colour":1"#, "colour"),
-        ] {
-            let e =
-                parse_add(format!(r#"{{"id":"a","command":"x",{bad}}}"#).as_bytes()).unwrap_err();
-            assert_eq!(e.field, field, "{bad}: {}", e.message);
-        }
-        let j = req(
-            r#"{"id":"a","command":"x","periodic":true,"period_seconds":5,
-            "overlap":"replace","timeout_seconds":3,"history":7}"#,
-        )
-        .unwrap();
-        assert_eq!(j.job.overlap, Overlap::Replace);
-        assert_eq!(j.job.timeout, Some(Duration::from_secs(3)));
-        assert_eq!(j.job.history, 7);
-        assert_eq!(validate(j.to_request()).unwrap(), j);
-    }
-
-    #[test]
-    fn what_needs_a_restart() {
-        let a = req(r#"{"id":"a","command":"x","args":["1"]}"#).unwrap();
-        let policy = req(r#"{"id":"a","command":"x","args":["1"],"auto_restart":true,
-            "log_backups":2,"stop_timeout_seconds":3}"#)
-        .unwrap();
-        assert!(!a.needs_restart_for(&policy));
-        for other in [
-            r#"{"id":"a","command":"y","args":["1"]}"#,
-            r#"{"id":"a","command":"x","args":["2"]}"#,
-            r#"{"id":"a","command":"x","args":["1"],"env":{"A":"1"}}"#,
-            r#"{"id":"a","command":"x","args":["1"],"working_dir":"/"}"#,
-            r#"{"id":"a","command":"x","args":["1"],"user":"root"}"#,
-        ] {
-            assert!(a.needs_restart_for(&req(other).unwrap()), "{other}");
-        }
-    }
-
-    #[test]
-    fn round_trip_through_the_wire_form() {
-        let s =
-            req(r#"{"id":"a","command":"x","env":{"A":"1"},"max_restarts":3,"stop_signal":"INT"}"#)
-                .unwrap();
-        assert_eq!(validate(s.to_request()).unwrap(), s);
-    }
-}
+mod tests;
