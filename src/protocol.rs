@@ -82,6 +82,9 @@ pub struct Done {
     pub many: bool,
     /// More fields for the reply body (`restarted`, the apply plan, ...).
     pub extra: Vec<(&'static str, Value)>,
+    /// Refused for the field named here (a 400 that still carries the
+    /// other fields: an apply's plan and why it failed).
+    pub refused: Option<String>,
 }
 
 impl Done {

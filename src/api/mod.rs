@@ -99,7 +99,13 @@ impl Service for Api {
         match self.handle(ex, &mut name, &mut audited) {
             Ok(Answer::Json(body)) => ex.respond(Response::json(200, body)),
             Ok(Answer::Reply(r)) => ex.respond(r),
-            Ok(Answer::Done(done)) => ex.respond(Response::json(200, self.done_body(done))),
+            Ok(Answer::Done(done)) => {
+                let status = match done.refused {
+                    Some(_) => status_of(&ApiError::BadRequest(String::new())),
+                    None => 200,
+                };
+                ex.respond(Response::json(status, self.done_body(done)))
+            }
             Ok(Answer::Streamed) => {}
             Err(e) => ex.respond(error_response(&e)),
         }
@@ -224,8 +230,11 @@ impl Api {
         let view = self.published.load();
         let now = render::Clock::now();
         let mut body = serde_json::Map::new();
-        body.insert("success".into(), Value::Bool(true));
+        body.insert("success".into(), Value::Bool(done.refused.is_none()));
         body.insert("message".into(), Value::String(done.message));
+        if let Some(field) = done.refused {
+            body.insert("field".into(), Value::String(field));
+        }
         let procs: Vec<Value> = done
             .ids
             .iter()

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use super::render::{self, Clock};
 use super::{Answer, Api, Args};
 use crate::error::ApiError;
+use crate::http::Exchange;
 use crate::http::request::query_pairs;
-use crate::http::{Exchange, Response};
 use crate::protocol::{Apply, Call};
 use crate::spec::{self, AddRequest, FieldError, ProcessId, ProcessSpec};
 
@@ -190,37 +190,14 @@ pub fn apply(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiEr
         }
         processes.push(spec);
     }
-    let ids: Vec<ProcessId> = processes.iter().map(|p| p.id.clone()).collect();
     let call = Call::Apply(Box::new(Apply {
         processes,
         prune: b.prune,
         dry_run: b.dry_run,
     }));
-    let done = api.ask(call)?;
-    let failed = done
-        .extra
-        .iter()
-        .find(|(k, _)| *k == "failed")
-        .and_then(|(_, v)| {
-            v.as_array()?
-                .first()?
-                .get("id")?
-                .as_str()
-                .map(str::to_owned)
-        });
-    if let Some(id) = failed {
-        // A process cannot start, so nothing was applied: a 400 like that
-        // of POST /add, naming the entry, with the plan that was refused.
-        let mut body = serde_json::from_slice::<Value>(&api.done_body(done)).unwrap_or_default();
-        body["success"] = Value::Bool(false);
-        if let Some(i) = ids.iter().position(|x| x.as_str() == id) {
-            body["field"] = Value::String(format!("processes[{i}]"));
-        }
-        let status = super::status_of(&ApiError::BadRequest(String::new()));
-        let body = serde_json::to_vec(&body).unwrap_or_default();
-        return Ok(Answer::Reply(Response::json(status, body)));
-    }
-    Ok(Answer::Done(done))
+    // A process that cannot start refuses the whole apply: a 400 like that
+    // of POST /add, naming the entry, with the plan that was refused.
+    Ok(Answer::Done(api.ask(call)?))
 }
 
 /// Name the entry in the message of an apply error.

@@ -110,18 +110,7 @@ pub fn apply(ctx: &Ctx<'_>, a: &ApplyArgs, r: &mut Report) -> Result<(), Failure
     } else {
         r.out = plan_text(&v);
     }
-    for f in v["failed"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-        r.fail(Failure::Other(format!(
-            "apply: '{}' failed: {}",
-            f["id"].as_str().unwrap_or("?"),
-            f["error"].as_str().unwrap_or("?")
-        )));
-    }
-    if v["success"] == Value::Bool(false) && r.errors.is_empty() {
-        r.fail(Failure::Other(
-            v["message"].as_str().unwrap_or("apply failed").to_owned(),
-        ));
-    }
+    // A process that cannot start is a 400 (`with_source` names its file).
     Ok(())
 }
 
@@ -161,13 +150,6 @@ pub fn plan_text(v: &Value) -> String {
         if !ids.is_empty() {
             out.push_str(&format!("{:<10} {}\n", format!("{kind}:"), ids.join(", ")));
         }
-    }
-    let failed: Vec<&str> = v["failed"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|f| f["id"].as_str()).collect())
-        .unwrap_or_default();
-    if !failed.is_empty() {
-        out.push_str(&format!("{:<10} {}\n", "failed:", failed.join(", ")));
     }
     if let Some(m) = v["message"].as_str() {
         out.push_str(m);

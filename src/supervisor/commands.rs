@@ -125,6 +125,7 @@ impl Supervisor {
                     many: false,
                     message,
                     extra: Vec::new(),
+                    refused: None,
                 };
                 self.pending.push(Pending::wait(reply, waiter, saves));
             }
@@ -176,6 +177,7 @@ impl Supervisor {
             many: true,
             message: message.to_owned(),
             extra: Vec::new(),
+            refused: None,
         };
         self.pending.push(Pending::wait(reply, waiter, saves));
     }
@@ -295,6 +297,7 @@ impl Supervisor {
                     many: false,
                     message: format!("process '{id}' updated and restarted"),
                     extra: vec![("restarted", Value::Bool(true))],
+                    refused: None,
                 };
                 self.pending.push(Pending::wait(reply, waiter, saves));
             }
@@ -308,7 +311,10 @@ impl Supervisor {
 
     /// `POST /apply`: reconcile with a whole configuration.
     fn apply_config(&mut self, a: Apply, now: Now, reply: Sender<Reply>) {
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            order: a.processes.iter().map(|s| s.id.clone()).collect(),
+            ..Plan::default()
+        };
         for spec in &a.processes {
             match self.procs.get(&spec.id) {
                 None => plan.added.push(spec.id.clone()),
@@ -359,6 +365,7 @@ impl Supervisor {
                 message: plan.refusal(),
                 many: true,
                 extra: plan.fields(false),
+                refused: plan.refused(),
                 ..Done::default()
             };
             self.pending.push(Pending::ready(reply, Ok(done), false));
@@ -385,6 +392,7 @@ impl Supervisor {
                     many: true,
                     message: plan.refusal(),
                     extra: plan.fields(false),
+                    refused: plan.refused(),
                 };
                 self.pending.push(Pending::wait(reply, waiter, saves));
                 return;
@@ -415,6 +423,7 @@ impl Supervisor {
             many: true,
             message: format!("applied: {}", plan.summary()),
             extra: plan.fields(false),
+            refused: plan.refused(),
         };
         self.pending.push(Pending::wait(reply, waiter, saves));
     }
@@ -471,6 +480,8 @@ struct Plan {
     unchanged: Vec<ProcessId>,
     /// Processes that cannot start, and why.
     failed: Vec<(ProcessId, String)>,
+    /// The ids in the order of the request.
+    order: Vec<ProcessId>,
 }
 
 impl Plan {
@@ -488,6 +499,13 @@ impl Plan {
                 format!(", {} failed", self.failed.len())
             }
         )
+    }
+
+    /// The entry an apply with failures is refused for (`processes[i]`).
+    fn refused(&self) -> Option<String> {
+        let (id, _) = self.failed.first()?;
+        let i = self.order.iter().position(|x| x == id)?;
+        Some(format!("processes[{i}]"))
     }
 
     /// The message of an apply refused because of `failed`.

@@ -39,6 +39,8 @@ pub(super) struct Waiter {
     pub many: bool,
     pub message: String,
     pub extra: Vec<(&'static str, Value)>,
+    /// See `Done::refused`.
+    pub refused: Option<String>,
 }
 
 enum Wait {
@@ -135,6 +137,7 @@ impl Supervisor {
                     .collect(),
                 many: true,
                 extra: w.extra.clone(),
+                refused: w.refused.clone(),
             });
         }
         let x = &w.watched[0];
@@ -143,6 +146,7 @@ impl Supervisor {
                 Kind::Remove => Ok(Done {
                     message: w.message.clone(),
                     extra: w.extra.clone(),
+                    refused: w.refused.clone(),
                     ..Done::default()
                 }),
                 _ => Err(ApiError::Conflict(format!(
@@ -173,6 +177,7 @@ impl Supervisor {
             ids: vec![x.id.clone()],
             many: false,
             extra: w.extra.clone(),
+            refused: w.refused.clone(),
         })
     }
 }
