@@ -6,21 +6,26 @@ use std::thread;
 use serde_json::json;
 
 use crate::util::{
-    self, Daemon, add_ok, pid_alive, pid_of, sh, state_of, status_of, wait_status, wait_until,
+    self, Daemon, add_ok, pid_alive, pid_of, sh, state_of, status_of, wait_log, wait_status,
+    wait_until,
 };
 
-/// A process that ignores SIGTERM, so a stop takes its whole grace period.
-fn stubborn(id: &str, grace: u64) -> serde_json::Value {
-    let mut spec = sh(id, "trap '' TERM; while :; do sleep 0.2; done");
+/// Adds a process that ignores SIGTERM, so a stop takes its whole grace
+/// period, and waits until its trap is set: a TERM sent before that would
+/// end it at once.
+fn add_stubborn(d: &Daemon, id: &str, grace: u64) -> serde_json::Value {
+    let mut spec = sh(id, "trap '' TERM; echo deaf; while :; do sleep 0.2; done");
     spec["stop_timeout_seconds"] = json!(grace);
     spec["auto_restart"] = json!(true);
-    spec
+    let added = add_ok(d, spec);
+    wait_log(d, id, "deaf", util::SHORT);
+    added
 }
 
 #[test]
 fn a_stop_during_a_slow_restart_wins() {
     let d = Daemon::start();
-    let old = pid_of(&add_ok(&d, stubborn("s", 3)));
+    let old = pid_of(&add_stubborn(&d, "s", 3));
     let addr = d.addr().to_string();
     let restart = thread::spawn(move || {
         util::http(
@@ -54,7 +59,7 @@ fn a_stop_during_a_slow_restart_wins() {
 fn stop_all_during_restart_all_leaves_nothing_running() {
     let d = Daemon::start();
     for i in 0..10 {
-        add_ok(&d, stubborn(&format!("s{i}"), 2));
+        add_stubborn(&d, &format!("s{i}"), 2);
     }
     let addr = d.addr().to_string();
     let restart_all = thread::spawn(move || {
@@ -84,7 +89,7 @@ fn stop_all_during_restart_all_leaves_nothing_running() {
 #[test]
 fn a_restart_during_a_slow_remove_is_refused() {
     let d = Daemon::start();
-    add_ok(&d, stubborn("r", 2));
+    add_stubborn(&d, "r", 2);
     let addr = d.addr().to_string();
     let remove = thread::spawn(move || {
         util::http(
