@@ -67,7 +67,6 @@ pub(super) struct Watcher {
     pub(super) pid: u32,
     pub(super) log: Arc<LogFile>,
     pub(super) link: Arc<Link>,
-    pub(super) label: Option<u64>,
     pub(super) id: ProcessId,
     pub(super) generation: u64,
     pub(super) tx: Sender<Msg>,
@@ -82,9 +81,11 @@ const BELL: usize = 3;
 const IN: usize = 4;
 
 impl Watcher {
-    pub(super) fn run(self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: ExitFd) {
+    /// `pump` is made by the spawner: formatting its prefixes here would be
+    /// this thread's first use of the heap.
+    pub(super) fn run(self, pump: Pump, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: ExitFd) {
         let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.watch(out, err, inp, &exit_fd)
+            self.watch(pump, out, err, inp, &exit_fd)
         }));
         if watched.is_err() {
             // A bug in the pump must not lose the child: still report its exit.
@@ -105,8 +106,7 @@ impl Watcher {
 
     /// Pump output until the child exits and its pipes are drained, then
     /// log the exit, hand the log back, and report.
-    fn watch(&self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
-        let mut pump = Pump::new(self.log.clone(), self.label);
+    fn watch(&self, mut pump: Pump, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
         let mut pipes = [Some(File::from(out)), Some(File::from(err))];
         let mut stdin = Some(File::from(inp));
         for p in pipes.iter().flatten().chain(stdin.iter()) {

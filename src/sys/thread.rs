@@ -76,7 +76,7 @@ unsafe impl Send for Grave {}
 static GRAVES: Mutex<Vec<Grave>> = Mutex::new(Vec::new());
 
 struct Start {
-    f: Box<dyn FnOnce() + Send>,
+    f: Option<Box<dyn FnOnce() + Send>>,
     name: CString,
     stack: Stack,
 }
@@ -97,7 +97,7 @@ where
         stack.len - page,
     );
     let start = Box::into_raw(Box::new(Start {
-        f: Box::new(f),
+        f: Some(Box::new(f)),
         name: CString::new(name).unwrap_or_default(),
         stack,
     }));
@@ -121,11 +121,17 @@ where
 
 extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `spawn` passed a Box<Start> and gave up its ownership.
-    let Start { f, name, stack } = *unsafe { Box::from_raw(arg.cast::<Start>()) };
+    let mut start = unsafe { Box::from_raw(arg.cast::<Start>()) };
     // SAFETY: naming the calling thread with a NUL-terminated name.
-    unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
-    // A panic must not unwind into C; the panic hook has already said why.
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), start.name.as_ptr()) };
+    // The boxes are freed when the work is done, not before: a thread's
+    // first malloc or free gives it a malloc cache, which an idle child's
+    // thread has no use for.
+    if let Some(f) = start.f.take() {
+        // A panic must not unwind into C; the panic hook has already said why.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+    }
+    let Start { stack, .. } = *start;
     bury(stack);
     std::ptr::null_mut()
 }
