@@ -242,11 +242,11 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         command_line(spec)
     );
     s.logger.system(&s.log, started_line);
-    // Written here, before the child's thread exists: that thread then
-    // never touches the heap until the child writes (no malloc arena or
-    // cache of its own, and a shallower stack), and the line still comes
-    // before any output.
-    s.log.drain();
+    // Written here if the log is free (never waiting for it), before the
+    // child's thread exists: that thread then does not touch the heap until
+    // the child writes, so it has no malloc cache of its own. The line
+    // still comes before any output, and after the lines queued before it.
+    s.log.try_drain();
     let watcher = Watcher {
         pid,
         log: s.log.clone(),
