@@ -41,6 +41,7 @@ use crate::spec;
 use crate::view::Published;
 
 pub use auth::{Caller, Sessions, Throttle};
+use render::Shown;
 use routes::{Access, Miss};
 
 /// Largest accepted request body.
@@ -80,6 +81,13 @@ pub struct Args {
     pub logged_in: Cell<Option<String>>,
 }
 
+impl Args {
+    /// What this caller may see of a process.
+    pub fn shown(&self) -> Shown {
+        Shown::to(self.caller.as_ref().map(|c| c.who.role))
+    }
+}
+
 /// What a handler produced.
 pub enum Answer {
     /// 200 with this JSON.
@@ -96,7 +104,8 @@ impl Service for Api {
         let started = Instant::now();
         let mut name = None;
         let mut audited = false;
-        match self.handle(ex, &mut name, &mut audited) {
+        let mut shown = Shown::EnvNames;
+        match self.handle(ex, &mut name, &mut shown, &mut audited) {
             Ok(Answer::Json(body)) => ex.respond(Response::json(200, body)),
             Ok(Answer::Reply(r)) => ex.respond(r),
             Ok(Answer::Done(done)) => {
@@ -104,7 +113,7 @@ impl Service for Api {
                     Some(_) => status_of(&ApiError::BadRequest(String::new())),
                     None => 200,
                 };
-                ex.respond(Response::json(status, self.done_body(done)))
+                ex.respond(Response::json(status, self.done_body(done, shown)))
             }
             Ok(Answer::Streamed) => {}
             Err(e) => ex.respond(error_response(&e)),
@@ -122,6 +131,7 @@ impl Api {
         &self,
         ex: &mut Exchange<'_>,
         name: &mut Option<String>,
+        shown: &mut Shown,
         audited: &mut bool,
     ) -> Result<Answer, ApiError> {
         let now = Instant::now();
@@ -172,6 +182,7 @@ impl Api {
             caller,
             logged_in: Cell::new(None),
         };
+        *shown = args.shown();
         let answer = (route.handler)(self, ex, &args);
         if let Some(n) = args.logged_in.take() {
             *name = Some(n);
@@ -226,7 +237,7 @@ impl Api {
     }
 
     /// The JSON of a carried-out request, with its processes as published.
-    fn done_body(&self, done: Done) -> Vec<u8> {
+    fn done_body(&self, done: Done, shown: Shown) -> Vec<u8> {
         let view = self.published.load();
         let now = render::Clock::now();
         let mut body = serde_json::Map::new();
@@ -239,7 +250,7 @@ impl Api {
             .ids
             .iter()
             .filter_map(|id| view.get(id.as_str()))
-            .map(|p| render::process_value(p, &now))
+            .map(|p| render::process_value(p, &now, shown))
             .collect();
         if done.many {
             body.insert("processes".into(), Value::Array(procs));

@@ -429,7 +429,7 @@ fn schemas() -> Value {
                 "command": {"type": "string"},
                 "args": {"type": "array", "items": {"type": "string"}},
                 "working_dir": nullable("string"),
-                "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Values are shown to admin keys only; to read and operate keys each value is \"<hidden>\"."},
                 "status": {"type": "string", "enum": ["running", "stopped", "waiting", "backoff", "stopping", "failed", "manually_stopped"]},
                 "is_running": {"type": "boolean"},
                 "pid": nullable("integer"),

@@ -18,12 +18,13 @@ pub fn path_id(args: &Args) -> Result<ProcessId, ApiError> {
     ProcessId::parse(raw).map_err(|_| ApiError::unknown_process(raw))
 }
 
-pub fn list(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiError> {
+pub fn list(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let view = api.published.load();
     let now = Clock::now();
     Ok(Answer::Json(render::list_body(
         view.procs.iter().map(|p| &**p),
         &now,
+        args.shown(),
     )))
 }
 
@@ -33,7 +34,11 @@ pub fn status(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, Ap
     let p = view
         .get(id.as_str())
         .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
-    Ok(Answer::Json(render::status_body(p, &Clock::now())))
+    Ok(Answer::Json(render::status_body(
+        p,
+        &Clock::now(),
+        args.shown(),
+    )))
 }
 
 /// `GET /runs/{id}?limit=N`: a job's runs, newest first.

@@ -9,9 +9,47 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::keys::Role;
 use crate::lifecycle::{ExitInfo, Status};
 use crate::timefmt::rfc3339;
 use crate::view::ProcView;
+
+/// What a caller may see of a process. Environment values often hold
+/// secrets, and keys below admin are the ones handed to monitoring and
+/// to people who only operate: they see the names, each value replaced by
+/// `HIDDEN`. Admin keys, which can set the environment, see it all.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Shown {
+    Everything,
+    EnvNames,
+}
+
+/// The value shown in place of an environment value.
+pub const HIDDEN: &str = "<hidden>";
+
+impl Shown {
+    pub fn to(role: Option<Role>) -> Shown {
+        match role {
+            Some(Role::Admin) => Shown::Everything,
+            _ => Shown::EnvNames,
+        }
+    }
+}
+
+/// The environment, as `Shown` allows.
+struct Env<'a> {
+    vars: &'a BTreeMap<String, String>,
+    shown: Shown,
+}
+
+impl Serialize for Env<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.vars.iter().map(|(k, v)| match self.shown {
+            Shown::Everything => (k, v.as_str()),
+            Shown::EnvNames => (k, HIDDEN),
+        }))
+    }
+}
 
 /// The time a reply is rendered at.
 pub struct Clock {
@@ -43,7 +81,7 @@ struct Process<'a> {
     command: &'a str,
     args: &'a [String],
     working_dir: Option<std::borrow::Cow<'a, str>>,
-    env: &'a BTreeMap<String, String>,
+    env: Env<'a>,
     status: &'static str,
     is_running: bool,
     pid: Option<u32>,
@@ -96,7 +134,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn process<'a>(p: &'a ProcView, now: &Clock) -> Process<'a> {
+fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
     let spec = &*p.spec;
     let job = spec.is_job();
     let running = p.pid.is_some();
@@ -111,7 +149,10 @@ fn process<'a>(p: &'a ProcView, now: &Clock) -> Process<'a> {
         command: &spec.command,
         args: &spec.args,
         working_dir: spec.working_dir.as_ref().map(|d| d.to_string_lossy()),
-        env: &spec.env,
+        env: Env {
+            vars: &spec.env,
+            shown,
+        },
         status: p.status.name(),
         is_running: p.status == Status::Running,
         pid: p.pid,
@@ -172,7 +213,7 @@ fn process<'a>(p: &'a ProcView, now: &Clock) -> Process<'a> {
 }
 
 /// `{"success":true,"process":{...}}`.
-pub fn status_body(p: &ProcView, now: &Clock) -> Vec<u8> {
+pub fn status_body(p: &ProcView, now: &Clock, shown: Shown) -> Vec<u8> {
     #[derive(Serialize)]
     struct Body<'a> {
         success: bool,
@@ -180,20 +221,24 @@ pub fn status_body(p: &ProcView, now: &Clock) -> Vec<u8> {
     }
     serde_json::to_vec(&Body {
         success: true,
-        process: process(p, now),
+        process: process(p, now, shown),
     })
     .unwrap_or_default()
 }
 
 /// The bare array of `GET /list`.
-pub fn list_body<'a>(procs: impl Iterator<Item = &'a ProcView>, now: &Clock) -> Vec<u8> {
-    let all: Vec<Process<'a>> = procs.map(|p| process(p, now)).collect();
+pub fn list_body<'a>(
+    procs: impl Iterator<Item = &'a ProcView>,
+    now: &Clock,
+    shown: Shown,
+) -> Vec<u8> {
+    let all: Vec<Process<'a>> = procs.map(|p| process(p, now, shown)).collect();
     let mut out = Vec::with_capacity(256 + all.len() * 1024);
     let _ = serde_json::to_writer(&mut out, &all);
     out
 }
 
 /// One process object as a JSON value (replies of requests).
-pub fn process_value(p: &ProcView, now: &Clock) -> Value {
-    serde_json::to_value(process(p, now)).unwrap_or(Value::Null)
+pub fn process_value(p: &ProcView, now: &Clock, shown: Shown) -> Value {
+    serde_json::to_value(process(p, now, shown)).unwrap_or(Value::Null)
 }

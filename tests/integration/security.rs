@@ -170,6 +170,35 @@ fn a_revoked_key_and_its_sessions_stop_working_at_once() {
     assert_eq!(util::mode_of(&d.config_dir().join("keys.json")), 0o600);
 }
 
+#[test]
+fn only_admin_keys_see_environment_values() {
+    let d = Daemon::start();
+    let mut spec = sh("db", "exec sleep 1000");
+    spec["env"] = json!({"DB_PASSWORD": "s3cret", "MODE": "prod"});
+    add_ok(&d, spec);
+    let hidden = json!({"DB_PASSWORD": "<hidden>", "MODE": "<hidden>"});
+    let reader = create_key(&d, "watcher", "read");
+    let ops = create_key(&d, "ops", "operate");
+    for key in [&reader, &ops] {
+        let list = with_key(&d, key, "GET", "/list", None);
+        assert_eq!(list.json()[0]["env"], hidden, "{}", list.body);
+        let status = with_key(&d, key, "GET", "/status/db", None);
+        assert_eq!(status.json()["process"]["env"], hidden, "{}", status.body);
+        assert!(!list.body.contains("s3cret") && !status.body.contains("s3cret"));
+    }
+    // The reply of a request an operate key may make hides them too...
+    let r = with_key(&d, &ops, "POST", "/restart/db", Some(""));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["process"]["env"], hidden, "{}", r.body);
+    // ...and so does a session of a read key (the dashboard).
+    let cookie = login(&d, &reader);
+    let r = with_cookie(&d, &cookie, "GET", "/status/db", None);
+    assert_eq!(r.json()["process"]["env"], hidden, "{}", r.body);
+    // An admin key, which can set them, sees them.
+    let p = d.get("/status/db").json();
+    assert_eq!(p["process"]["env"]["DB_PASSWORD"], "s3cret", "{p}");
+}
+
 fn login(d: &Daemon, key: &str) -> String {
     let r = util::request(
         d.addr(),
