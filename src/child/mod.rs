@@ -31,7 +31,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::logger::Logger;
-use crate::logs::{LogFile, Pump};
+use crate::logs::LogFile;
 use crate::protocol::Msg;
 use crate::spec::{ProcessId, ProcessSpec};
 use crate::sys;
@@ -251,16 +251,16 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         pid,
         log: s.log.clone(),
         link: link.clone(),
+        label: s.label,
         id: spec.id.clone(),
         generation: s.generation,
         tx: s.tx,
         logger: s.logger,
     };
-    let pump = Pump::new(s.log.clone(), s.label);
     let (out, err, inp) = (started.stdout, started.stderr, started.stdin);
     let thread =
         crate::sys::thread::spawn(&format!("child-{}", spec.id), THREAD_STACK, move || {
-            watcher.run(pump, out, err, inp, exit_fd)
+            watcher.run(out, err, inp, exit_fd)
         });
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.

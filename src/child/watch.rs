@@ -67,6 +67,7 @@ pub(super) struct Watcher {
     pub(super) pid: u32,
     pub(super) log: Arc<LogFile>,
     pub(super) link: Arc<Link>,
+    pub(super) label: Option<u64>,
     pub(super) id: ProcessId,
     pub(super) generation: u64,
     pub(super) tx: Sender<Msg>,
@@ -81,11 +82,9 @@ const BELL: usize = 3;
 const IN: usize = 4;
 
 impl Watcher {
-    /// `pump` is made by the spawner: formatting its prefixes here would be
-    /// this thread's first use of the heap.
-    pub(super) fn run(self, pump: Pump, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: ExitFd) {
+    pub(super) fn run(self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: ExitFd) {
         let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.watch(pump, out, err, inp, &exit_fd)
+            self.watch(out, err, inp, &exit_fd)
         }));
         if watched.is_err() {
             // A bug in the pump must not lose the child: still report its exit.
@@ -106,7 +105,10 @@ impl Watcher {
 
     /// Pump output until the child exits and its pipes are drained, then
     /// log the exit, hand the log back, and report.
-    fn watch(&self, mut pump: Pump, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
+    fn watch(&self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
+        // Made on the first output, with the read buffer: until its child
+        // writes, this thread does not touch the heap (no malloc cache).
+        let mut pump: Option<Pump> = None;
         let mut pipes = [Some(File::from(out)), Some(File::from(err))];
         let mut stdin = Some(File::from(inp));
         for p in pipes.iter().flatten().chain(stdin.iter()) {
@@ -175,7 +177,9 @@ impl Watcher {
             };
             if ready == 0 {
                 if dirty {
-                    pump.flush();
+                    if let Some(pump) = &mut pump {
+                        pump.flush();
+                    }
                     dirty = false;
                     health.check(&self.log, &self.logger, &self.id);
                 }
@@ -198,7 +202,9 @@ impl Watcher {
                     BELL => {
                         sys::eventfd_clear(&self.link.bell);
                         // Output read so far goes before the queued lines.
-                        pump.flush();
+                        if let Some(pump) = &mut pump {
+                            pump.flush();
+                        }
                         dirty = false;
                         self.log.drain();
                     }
@@ -220,7 +226,8 @@ impl Watcher {
                         match file.read(&mut buf) {
                             Ok(0) => pipes[i] = None,
                             Ok(n) => {
-                                pump.feed(stream, &buf[..n]);
+                                pump.get_or_insert_with(|| Pump::new(self.log.clone(), self.label))
+                                    .feed(stream, &buf[..n]);
                                 dirty = true;
                                 last_data = Instant::now();
                                 if n == buf.len() && !grown[i] {
@@ -239,7 +246,9 @@ impl Watcher {
         }
         drop(stdin);
         self.close_input();
-        pump.finish();
+        if let Some(pump) = &mut pump {
+            pump.finish();
+        }
         health.check(&self.log, &self.logger, &self.id);
         if held_open {
             self.log.post(Op::Line(

@@ -221,7 +221,8 @@ pub struct Proc {
     pub attempts: u64,
     pub attempt_error: Option<String>,
     /// Jobs only.
-    pub job: Option<Job>,
+    /// Boxed: most processes are services, and a job's state is 200 bytes.
+    pub job: Option<Box<Job>>,
     generation: u64,
 }
 
@@ -230,7 +231,7 @@ type Step = Result<Vec<Effect>, Conflict>;
 impl Proc {
     pub fn new(spec: ProcessSpec, want: Want) -> Proc {
         let spec = Arc::new(spec);
-        let job = spec.is_job().then(Job::default);
+        let job = spec.is_job().then(Box::<Job>::default);
         Proc {
             spec,
             state: State::Idle,
@@ -790,7 +791,7 @@ impl Proc {
             (false, true) => {
                 let mut job = Job::default();
                 job.start_by_hand(&self.spec, now);
-                self.job = Some(job);
+                self.job = Some(Box::new(job));
             }
             (true, false) => self.job = None,
             (true, true) => {

@@ -150,7 +150,8 @@ pub struct ProcessSpec {
     /// `Some(period)` for a periodic process.
     pub period_seconds: Option<u64>,
     /// A calendar schedule (cron), for a scheduled job.
-    pub schedule: Option<Calendar>,
+    /// Boxed: most processes have none, and a calendar is 136 bytes.
+    pub schedule: Option<Box<Calendar>>,
     pub restart_policy: RestartPolicy,
     pub max_restarts: Option<u32>,
     pub stop_signal: StopSignal,
@@ -302,7 +303,7 @@ pub fn json_error(e: &serde_json::Error) -> FieldError {
 
 pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     let id = ProcessId::parse(&req.id).map_err(|m| FieldError::new("id", m))?;
-    let schedule = calendar(&req, req.periodic.unwrap_or(false))?;
+    let schedule = calendar(&req, req.periodic.unwrap_or(false))?.map(Box::new);
     let catch_up_window = catch_up(&req, schedule.is_some())?;
     if req.command.trim().is_empty() {
         return Err(FieldError::new("command", "command must not be empty"));
