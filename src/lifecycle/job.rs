@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cause, Now, Proc, State, Want};
+use super::{Cause, Conflict, Effect, Now, Proc, State, Step, Want};
 use crate::policy::{self, ExitStatus};
 use crate::spec::{Overlap, ProcessSpec};
 use crate::timefmt::rfc3339;
@@ -333,6 +333,76 @@ impl Job {
             skipped_before: std::mem::take(&mut self.skipped),
             error: Some(error),
         }
+    }
+}
+
+/// The transitions that only jobs have: a run asked for by hand, and a
+/// schedule or run timeout coming due.
+impl Proc {
+    pub(super) fn run_now(&mut self, now: Now) -> Step {
+        let Some(job) = &mut self.job else {
+            return Err(Conflict(format!(
+                "process '{}' is not a periodic or scheduled job: use POST /start or /restart",
+                self.spec.id
+            )));
+        };
+        if self.want == Want::Removed {
+            return self.removed_conflict();
+        }
+        match self.state {
+            State::Idle | State::Backoff { .. } => {
+                job.pending = Some(Trigger::Manual);
+                Ok(vec![Effect::Spawn])
+            }
+            State::Running { .. } | State::Stopping { .. } => {
+                let overlap = self.spec.job.overlap;
+                match job.overlap(Trigger::Manual, overlap) {
+                    OnOverlap::Skip => Err(Conflict(format!(
+                        "job '{}' is still running and its overlap policy is skip",
+                        self.spec.id
+                    ))),
+                    OnOverlap::Queued => Ok(vec![Effect::Log(
+                        "manual run queued: it starts when the current run ends".into(),
+                    )]),
+                    OnOverlap::Replace => Ok(self.begin_stop(Cause::Replace, now)),
+                }
+            }
+        }
+    }
+
+    /// A job's schedule or run timeout came due.
+    pub(super) fn job_tick(&mut self, now: Now) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let running = matches!(self.state, State::Running { .. });
+        let job = self.job.as_mut().expect("a job");
+        if running && job.timed_out(now) {
+            fx.extend(self.begin_stop(Cause::Timeout, now));
+            return fx;
+        }
+        let (spec, want, halted) = (&self.spec, self.want, self.halted);
+        let job = self.job.as_mut().expect("a job");
+        let Some(due) = job.due(spec, want, halted, now) else {
+            return fx;
+        };
+        match self.state {
+            State::Idle | State::Backoff { .. } => {
+                job.pending = Some(due);
+                fx.push(Effect::Spawn);
+            }
+            State::Running { .. } | State::Stopping { .. } => {
+                match job.overlap(due, spec.job.overlap) {
+                    OnOverlap::Skip => fx.push(Effect::Log(format!(
+                        "skipped periodic run: previous run still running ({} skipped since it started)",
+                        job.skipped
+                    ))),
+                    OnOverlap::Queued => fx.push(Effect::Log(
+                        "scheduled run queued: it starts when the current run ends".into(),
+                    )),
+                    OnOverlap::Replace => fx.extend(self.begin_stop(Cause::Replace, now)),
+                }
+            }
+        }
+        fx
     }
 }
 

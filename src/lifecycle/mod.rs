@@ -1,4 +1,6 @@
-//! The life of one supervised process: every state transition lives here.
+//! The life of one supervised process: every state transition lives in this
+//! module (those only jobs have in `job.rs`; the status a process reports,
+//! derived from its state, in `status.rs`).
 //!
 //! Pure: `Proc::step(input, now)` changes the state and returns the effects
 //! the supervisor must carry out (spawn, signal, kill, log, persist, record,
@@ -15,11 +17,13 @@
 //! `waiting`.
 
 mod job;
+mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
+pub use status::{Exits, Status};
 
 use crate::policy::{self, AfterExit, ExitStatus};
 use crate::spec::ProcessSpec;
@@ -147,50 +151,6 @@ pub enum Effect {
 /// Why a request cannot be carried out in the current state.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Conflict(pub String);
-
-/// Status names of SPEC 5.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
-    Running,
-    Stopped,
-    Waiting,
-    Backoff,
-    Stopping,
-    Failed,
-    ManuallyStopped,
-}
-
-impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Running,
-        Status::Stopped,
-        Status::Waiting,
-        Status::Backoff,
-        Status::Stopping,
-        Status::Failed,
-        Status::ManuallyStopped,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Stopped => "stopped",
-            Status::Waiting => "waiting",
-            Status::Backoff => "backoff",
-            Status::Stopping => "stopping",
-            Status::Failed => "failed",
-            Status::ManuallyStopped => "manually_stopped",
-        }
-    }
-}
-
-/// Exits counted by how they ended (metrics counters).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Exits {
-    pub success: u64,
-    pub failure: u64,
-    pub signal: u64,
-}
 
 /// The supervisor's record of one process.
 #[derive(Clone, Debug)]
@@ -511,37 +471,6 @@ impl Proc {
         ]
     }
 
-    fn run_now(&mut self, now: Now) -> Step {
-        let Some(job) = &mut self.job else {
-            return Err(Conflict(format!(
-                "process '{}' is not a periodic or scheduled job: use POST /start or /restart",
-                self.spec.id
-            )));
-        };
-        if self.want == Want::Removed {
-            return self.removed_conflict();
-        }
-        match self.state {
-            State::Idle | State::Backoff { .. } => {
-                job.pending = Some(Trigger::Manual);
-                Ok(vec![Effect::Spawn])
-            }
-            State::Running { .. } | State::Stopping { .. } => {
-                let overlap = self.spec.job.overlap;
-                match job.overlap(Trigger::Manual, overlap) {
-                    job::OnOverlap::Skip => Err(Conflict(format!(
-                        "job '{}' is still running and its overlap policy is skip",
-                        self.spec.id
-                    ))),
-                    job::OnOverlap::Queued => Ok(vec![Effect::Log(
-                        "manual run queued: it starts when the current run ends".into(),
-                    )]),
-                    job::OnOverlap::Replace => Ok(self.begin_stop(Cause::Replace, now)),
-                }
-            }
-        }
-    }
-
     fn tick(&mut self, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
         if let State::Stopping {
@@ -571,41 +500,6 @@ impl Proc {
         }
         if self.job.is_some() {
             fx.extend(self.job_tick(now));
-        }
-        fx
-    }
-
-    /// A job's schedule or run timeout came due.
-    fn job_tick(&mut self, now: Now) -> Vec<Effect> {
-        let mut fx = Vec::new();
-        let running = matches!(self.state, State::Running { .. });
-        let job = self.job.as_mut().expect("a job");
-        if running && job.timed_out(now) {
-            fx.extend(self.begin_stop(Cause::Timeout, now));
-            return fx;
-        }
-        let (spec, want, halted) = (&self.spec, self.want, self.halted);
-        let job = self.job.as_mut().expect("a job");
-        let Some(due) = job.due(spec, want, halted, now) else {
-            return fx;
-        };
-        match self.state {
-            State::Idle | State::Backoff { .. } => {
-                job.pending = Some(due);
-                fx.push(Effect::Spawn);
-            }
-            State::Running { .. } | State::Stopping { .. } => {
-                match job.overlap(due, spec.job.overlap) {
-                    job::OnOverlap::Skip => fx.push(Effect::Log(format!(
-                        "skipped periodic run: previous run still running ({} skipped since it started)",
-                        job.skipped
-                    ))),
-                    job::OnOverlap::Queued => fx.push(Effect::Log(
-                        "scheduled run queued: it starts when the current run ends".into(),
-                    )),
-                    job::OnOverlap::Replace => fx.extend(self.begin_stop(Cause::Replace, now)),
-                }
-            }
         }
         fx
     }
