@@ -234,19 +234,20 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         Some(fd) => ExitFd::PidFd(fd),
         None => ExitFd::open(pid),
     };
-    let waker_link = link.clone();
-    s.log.attach(Arc::new(move || waker_link.ring()));
+    // Queued before the log is handed to the child's thread, so the logger
+    // thread writes it (the supervisor never writes a log): the child's
+    // thread then usually has nothing to write until its child does, and
+    // does not touch the heap, so it has no malloc cache of its own. Either
+    // way the line comes before any output: the child's thread first
+    // writes what is queued.
     let started_line = format!(
         "started run {} (pid {pid}): {}",
         s.run_number,
         command_line(spec)
     );
     s.logger.system(&s.log, started_line);
-    // Written here if the log is free (never waiting for it), before the
-    // child's thread exists: that thread then does not touch the heap until
-    // the child writes, so it has no malloc cache of its own. The line
-    // still comes before any output, and after the lines queued before it.
-    s.log.try_drain();
+    let waker_link = link.clone();
+    s.log.attach(Arc::new(move || waker_link.ring()));
     let watcher = Watcher {
         pid,
         log: s.log.clone(),

@@ -107,7 +107,8 @@ impl Watcher {
     /// log the exit, hand the log back, and report.
     fn watch(&self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
         // Made on the first output, with the read buffer: until its child
-        // writes, this thread does not touch the heap (no malloc cache).
+        // writes (or a line is logged), this thread does not touch the heap,
+        // so it has no malloc cache.
         let mut pump: Option<Pump> = None;
         let mut pipes = [Some(File::from(out)), Some(File::from(err))];
         let mut stdin = Some(File::from(inp));
@@ -121,7 +122,6 @@ impl Watcher {
         let mut dirty = false;
         let mut health = LogHealth::default();
         let mut held_open = false;
-        self.log.drain();
         loop {
             if pipes.iter().all(Option::is_none) && exited_at.is_some() {
                 break;
@@ -226,8 +226,15 @@ impl Watcher {
                         match file.read(&mut buf) {
                             Ok(0) => pipes[i] = None,
                             Ok(n) => {
-                                pump.get_or_insert_with(|| Pump::new(self.log.clone(), self.label))
-                                    .feed(stream, &buf[..n]);
+                                pump.get_or_insert_with(|| {
+                                    // The lines queued before this run's
+                                    // output (its "started run" line, which
+                                    // the logger thread has usually written
+                                    // by now) go first.
+                                    self.log.drain();
+                                    Pump::new(self.log.clone(), self.label)
+                                })
+                                .feed(stream, &buf[..n]);
                                 dirty = true;
                                 last_data = Instant::now();
                                 if n == buf.len() && !grown[i] {

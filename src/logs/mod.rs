@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use crossbeam_channel::Sender;
@@ -225,28 +225,6 @@ impl LogFile {
         let ops = std::mem::take(&mut q.ops);
         let mut g = self.lock();
         drop(q);
-        self.run(&mut g, ops);
-    }
-
-    /// `drain`, unless someone is writing or reading this log right now:
-    /// then the lines stay queued for its writer. For the supervisor, which
-    /// never waits on a log.
-    pub fn try_drain(&self) {
-        let mut q = lock(&self.queue);
-        if q.ops.is_empty() {
-            return;
-        }
-        let mut g = match self.inner.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
-        let ops = std::mem::take(&mut q.ops);
-        drop(q);
-        self.run(&mut g, ops);
-    }
-
-    fn run(&self, g: &mut Inner, ops: Vec<Op>) {
         for op in ops {
             match op {
                 Op::Line(msg) => g.write_through(&self.path, &system_line(&msg)),
@@ -264,7 +242,7 @@ impl LogFile {
                 }
             }
         }
-        self.publish_health(g);
+        self.publish_health(&g);
     }
 
     /// Write what failed to be written before, if anything; true while

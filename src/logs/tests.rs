@@ -58,21 +58,3 @@ fn clear_removes_everything() {
     assert_eq!(file(log.path()), ["SYSTEM: fresh"]);
     assert_eq!(log.total_lines(), 1);
 }
-
-#[test]
-fn try_drain_writes_in_order_but_never_waits_for_the_log() {
-    let t = Tmp::new("try-drain");
-    let log = t.log(1 << 20, 2);
-    let _ = log.post(Op::Line("first".into()));
-    let _ = log.post(Op::Line("second".into()));
-    {
-        let _busy = log.lock(); // someone is writing or reading
-        log.try_drain();
-    }
-    assert!(file(log.path()).is_empty(), "try_drain waited or wrote");
-    log.try_drain();
-    assert_eq!(file(log.path()), ["SYSTEM: first", "SYSTEM: second"]);
-    let _ = log.post(Op::Line("third".into()));
-    log.drain();
-    assert_eq!(file(log.path()).len(), 3);
-}

@@ -41,6 +41,12 @@ fn output_written_just_before_exit_is_all_logged_first() {
         for line in lines {
             assert!(at(line) < exit, "{line:?}: {log:#?}");
         }
+        // The run's "started run" line, queued before the child's thread
+        // exists, comes before its first output.
+        let started = log
+            .iter()
+            .position(|l| l.contains("SYSTEM: started run 1 "));
+        assert!(started.is_some() && started < at("STDOUT: a"), "{log:#?}");
         assert!(at("STDOUT: a") < at("STDOUT: b"));
         assert!(at("STDOUT: b") < at("STDOUT: last-no-newline"));
     }
@@ -377,7 +383,12 @@ fn every_stopping_line_comes_before_its_exit_line() {
         assert_eq!(d.post("/stop/cycle", "").status, 200, "stop {i}");
         assert_eq!(d.post("/start/cycle", "").status, 200, "start {i}");
     }
-    let lines = system_lines(&d, "cycle");
+    // The logger thread writes the last lines after the replies: wait for them.
+    let mut lines = Vec::new();
+    wait_until(SHORT, || {
+        lines = system_lines(&d, "cycle");
+        lines.iter().filter(|l| *l == "stopped manually").count() == 200
+    });
     let kills: Vec<usize> = lines
         .iter()
         .enumerate()
