@@ -4,8 +4,10 @@
 //! of its running child, or else the logger thread. The supervisor and the
 //! HTTP threads only queue lines (or a clear, or a reopen) and wake that
 //! writer, so none of them ever waits on a file, and the lines of one log
-//! keep the order in which they were queued. exeio.log and audit.log are
-//! always written by the logger thread.
+//! keep the order in which they were queued (a run's first line, queued
+//! just before its child's thread takes the log, may still be written by
+//! the logger thread; `LogFile::drain` keeps the order across the handover).
+//! exeio.log and audit.log are always written by the logger thread.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
