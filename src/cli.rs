@@ -34,6 +34,7 @@ Options:
       --auth-fail-limit N  failed authentications from one address...
       --auth-fail-window S ...within S seconds lock it out for S seconds
                            (default 10 within 60)
+      --apply-dir DIR      at start, apply every *.json in DIR (as exeio apply -f DIR)
       --no-cgroups         use process groups even where cgroups are available
   -h, --help               print this help
   -V, --version            print the version
@@ -60,6 +61,8 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `--apply-dir DIR`: apply every `*.json` in DIR at start.
+    pub apply_dir: Option<PathBuf>,
     pub max_connections: usize,
     pub max_per_address: usize,
     pub auth_fail_limit: u32,
@@ -81,6 +84,7 @@ impl Default for Config {
             data_dir: None,
             tls_cert: None,
             tls_key: None,
+            apply_dir: None,
             max_connections: 256,
             max_per_address: 32,
             auth_fail_limit: 10,
@@ -101,29 +105,46 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
     if p.contains(["-V", "--version"]) {
         return Ok(Cli::Version);
     }
-    let usage = |e: pico_args::Error| Error::Usage(e.to_string());
     let d = Config::default();
-    let host: Option<String> = p.opt_value_from_str(["-H", "--host"]).map_err(usage)?;
-    let port: Option<u16> = p.opt_value_from_str(["-P", "--port"]).map_err(usage)?;
-    let api_key: Option<String> = p.opt_value_from_str(["-k", "--api-key"]).map_err(usage)?;
+    let host: Option<String> = p
+        .opt_value_from_str(["-H", "--host"])
+        .map_err(|e| named("--host", e))?;
+    let port: Option<u16> = p
+        .opt_value_from_fn(["-P", "--port"], |v| {
+            v.parse::<u16>()
+                .map_err(|_| "it is not a port number (0 to 65535)".to_owned())
+        })
+        .map_err(|e| named("--port", e))?;
+    let api_key: Option<String> = p
+        .opt_value_from_str(["-k", "--api-key"])
+        .map_err(|e| named("--api-key", e))?;
     let path_flag = |p: &mut pico_args::Arguments, name: &'static str| {
-        p.opt_value_from_os_str(name, path).map_err(usage)
+        p.opt_value_from_os_str(name, path)
+            .map_err(|e| named(name, e))
     };
     let api_key_file = path_flag(&mut p, "--api-key-file")?;
     let config_dir = path_flag(&mut p, "--config-dir")?;
     let data_dir = path_flag(&mut p, "--data-dir")?;
     let tls_cert = path_flag(&mut p, "--tls-cert")?;
     let tls_key = path_flag(&mut p, "--tls-key")?;
-    let max_connections: Option<usize> =
-        p.opt_value_from_str("--max-connections").map_err(usage)?;
+    let apply_dir = path_flag(&mut p, "--apply-dir")?;
+    let max_connections: Option<usize> = p
+        .opt_value_from_str("--max-connections")
+        .map_err(|e| named("--max-connections", e))?;
     let max_per_address: Option<usize> = p
         .opt_value_from_str("--max-connections-per-address")
-        .map_err(usage)?;
-    let auth_fail_limit: Option<u32> = p.opt_value_from_str("--auth-fail-limit").map_err(usage)?;
-    let auth_fail_window: Option<u64> =
-        p.opt_value_from_str("--auth-fail-window").map_err(usage)?;
+        .map_err(|e| named("--max-connections-per-address", e))?;
+    let auth_fail_limit: Option<u32> = p
+        .opt_value_from_str("--auth-fail-limit")
+        .map_err(|e| named("--auth-fail-limit", e))?;
+    let auth_fail_window: Option<u64> = p
+        .opt_value_from_str("--auth-fail-window")
+        .map_err(|e| named("--auth-fail-window", e))?;
     let mut seconds = |name: &'static str, default: Duration| -> Result<Duration> {
-        match p.opt_value_from_str::<_, u64>(name).map_err(usage)? {
+        match p
+            .opt_value_from_str::<_, u64>(name)
+            .map_err(|e| named(name, e))?
+        {
             Some(0) => Err(Error::Usage(format!("{name} must be at least 1"))),
             Some(s) => Ok(Duration::from_secs(s)),
             None => Ok(default),
@@ -135,10 +156,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
     let no_cgroups = p.contains("--no-cgroups");
     let rest = p.finish();
     if let Some(first) = rest.first() {
-        return Err(Error::Usage(format!(
-            "unexpected argument {:?}",
-            first.to_string_lossy()
-        )));
+        let first = first.to_string_lossy();
+        if !first.starts_with('-') {
+            return Err(Error::Usage(format!(
+                "unknown command {first:?}; the commands are: {}",
+                crate::client::args::COMMANDS.join(", ")
+            )));
+        }
+        return Err(Error::Usage(format!("unexpected argument {first:?}")));
     }
     if api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
         return Err(Error::Usage("--api-key must not be empty".into()));
@@ -176,6 +201,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         data_dir,
         tls_cert,
         tls_key,
+        apply_dir,
         max_connections,
         max_per_address,
         auth_fail_limit,
@@ -185,6 +211,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         write_timeout,
         cgroups: !no_cgroups,
     })))
+}
+
+/// A flag's bad value, naming the flag (pico-args names only the value).
+fn named(flag: &str, e: pico_args::Error) -> Error {
+    match e {
+        pico_args::Error::OptionWithoutAValue(_) => Error::Usage(format!("{flag} needs a value")),
+        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
+            Error::Usage(format!("{flag}: {value:?} is not valid: {cause}"))
+        }
+        pico_args::Error::ArgumentParsingFailed { cause } => {
+            Error::Usage(format!("{flag}: {cause}"))
+        }
+        other => Error::Usage(format!("{flag}: {other}")),
+    }
 }
 
 fn path(s: &std::ffi::OsStr) -> std::result::Result<PathBuf, &'static str> {
@@ -263,6 +303,16 @@ mod tests {
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }
+        let said = |args: &[&str]| run(args).unwrap_err().to_string();
+        assert!(
+            said(&["-P", "99999"]).contains("--port"),
+            "{}",
+            said(&["-P", "99999"])
+        );
+        assert!(said(&["--head-timeout", "x"]).contains("--head-timeout"));
+        let unknown = said(&["updte", "web"]);
+        assert!(unknown.contains("unknown command \"updte\""), "{unknown}");
+        assert!(unknown.contains("ls, status"), "{unknown}");
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub fn run(cfg: Config) -> Result<()> {
     signals.handle.close();
     let _ = signals.thread.join();
     logger.supervisor("exeio stopped".into());
+    diag::say("exeio: stopped: every process is stopped, logs flushed");
     drop(api);
     drop(logger);
     let _ = wait_for(logger_thread, Duration::from_secs(5));

@@ -26,6 +26,10 @@ pub fn start(tx: Sender<Msg>) -> std::io::Result<SignalThread> {
                 let msg = if sig == SIGHUP {
                     Msg::ReopenLogs
                 } else {
+                    let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    crate::diag::say(&format!(
+                        "exeio: shutting down: received {name}; stopping every process"
+                    ));
                     Msg::Shutdown
                 };
                 if tx.send(msg).is_err() {

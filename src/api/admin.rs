@@ -40,9 +40,15 @@ pub fn info(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiErro
     })))
 }
 
-pub fn shutdown(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiError> {
+pub fn shutdown(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let _ = api.body(ex)?;
-    api.ask(Call::Shutdown).map(Answer::Done)
+    let answer = api.ask(Call::Shutdown).map(Answer::Done)?;
+    let who = args.caller.as_ref().map_or("-", |c| c.who.name.as_str());
+    crate::diag::say(&format!(
+        "exeio: shutting down: POST /shutdown (key '{who}' from {}); stopping every process",
+        ex.peer().ip()
+    ));
+    Ok(answer)
 }
 
 #[derive(Deserialize)]

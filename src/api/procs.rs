@@ -155,8 +155,7 @@ pub fn update(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, A
             }));
         }
     }
-    let req: AddRequest =
-        serde_json::from_value(value).map_err(|e| ApiError::Invalid(spec::json_error(&e)))?;
+    let req: AddRequest = spec::request(value).map_err(ApiError::Invalid)?;
     let spec = spec::validate(req).map_err(ApiError::Invalid)?;
     api.ask(Call::Update(Box::new(spec))).map(Answer::Done)
 }
@@ -181,8 +180,8 @@ pub fn apply(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiEr
             .and_then(Value::as_str)
             .map(|id| format!("processes[{i}] (id '{id}')"))
             .unwrap_or_else(|| format!("processes[{i}]"));
-        let req: AddRequest = serde_json::from_value(v)
-            .map_err(|e| ApiError::Invalid(spec::json_error(&e).within(&format!("processes[{i}]"))))
+        let req: AddRequest = spec::request(v)
+            .map_err(|e| ApiError::Invalid(e.within(&format!("processes[{i}]"))))
             .map_err(|e| prefix(e, &name))?;
         let spec = spec::validate(req)
             .map_err(|e| ApiError::Invalid(e.within(&format!("processes[{i}]"))))

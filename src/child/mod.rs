@@ -111,8 +111,13 @@ pub enum SpawnError {
     User(String),
     /// The process's cgroup could not be prepared.
     Cgroup { id: ProcessId, source: io::Error },
-    /// `execve` (or what precedes it in the child) failed.
-    Exec { command: String, source: io::Error },
+    /// `execve` (or what precedes it in the child) failed. `searched`: the
+    /// PATH looked through, when a bare name was not found in it.
+    Exec {
+        command: String,
+        source: io::Error,
+        searched: Option<String>,
+    },
     /// No thread (or no doorbell) for the child: a resource limit.
     Watcher(io::Error),
 }
@@ -131,7 +136,14 @@ impl std::fmt::Display for SpawnError {
             SpawnError::Cgroup { id, source } => {
                 write!(f, "cannot prepare the cgroup of '{id}': {source}")
             }
-            SpawnError::Exec { command, source } => write!(f, "cannot start {command:?}: {source}"),
+            SpawnError::Exec {
+                command,
+                searched: Some(path),
+                ..
+            } => write!(f, "cannot start {command:?}: not found in PATH ({path})"),
+            SpawnError::Exec {
+                command, source, ..
+            } => write!(f, "cannot start {command:?}: {source}"),
             SpawnError::Watcher(e) => write!(f, "cannot start a thread for the child: {e}"),
         }
     }
@@ -172,10 +184,27 @@ pub fn check(spec: &ProcessSpec) -> Result<(), SpawnError> {
     if let Some(user) = &spec.user {
         crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?;
     }
-    exec::find_program(&spec.command, &spec.env).map_err(|source| SpawnError::Exec {
+    exec::find_program(&spec.command, &spec.env).map_err(|e| exec_error(spec, &spec.env, e))
+}
+
+/// An exec failure; a bare name that is not found names the PATH searched.
+fn exec_error(
+    spec: &ProcessSpec,
+    env: &std::collections::BTreeMap<String, String>,
+    source: io::Error,
+) -> SpawnError {
+    let searched =
+        (source.kind() == io::ErrorKind::NotFound && !spec.command.contains('/')).then(|| {
+            env.get("PATH")
+                .cloned()
+                .or_else(|| std::env::var("PATH").ok())
+                .unwrap_or_default()
+        });
+    SpawnError::Exec {
         command: spec.command.clone(),
         source,
-    })
+        searched,
+    }
 }
 
 fn check_dir(spec: &ProcessSpec) -> Result<(), SpawnError> {
@@ -225,10 +254,7 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
             .as_ref()
             .map(|t| (t.dir.as_ref().map(AsRawFd::as_raw_fd), t.procs.as_raw_fd())),
     })
-    .map_err(|source| SpawnError::Exec {
-        command: spec.command.clone(),
-        source,
-    })?;
+    .map_err(|e| exec_error(spec, &env, e))?;
     let pid = started.pid;
     let exit_fd = match started.pidfd {
         Some(fd) => ExitFd::PidFd(fd),

@@ -160,10 +160,16 @@ impl Watcher {
                     .is_none()
                     .then(|| (exit_fd.fd().as_fd(), PollFlags::POLLIN, EXIT)),
                 Some((bell, PollFlags::POLLIN, BELL)),
-                stdin
-                    .as_ref()
-                    .filter(|_| want_out)
-                    .map(|f| (f.as_fd(), PollFlags::POLLOUT, IN)),
+                // Polled even with nothing to write: POLLERR says the child
+                // closed its stdin, so input is refused (409) from then on.
+                stdin.as_ref().map(|f| {
+                    let events = if want_out {
+                        PollFlags::POLLOUT
+                    } else {
+                        PollFlags::empty()
+                    };
+                    (f.as_fd(), events, IN)
+                }),
             ];
             for (fd, events, slot) in wanted.into_iter().flatten() {
                 fds[n] = PollFd::new(fd, events);
@@ -186,8 +192,12 @@ impl Watcher {
                 continue;
             }
             let mut revents = [(BELL, false); 5];
+            let mut stdin_gone = false;
             for (r, (f, &i)) in revents.iter_mut().zip(fds[..n].iter().zip(&which)) {
                 *r = (i, f.revents().is_some_and(|r| !r.is_empty()));
+                stdin_gone |= i == IN
+                    && f.revents()
+                        .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
             }
             let revents = &revents[..n];
             for &(i, ready) in revents {
@@ -207,6 +217,10 @@ impl Watcher {
                         }
                         dirty = false;
                         self.log.drain();
+                    }
+                    IN if stdin_gone => {
+                        self.close_input();
+                        stdin = None;
                     }
                     IN => {
                         if !self.feed_stdin(stdin.as_ref().expect("polled")) {

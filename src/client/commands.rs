@@ -172,6 +172,7 @@ pub fn ls_table<'a>(
         ("RSS", Align::Right),
         ("NEXT RUN", Align::Right),
         ("LAST EXIT", Align::Left),
+        ("SAVED", Align::Left),
     ];
     if with_host {
         cols.insert(0, ("HOST", Align::Left));
@@ -189,13 +190,9 @@ pub fn ls_table<'a>(
                     .as_f64()
                     .map_or_else(dash, table::duration),
             ),
-            cell(
-                p.get("restarts_total")
-                    .or_else(|| p.get("restart_count"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .to_string(),
-            ),
+            // restart_count, as the dashboard shows (restarts in a row);
+            // `status` also gives restarts_total.
+            cell(p["restart_count"].as_u64().unwrap_or(0).to_string()),
             cell(
                 p["cpu_percent"]
                     .as_f64()
@@ -208,6 +205,11 @@ pub fn ls_table<'a>(
                     .map_or_else(dash, table::duration),
             ),
             cell(last_exit(&p["last_exit"], now)),
+            cell(if p["save_for_next_run"] == Value::Bool(true) {
+                "yes"
+            } else {
+                "no"
+            }),
         ];
         if let Some(h) = host {
             row.insert(0, cell(h));
@@ -504,13 +506,13 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "ID                STATUS    PID  UPTIME  RESTARTS   CPU     RSS  NEXT RUN  LAST EXIT"
+            "ID                STATUS    PID  UPTIME  RESTARTS   CPU     RSS  NEXT RUN  LAST EXIT          SAVED"
         );
         assert_eq!(
             lines[1],
-            "web               running  4242   3m12s         3  1.2%  5.0MiB         -  code 1, 5m00s ago"
+            "web               running  4242   3m12s         1  1.2%  5.0MiB         -  code 1, 5m00s ago  yes"
         );
-        assert!(lines[2].starts_with("worker-long-name  backoff     -       -         3"));
+        assert!(lines[2].starts_with("worker-long-name  backoff     -       -         1"));
         assert!(!out.contains('\x1b'));
         let out = ls_table(
             procs.iter().map(|p| (Some("http://h:1"), p)),

@@ -131,6 +131,7 @@ impl Client {
             ureq::Error::ConnectionFailed => "connection failed".into(),
             other => other.to_string(),
         };
+        let why = super::tls::certificate_advice(&why).unwrap_or(why);
         Failure::Connect {
             url: self.url.clone(),
             message: why,

@@ -149,7 +149,11 @@ pub fn main(raw: Vec<OsString>) -> ExitCode {
     };
     let key = hosts::key(&globals, env("EXEIO_API_KEY"));
     let https = urls.iter().any(|u| u.starts_with("https://"));
-    let tls = match (https, globals.cacert.as_deref()) {
+    let cacert = globals
+        .cacert
+        .clone()
+        .or_else(|| env("EXEIO_CACERT").map(std::path::PathBuf::from));
+    let tls = match (https, cacert.as_deref()) {
         (false, None) => Tls::none(),
         (_, cacert) => match Tls::load(cacert) {
             Ok(t) => t,
@@ -306,7 +310,7 @@ Flags of every command:
   --config-dir DIR where the local key file is (default $XDG_CONFIG_HOME/exeio
                    or ~/.config/exeio)
   --cacert FILE    trust this CA, or this very server certificate (PEM),
-                   for https:// URLs
+                   for https:// URLs (default $EXEIO_CACERT)
   --json           print the API's JSON as is (one answer a line)
   -h, --help       help
 
@@ -319,8 +323,9 @@ pub fn help(topic: Option<&str>) -> String {
     let text = match topic {
         Some("ls") => {
             "Usage: exeio ls\n\n\
-             A table of the processes: ID, STATUS, PID, UPTIME, RESTARTS, CPU, RSS,\n\
-             NEXT RUN, LAST EXIT. With several hosts, one table with a HOST column.\n"
+             A table of the processes: ID, STATUS, PID, UPTIME, RESTARTS (restarts in\n\
+             a row, as the dashboard), CPU, RSS, NEXT RUN, LAST EXIT, SAVED (saved for\n\
+             the next start). With several hosts, one table with a HOST column.\n"
         }
         Some("status") => {
             "Usage: exeio status ID\n\n\

@@ -258,9 +258,57 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
     Ok(certs)
 }
 
+/// A refused server certificate, said as what it means and what to do
+/// (rustls names the reason with an enum, like `CaUsedAsEndEntity`).
+/// `None` when `error` is not about a certificate.
+pub fn certificate_advice(error: &str) -> Option<String> {
+    if !error.contains("certificate") {
+        return None;
+    }
+    let why = if error.contains("CaUsedAsEndEntity") {
+        "it is a self-signed certificate that no --cacert names"
+    } else if error.contains("UnknownIssuer") {
+        "it is signed by a CA that this client does not trust"
+    } else if error.contains("not valid for name") || error.contains("NotValidForName") {
+        "it does not name the host in the URL"
+    } else if error.contains("Expired") {
+        "it has expired"
+    } else if error.contains("NotValidYet") {
+        "it is not valid yet (check the clock)"
+    } else {
+        "it failed the check"
+    };
+    let host_hint = if why.contains("host") {
+        " (use the host name or address the certificate was made for)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "the server's TLS certificate is not trusted: {why}{host_hint}. \
+         Pass --cacert FILE or set EXEIO_CACERT=FILE, with FILE the server's \
+         certificate or its CA (PEM)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_errors_say_what_to_do() {
+        let got =
+            certificate_advice("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))")
+                .unwrap();
+        assert!(got.contains("self-signed"), "{got}");
+        assert!(
+            got.contains("--cacert FILE") && got.contains("EXEIO_CACERT"),
+            "{got}"
+        );
+        assert!(!got.contains("CaUsedAsEndEntity"), "{got}");
+        let got = certificate_advice("invalid peer certificate: UnknownIssuer").unwrap();
+        assert!(got.contains("CA that this client does not trust"), "{got}");
+        assert!(certificate_advice("connection refused").is_none());
+    }
 
     #[test]
     fn cacert_needs_a_certificate() {

@@ -271,8 +271,50 @@ impl fmt::Display for FieldError {
 
 /// Parse and validate a `POST /add` body.
 pub fn parse_add(body: &[u8]) -> Result<ProcessSpec, FieldError> {
-    let req: AddRequest = parse_object(body)?;
+    let req: AddRequest = match parse_object(body) {
+        Ok(req) => req,
+        Err(e) if e.field.is_empty() => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) if v.is_object() => request(v)?,
+            _ => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     validate(req)
+}
+
+/// A configuration object as an `AddRequest`; a wrong value is named by
+/// its field (serde says "unknown variant" without saying where).
+pub fn request(v: serde_json::Value) -> Result<AddRequest, FieldError> {
+    match serde_json::from_value::<AddRequest>(v.clone()) {
+        Ok(req) => Ok(req),
+        Err(e) => {
+            let mut err = json_error(&e);
+            if err.field.is_empty()
+                && let Some(field) = blame(&v)
+            {
+                err.message = format!(
+                    "{field}: {}",
+                    err.message.trim_start_matches("invalid JSON: ")
+                );
+                err.field = field;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The first field of `v` whose value alone does not deserialize.
+fn blame(v: &serde_json::Value) -> Option<String> {
+    let obj = v.as_object()?;
+    obj.iter().find_map(|(k, val)| {
+        let mut one = serde_json::Map::new();
+        one.insert("id".into(), "a".into());
+        one.insert("command".into(), "a".into());
+        one.insert(k.clone(), val.clone());
+        serde_json::from_value::<AddRequest>(serde_json::Value::Object(one))
+            .is_err()
+            .then(|| k.clone())
+    })
 }
 
 /// Deserialize a JSON object. serde would also fill a struct from an array

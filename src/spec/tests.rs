@@ -165,3 +165,16 @@ fn round_trip_through_the_wire_form() {
         .unwrap();
     assert_eq!(validate(s.to_request()).unwrap(), s);
 }
+
+#[test]
+fn a_bad_value_is_named_by_its_field() {
+    let e = parse_add(br#"{"id":"x","command":"true","restart_policy":"sometimes"}"#).unwrap_err();
+    assert_eq!(e.field, "restart_policy");
+    assert!(
+        e.message.starts_with("restart_policy: unknown variant"),
+        "{}",
+        e.message
+    );
+    let e = request(serde_json::json!({"id": "x", "command": 5})).unwrap_err();
+    assert_eq!(e.field, "command");
+}

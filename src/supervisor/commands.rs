@@ -195,9 +195,16 @@ impl Supervisor {
         } else {
             "added: it runs on its schedule"
         };
-        let answer = self
-            .add_one(spec, now)
-            .map(|()| Done::one(format!("process '{id}' {verb}"), &id));
+        let kept = if saves {
+            "saved for the next start of exeio"
+        } else {
+            "not saved: gone when exeio stops (save_for_next_run is false)"
+        };
+        let answer = self.add_one(spec, now).map(|()| {
+            let mut done = Done::one(format!("process '{id}' {verb}; {kept}"), &id);
+            done.extra.push(("saved", serde_json::Value::Bool(saves)));
+            done
+        });
         self.pending.push(Pending::ready(reply, answer, saves));
     }
 

@@ -89,7 +89,7 @@ fn ls_is_a_plain_table_off_a_terminal_and_json_is_the_api_s() {
         header,
         [
             "ID", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", "NEXT", "RUN", "LAST",
-            "EXIT"
+            "EXIT", "SAVED"
         ]
     );
     assert!(

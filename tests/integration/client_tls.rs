@@ -124,7 +124,7 @@ fn https_with_cacert() {
 /// A plain self-signed certificate for 127.0.0.1, as openssl makes it by
 /// default (basicConstraints CA:TRUE), in `dir`/`name`.pem with its key in
 /// `dir`/`name`.key; `None` when there is no openssl.
-fn self_signed(dir: &Path, name: &str) -> Option<()> {
+pub(crate) fn self_signed(dir: &Path, name: &str) -> Option<()> {
     let cert = format!("{name}.pem");
     let key = format!("{name}.key");
     openssl(
