@@ -128,6 +128,16 @@ api GET "/logs/$PREFIX-echo?page=1&page_size=10"
 step "POST /clear-log/{id}"
 api POST "/clear-log/$PREFIX-echo"
 
+step "POST /signal/{id}: a signal to the process group, no restart (a reload)"
+add '{
+  "id": "'"$PREFIX"'-reload",
+  "command": "sh",
+  "args": ["-c", "trap \"echo reloaded\" HUP; echo ready; while :; do sleep 1; done"]
+}'
+wait_for "/logs/$PREFIX-reload?page=1&page_size=5" "STDOUT: ready"
+api POST "/signal/$PREFIX-reload" '{"signal": "HUP"}'
+wait_for "/logs/$PREFIX-reload?page=1&page_size=5" "STDOUT: reloaded"
+
 step "POST /add: a periodic job every second"
 add '{
   "id": "'"$PREFIX"'-tick",

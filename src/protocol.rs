@@ -40,6 +40,8 @@ pub enum Call {
     RestartAll,
     StopAll,
     Input(ProcessId, Vec<u8>),
+    /// `POST /signal/{id}`: this signal (number, name) to the process's group.
+    Signal(ProcessId, i32, &'static str),
     Shutdown,
 }
 

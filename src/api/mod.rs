@@ -16,6 +16,7 @@ mod events;
 mod logs;
 mod metrics;
 pub mod openapi;
+mod ops;
 mod procs;
 mod render;
 pub mod routes;

@@ -150,6 +150,14 @@ fn body_schema(b: Body) -> Option<Value> {
             "type": "object", "additionalProperties": false, "required": ["key"],
             "properties": {"key": {"type": "string"}}
         }),
+        Body::Signal => json!({
+            "type": "object", "additionalProperties": false, "required": ["signal"],
+            "properties": {"signal": {
+                "type": "string",
+                "description": "A signal name (HUP, SIGHUP) or number",
+                "example": "HUP"
+            }}
+        }),
         Body::NewKey => json!({
             "type": "object", "additionalProperties": false, "required": ["name", "role"],
             "properties": {

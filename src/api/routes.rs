@@ -3,7 +3,7 @@
 //! OpenAPI document and the tests all derive from `ROUTES`; there is no
 //! second list.
 
-use super::{Answer, Api, Args, admin, events, logs, metrics, openapi, procs, ui};
+use super::{Answer, Api, Args, admin, events, logs, metrics, openapi, ops, procs, ui};
 use crate::error::ApiError;
 use crate::http::Exchange;
 use crate::http::request::percent_decode;
@@ -49,6 +49,8 @@ pub enum Body {
     Input,
     Login,
     NewKey,
+    /// `{"signal": NAME}` (`POST /signal/{id}`).
+    Signal,
 }
 
 /// A successful reply.
@@ -192,6 +194,7 @@ pub static ROUTES: &[Route] = &[
     route!("POST" "/input/{id}", Key(Operate), procs::input, "Write a line to a process's stdin", Input -> Done, [400, 404, 409, 503]),
     route!("POST" "/clear-log/{id}", Key(Operate), logs::clear, "Empty a process's log", None -> Message, [404, 500, 503]),
     route!("POST" "/run/{id}", Key(Operate), procs::run_now, "Run a job now", None -> Done, [400, 404, 409, 503]),
+    route!("POST" "/signal/{id}", Key(Operate), ops::signal, "Send a signal to a running process's group (no restart)", Signal -> Done, [400, 404, 409, 503]),
     route!("POST" "/add", Key(Admin), procs::add, "Add a process and start it", Config -> Done, [400, 409, 503]),
     route!("POST" "/update/{id}", Key(Admin), procs::update, "Replace a process's configuration", Update -> Update, [400, 404, 409, 503]),
     route!("POST" "/apply", Key(Admin), procs::apply, "Reconcile with a whole configuration, all or nothing (400 if an entry is invalid or cannot start)", Apply -> Apply, [400, 409, 503]),

@@ -19,7 +19,7 @@ mod signal;
 
 pub use job::{JobSettings, Overlap};
 use job::{calendar, catch_up, job_settings};
-pub use signal::StopSignal;
+pub use signal::{StopSignal, any_signal, signal_names};
 
 /// Longest accepted id; ids become file names.
 pub const MAX_ID_LEN: usize = 64;

@@ -51,3 +51,42 @@ impl StopSignal {
             .unwrap_or("TERM")
     }
 }
+
+/// Any signal for `POST /signal/{id}`, by name (`HUP`, `SIGHUP`, `hup`) or
+/// number (`1`): its number and its name without `SIG`.
+pub fn any_signal(s: &str) -> Result<(i32, &'static str), String> {
+    use nix::sys::signal::Signal;
+    let upper = s.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Signal::iterator()
+        .find(|sig| &sig.as_str()[3..] == bare || (*sig as i32).to_string() == bare)
+        .map(|sig| (sig as i32, &sig.as_str()[3..]))
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a signal (HUP, INT, QUIT, USR1, USR2, TERM, KILL, ... or a number)"
+            )
+        })
+}
+
+/// Every signal name `any_signal` takes (for the API document).
+pub fn signal_names() -> Vec<String> {
+    nix::sys::signal::Signal::iterator()
+        .map(|s| s.as_str()[3..].to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_signal_by_name_or_number() {
+        assert_eq!(any_signal("HUP"), Ok((1, "HUP")));
+        assert_eq!(any_signal("sigusr1"), Ok((10, "USR1")));
+        assert_eq!(any_signal("15"), Ok((15, "TERM")));
+        assert!(any_signal("BOGUS").is_err());
+        assert!(any_signal("0").is_err());
+        assert!(any_signal("").is_err());
+        assert!(signal_names().contains(&"WINCH".to_owned()));
+    }
+}

@@ -51,6 +51,10 @@ impl Supervisor {
                 let answer = self.input(&id, &bytes);
                 self.pending.push(Pending::ready(reply, answer, false));
             }
+            Call::Signal(id, number, name) => {
+                let answer = self.signal_process(&id, number, name);
+                self.pending.push(Pending::ready(reply, answer, false));
+            }
             Call::Shutdown => {
                 let _ = reply.send(Ok(Done::message("shutting down".into())));
                 self.begin_shutdown();

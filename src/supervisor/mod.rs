@@ -16,6 +16,7 @@
 mod commands;
 mod publish;
 mod replies;
+mod signal;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -263,3 +263,43 @@ fn the_quick_start_works_as_pasted() {
     assert!(stdout(&o).contains("\"success\":true"), "{}", stdout(&o));
     assert_eq!(d.post("/remove/web-server", "").status, 200);
 }
+
+#[test]
+fn signal_reaches_the_group_without_a_restart() {
+    let d = Daemon::start();
+    let p = add_ok(
+        &d,
+        sh(
+            "reload",
+            "trap 'echo reloaded' HUP; echo ready; while :; do sleep 1; done",
+        ),
+    );
+    wait_log(&d, "reload", "STDOUT: ready", SHORT);
+    let r = d.post_json("/signal/reload", &json!({"signal": "HUP"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.message().contains("SIGHUP"), "{}", r.body);
+    wait_log(&d, "reload", "STDOUT: reloaded", SHORT);
+    let lines = wait_log(&d, "reload", "sent SIGHUP to the process group", SHORT);
+    assert!(lines.iter().any(|l| l.contains("SYSTEM: sent SIGHUP")));
+    let now = status_of(&d, "reload");
+    assert_eq!(now["status"], "running");
+    assert_eq!(now["pid"], p["pid"], "the same run: no restart");
+    assert_eq!(now["run_count"], 1);
+    // By number, and in lower case.
+    for sig in ["sigwinch", "28"] {
+        let r = d.post_json("/signal/reload", &json!({"signal": sig}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.message().contains("SIGWINCH"), "{}", r.body);
+    }
+    // Unknown signal: 400 naming the field; unknown id: 404.
+    let r = d.post_json("/signal/reload", &json!({"signal": "BOGUS"}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["field"], "signal");
+    let r = d.post_json("/signal/nope", &json!({"signal": "HUP"}));
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Not running: 409.
+    assert_eq!(d.post("/stop/reload", "").status, 200);
+    let r = d.post_json("/signal/reload", &json!({"signal": "HUP"}));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.message().contains("manually_stopped"), "{}", r.body);
+}

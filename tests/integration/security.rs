@@ -47,6 +47,7 @@ fn request_for(method: &str, path: &str, role: &str) -> (String, Option<String>)
         ("POST", "/input/{id}") => (format!("/input/cat-{role}"), body(json!({"input": "hi"}))),
         ("POST", "/clear-log/{id}") => ("/clear-log/p".into(), None),
         ("POST", "/run/{id}") => (format!("/run/job-{role}"), None),
+        ("POST", "/signal/{id}") => ("/signal/p".into(), body(json!({"signal": "WINCH"}))),
         ("POST", "/add") => (
             "/add".into(),
             body(json!({"id": format!("add-{role}"), "command": "sleep", "args": ["1000"]})),
