@@ -46,6 +46,7 @@ pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod diag;
+pub mod envfile;
 pub mod error;
 pub mod events;
 pub mod http;

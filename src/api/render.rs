@@ -82,6 +82,8 @@ struct Process<'a> {
     args: &'a [String],
     working_dir: Option<std::borrow::Cow<'a, str>>,
     env: Env<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env_file: Option<std::borrow::Cow<'a, str>>,
     status: &'static str,
     is_running: bool,
     pid: Option<u32>,
@@ -153,6 +155,7 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
             vars: &spec.env,
             shown,
         },
+        env_file: spec.env_file.as_ref().map(|f| f.to_string_lossy()),
         status: p.status.name(),
         is_running: p.status == Status::Running,
         pid: p.pid,

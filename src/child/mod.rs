@@ -120,6 +120,11 @@ pub enum SpawnError {
     },
     /// No thread (or no doorbell) for the child: a resource limit.
     Watcher(io::Error),
+    /// `env_file` cannot be read or is not `KEY=value` lines.
+    EnvFile {
+        path: std::path::PathBuf,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for SpawnError {
@@ -145,6 +150,9 @@ impl std::fmt::Display for SpawnError {
                 command, source, ..
             } => write!(f, "cannot start {command:?}: {source}"),
             SpawnError::Watcher(e) => write!(f, "cannot start a thread for the child: {e}"),
+            SpawnError::EnvFile { path, why } => {
+                write!(f, "env_file {}: {why}", path.display())
+            }
         }
     }
 }
@@ -184,7 +192,23 @@ pub fn check(spec: &ProcessSpec) -> Result<(), SpawnError> {
     if let Some(user) = &spec.user {
         crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?;
     }
-    exec::find_program(&spec.command, &spec.env).map_err(|e| exec_error(spec, &spec.env, e))
+    let env = with_env_file(spec)?;
+    exec::find_program(&spec.command, &env).map_err(|e| exec_error(spec, &env, e))
+}
+
+/// `env` with the values of `env_file` (read now) over it.
+fn with_env_file(
+    spec: &ProcessSpec,
+) -> Result<std::collections::BTreeMap<String, String>, SpawnError> {
+    let mut env = spec.env.clone();
+    if let Some(path) = &spec.env_file {
+        let more = crate::envfile::read(path).map_err(|why| SpawnError::EnvFile {
+            path: path.clone(),
+            why,
+        })?;
+        env.extend(more);
+    }
+    Ok(env)
 }
 
 /// An exec failure; a bare name that is not found names the PATH searched.
@@ -233,7 +257,7 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         }
         None => None,
     };
-    let mut env = spec.env.clone();
+    let mut env = with_env_file(spec)?;
     if let Some(ids) = &ids {
         for k in ["USER", "LOGNAME"] {
             env.entry(k.into()).or_insert_with(|| ids.name.clone());

@@ -91,6 +91,9 @@ pub struct AddRequest {
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
+    /// A file of `KEY=value` lines read at each spawn (over `env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_restart: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +148,8 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     pub working_dir: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// Read at each spawn; its values override `env` (`envfile`).
+    pub env_file: Option<PathBuf>,
     pub auto_restart: bool,
     pub save_for_next_run: bool,
     /// `Some(period)` for a periodic process.
@@ -183,6 +188,7 @@ impl ProcessSpec {
         self.command != new.command
             || self.args != new.args
             || self.env != new.env
+            || self.env_file != new.env_file
             || self.working_dir != new.working_dir
             || self.user != new.user
             || self.group != new.group
@@ -200,6 +206,10 @@ impl ProcessSpec {
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned()),
             env: (!self.env.is_empty()).then(|| self.env.clone()),
+            env_file: self
+                .env_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
             auto_restart: Some(self.auto_restart),
             save_for_next_run: Some(self.save_for_next_run),
             periodic: Some(self.is_periodic()),
@@ -382,6 +392,16 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
             ));
         }
     }
+    let env_file = match req.env_file {
+        Some(f) if f.contains('\0') || !f.starts_with('/') => {
+            return Err(FieldError::new(
+                "env_file",
+                "env_file must be an absolute path",
+            ));
+        }
+        Some(f) => Some(PathBuf::from(f)),
+        None => None,
+    };
     let periodic = req.periodic.unwrap_or(false);
     let period_seconds = match (periodic, req.period_seconds) {
         (false, _) => None,
@@ -469,6 +489,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         args,
         working_dir,
         env,
+        env_file,
         auto_restart,
         save_for_next_run: req.save_for_next_run.unwrap_or(false),
         period_seconds,

@@ -21,6 +21,7 @@
     'log_max_bytes', 'log_backups', 'backoff_seconds', 'backoff_reset_seconds',
     'rapid_exit_penalty_seconds', 'user', 'group', 'overlap', 'timeout_seconds', 'history',
     'schedule', 'timezone', 'catch_up', 'catch_up_window_seconds', 'auto_restart',
+    'env_file',
   ];
   const SHOWN = [
     'command', 'args', 'working_dir', 'env', 'restart_policy', 'max_restarts', 'periodic',

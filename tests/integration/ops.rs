@@ -303,3 +303,47 @@ fn signal_reaches_the_group_without_a_restart() {
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.message().contains("manually_stopped"), "{}", r.body);
 }
+
+#[test]
+fn env_file_is_read_at_each_spawn_over_env() {
+    let d = Daemon::start();
+    let file = d.tmp().join("web.env");
+    fs::write(
+        &file,
+        "# secrets\nGREETING=from-file\nexport SHARED='file'\n",
+    )
+    .unwrap();
+    let mut spec = sh("envy", "echo \"$GREETING $SHARED $ONLY\"; exec sleep 60");
+    spec["env"] = json!({"SHARED": "env", "ONLY": "env"});
+    spec["env_file"] = json!(file.display().to_string());
+    let p = add_ok(&d, spec);
+    assert_eq!(p["env_file"], file.display().to_string());
+    wait_log(&d, "envy", "STDOUT: from-file file env", SHORT);
+    // Read again at the next start.
+    fs::write(&file, "GREETING=changed\n").unwrap();
+    assert_eq!(d.post("/restart/envy", "").status, 200);
+    wait_log(&d, "envy", "STDOUT: changed env env", SHORT);
+
+    // Unreadable or malformed at add: 400, nothing added.
+    let missing = d.tmp().join("missing.env");
+    let mut spec = sh("nope", "true");
+    spec["env_file"] = json!(missing.display().to_string());
+    let (status, body) = add(&d, spec.clone());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("env_file"),
+        "{body}"
+    );
+    fs::write(&missing, "A=1\nthis is not a variable\n").unwrap();
+    let (status, body) = add(&d, spec.clone());
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("line 2"),
+        "{body}"
+    );
+    spec["env_file"] = json!("relative.env");
+    let (status, body) = add(&d, spec);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "env_file", "{body}");
+    assert_eq!(ids(&d), ["envy"]);
+}
