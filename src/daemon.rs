@@ -58,6 +58,10 @@ pub fn run(cfg: Config) -> Result<()> {
     let store = Store::new(paths.store());
     let loaded = store.load().map_err(Error::io("read", paths.store()))?;
     let runs = load_runs(&paths, &loaded);
+    let boot_apply = match &cfg.apply_dir {
+        Some(dir) => Some((dir.clone(), crate::applydir::load(dir)?)),
+        None => None,
+    };
     // Last of what can fail before the banner: a key generated now is shown
     // now (a start that fails earlier, on a port in use, generates none).
     let keys = Arc::new(Keys::load(&cfg, &paths.key_file(), &paths.keys_file())?);
@@ -172,6 +176,9 @@ pub fn run(cfg: Config) -> Result<()> {
     ));
     for line in swept {
         diag::warn(&line);
+    }
+    if let Some((dir, specs)) = boot_apply {
+        crate::applydir::send(&api.tx, dir, specs, logger.clone());
     }
     supervisor.run();
 

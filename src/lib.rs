@@ -39,6 +39,7 @@
 #![recursion_limit = "512"]
 
 pub mod api;
+pub mod applydir;
 pub mod calendar;
 pub mod child;
 pub mod cli;

@@ -347,3 +347,82 @@ fn env_file_is_read_at_each_spawn_over_env() {
     assert_eq!(body["field"], "env_file", "{body}");
     assert_eq!(ids(&d), ["envy"]);
 }
+
+#[test]
+fn apply_dir_is_the_source_of_truth_at_start() {
+    let tmp = TempDir::new();
+    let dir = tmp.path().join("processes.d");
+    fs::create_dir_all(&dir).unwrap();
+    let web = |arg: &str| {
+        json!({"id": "web", "command": "sleep", "args": [arg], "save_for_next_run": true})
+            .to_string()
+    };
+    fs::write(dir.join("web.json"), web("60")).unwrap();
+    fs::write(
+        dir.join("jobs.json"),
+        json!([{"id": "tick", "command": "true", "periodic": true, "period_seconds": 3600}])
+            .to_string(),
+    )
+    .unwrap();
+    fs::write(dir.join("README.txt"), "not a config").unwrap();
+    let opts = Options {
+        args: vec!["--apply-dir".into(), dir.display().to_string()],
+        ..Options::default()
+    };
+    let said = |d: &Daemon, what: &str| {
+        wait_until(SHORT, || {
+            d.stdout_lines()
+                .iter()
+                .any(|l| l.starts_with("--apply-dir") && l.contains(what))
+        })
+    };
+    let mut d = Daemon::start_opts(tmp, opts.clone());
+    assert!(said(&d, "2 added"), "{:?}", d.stdout_lines());
+    assert_eq!(ids(&d), ["tick", "web"]);
+    wait_status(&d, "web", "running", SHORT);
+
+    // The directory wins over what was saved: web changes, tick comes back.
+    fs::write(dir.join("web.json"), web("61")).unwrap();
+    d.restart();
+    assert!(
+        said(&d, "1 added, 1 updated (1 restarted)"),
+        "{:?}",
+        d.stdout_lines()
+    );
+    assert_eq!(status_of(&d, "web")["args"], json!(["61"]));
+
+    // A bad file stops the start, naming the file and the field.
+    fs::write(
+        dir.join("zz-bad.json"),
+        r#"{"id": "bad", "command": "true", "restart_policy": "sometimes"}"#,
+    )
+    .unwrap();
+    let status = d.stop();
+    assert!(status.success());
+    let tmp2 = TempDir::new();
+    let e = match Daemon::try_start(tmp2, opts) {
+        Ok(_) => panic!("started with a bad --apply-dir"),
+        Err(e) => e,
+    };
+    assert_ne!(e.code, Some(0));
+    assert!(
+        e.stderr.contains("zz-bad.json") && e.stderr.contains("restart_policy"),
+        "{}",
+        e.stderr
+    );
+}
+
+#[test]
+fn the_systemd_unit_applies_its_config_dir() {
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/exeio.service"
+    ))
+    .unwrap();
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(
+        exec.contains("--apply-dir /etc/exeio/processes.d"),
+        "{exec}"
+    );
+    assert!(unit.contains("install -d") && unit.contains("/etc/exeio/processes.d"));
+}
