@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::Failure;
-use super::args::{AddFrom, Flag, Split, count, flag, usage};
+use super::args::{AddFrom, Flag, Split, UpdateFrom, count, flag, usage};
 
 /// `add`'s flags: (flag, config field, kind of value).
 pub(super) const ADD: &[(Flag, &str, Kind)] = &[
@@ -67,6 +67,20 @@ pub(super) const ADD: &[(Flag, &str, Kind)] = &[
     (flag(&["--history"], true), "history", Kind::Count),
     (flag(&["--schedule"], true), "schedule", Kind::Text),
     (flag(&["--timezone"], true), "timezone", Kind::Text),
+    (flag(&["--env-file"], true), "env_file", Kind::Text),
+    (flag(&["--catch-up"], false), "catch_up", Kind::Switch),
+    (
+        flag(&["--catch-up-window"], true),
+        "catch_up_window_seconds",
+        Kind::Count,
+    ),
+    (flag(&["--no-catch-up"], false), "catch_up", Kind::Off),
+    (
+        flag(&["--no-auto-restart"], false),
+        "auto_restart",
+        Kind::Off,
+    ),
+    (flag(&["--no-save"], false), "save_for_next_run", Kind::Off),
 ];
 
 /// How an `add` flag's value becomes JSON.
@@ -78,6 +92,8 @@ pub(super) enum Kind {
     OneOf(&'static [&'static str]),
     /// No value: `true`.
     Switch,
+    /// No value: `false` (`--no-save`, for `update`).
+    Off,
     /// A non-negative integer.
     Count,
     /// A byte count, with an optional K/M/G suffix (powers of 1024).
@@ -126,7 +142,56 @@ pub(super) fn add(s: Split) -> Result<AddFrom, Failure> {
         "args".into(),
         Value::Array(rest.map(Value::String).collect()),
     );
+    set_fields(&s, &mut body)?;
+    Ok(AddFrom::Flags(body))
+}
+
+/// `update ID [flags] [-- CMD ARGS...]` or `update ID -f FILE`: the fields
+/// the flags set (`env` adds to the current `env`), or a whole config.
+pub(super) fn update(s: Split) -> Result<(String, UpdateFrom), Failure> {
+    let mut pos = s.positional.clone();
+    if pos.len() > 1 {
+        return Err(usage(format!(
+            "update: unexpected argument {:?} (a new command goes after --)",
+            pos[1]
+        )));
+    }
+    let id = pos.pop().ok_or_else(|| usage("update needs an ID"))?;
+    if let Some(file) = s.value("--file") {
+        if s.flags.iter().any(|(n, _)| *n != "--file") || s.rest.is_some() {
+            return Err(usage(
+                "update -f FILE takes no other config flags nor a command",
+            ));
+        }
+        return Ok((id, UpdateFrom::File(PathBuf::from(file))));
+    }
+    let mut body = Map::new();
+    if let Some(rest) = &s.rest {
+        let mut rest = rest.iter().cloned();
+        let command = rest
+            .next()
+            .ok_or_else(|| usage("update: a command after --, or none"))?;
+        body.insert("command".into(), Value::String(command));
+        body.insert(
+            "args".into(),
+            Value::Array(rest.map(Value::String).collect()),
+        );
+    }
+    set_fields(&s, &mut body)?;
+    if body.is_empty() {
+        return Err(usage(
+            "update needs a flag to change (see 'exeio help update') or -f FILE",
+        ));
+    }
+    Ok((id, UpdateFrom::Flags(body)))
+}
+
+/// Set the fields the flags give in `body`.
+fn set_fields(s: &Split, body: &mut Map<String, Value>) -> Result<(), Failure> {
     for (name, value) in &s.flags {
+        if *name == "--file" {
+            continue;
+        }
         let (_, field, kind) = ADD
             .iter()
             .find(|(f, _, _)| f.names[0] == *name)
@@ -155,6 +220,7 @@ pub(super) fn add(s: Split) -> Result<AddFrom, Failure> {
                 Value::String(v.to_owned())
             }
             Kind::Switch => Value::Bool(true),
+            Kind::Off => Value::Bool(false),
             Kind::Count => Value::from(count(name, v)?),
             Kind::Size => Value::from(size(name, v)?),
             Kind::Number => Value::from(seconds(name, v)?),
@@ -169,7 +235,7 @@ pub(super) fn add(s: Split) -> Result<AddFrom, Failure> {
         }
         body.insert((*field).into(), json);
     }
-    Ok(AddFrom::Flags(body))
+    Ok(())
 }
 
 fn seconds(name: &str, v: &str) -> Result<f64, Failure> {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::args::{AddFrom, Command};
 use super::http::{Client, Reply, encode};
 use super::table::{self, Align, Style, Table, cell};
-use super::{Ctx, Failure, Report, apply, logs};
+use super::{Ctx, Failure, Report, apply, logs, ops};
 
 /// Run `command` on `ctx.client`.
 pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
@@ -52,6 +52,12 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
             &mut r,
         ),
         Command::Shutdown => said(ctx, c.post("/shutdown", None), &mut r),
+        Command::Update { id, from } => ops::update(ctx, id, from, &mut r),
+        Command::Post { path, body } => ops::post(ctx, path, body.as_ref(), &mut r),
+        Command::FollowAll { lines, stream } => ops::follow_all(ctx, *lines, stream.as_deref()),
+        Command::Audit { page, lines } => ops::audit(ctx, *page, *lines, &mut r),
+        Command::Events { since } => ops::events(ctx, *since),
+        Command::Info => ops::info(ctx, &mut r),
     };
     if let Err(f) = done {
         r.fail(f);
@@ -87,14 +93,18 @@ fn eprintln_note(line: &str) {
 }
 
 /// The body as one line (the API's JSON is compact already).
-fn json_line(reply: &Reply) -> String {
+pub(super) fn json_line(reply: &Reply) -> String {
     let mut s = reply.text().replace('\n', " ");
     s.push('\n');
     s
 }
 
 /// Print the answer's `message` (or its JSON).
-fn said(ctx: &Ctx<'_>, got: Result<Reply, Failure>, r: &mut Report) -> Result<(), Failure> {
+pub(super) fn said(
+    ctx: &Ctx<'_>,
+    got: Result<Reply, Failure>,
+    r: &mut Report,
+) -> Result<(), Failure> {
     let reply = got?;
     if ctx.json {
         r.out.push_str(&json_line(&reply));

@@ -20,8 +20,12 @@ pub fn logs(ctx: &Ctx<'_>, a: &LogsArgs, r: &mut Report) -> Result<(), Failure> 
         .as_deref()
         .map(|s| format!("&stream={}", encode(s)))
         .unwrap_or_default();
+    if (a.page.is_some() || a.since.is_some()) && super::ops::page_or_since(ctx, a, &stream, r)? {
+        return Ok(());
+    }
     if a.follow {
-        return follow(ctx, a, &stream);
+        let tail = if a.since.is_some() { 0 } else { a.lines };
+        return follow(ctx, a, &stream, tail);
     }
     let id = encode(&a.id);
     if a.lines == 0 {
@@ -79,11 +83,11 @@ pub fn oldest_first(mut newest_first: Vec<String>, n: usize) -> String {
 
 /// Print the follow stream until it ends (the process was removed, exeio
 /// stopped) or stdout is closed.
-fn follow(ctx: &Ctx<'_>, a: &LogsArgs, stream: &str) -> Result<(), Failure> {
+fn follow(ctx: &Ctx<'_>, a: &LogsArgs, stream: &str, tail: usize) -> Result<(), Failure> {
     let path = format!(
         "/logs/{}?follow=true&tail={}{stream}",
         encode(&a.id),
-        a.lines.min(MAX_PAGE)
+        tail.min(MAX_PAGE)
     );
     let body = ctx.client.stream(&path)?;
     let mut reader = BufReader::new(body);

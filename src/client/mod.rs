@@ -16,6 +16,7 @@ pub mod commands;
 pub mod hosts;
 pub mod http;
 pub mod logs;
+pub mod ops;
 pub mod table;
 pub mod tls;
 
@@ -291,14 +292,22 @@ Commands:
   ls                          list the processes
   status ID                   one process in detail (exit 3 if it is not running)
   add ID [FLAGS] -- CMD ARGS  add a process and start it (or: add -f FILE)
+  update ID [FLAGS]           change some fields of its config (or: update ID -f FILE)
   start|stop|restart ID...    act on one or more processes
   rm ID...                    stop and forget processes (their logs stay)
+  signal ID SIG               send a signal (HUP, USR1, ...) to its group, no restart
   logs ID [-n N] [-f]         the last N lines (default 10), oldest first; -f follows
+                              [--page N] [--since 10m|TIME]; logs -f: every process
+  clear-log ID                empty a process's log
   input ID TEXT               write TEXT and a newline to the process's stdin
   run ID                      run a periodic or scheduled job now
   runs ID [-n N]              a job's last N runs (default 20)
   apply -f FILE|DIR           make exeio match a configuration [--prune] [--dry-run]
+  stop-all, restart-all       act on every process
   keys ls|add|revoke          the named API keys
+  audit [-n N] [--page N]     the audit log (admin)
+  events [--since ID]         every change as it happens, one line each
+  info                        exeio's version, uptime and endpoints
   shutdown                    stop every process and exeio itself
   help [COMMAND]              this help, or a command's
 
@@ -321,6 +330,7 @@ Run 'exeio --help' for the daemon's own flags.
 /// The help of one command, or of all.
 pub fn help(topic: Option<&str>) -> String {
     let text = match topic {
+        Some(t) if ops::help(t).is_some() => ops::help(t).unwrap_or_default(),
         Some("ls") => {
             "Usage: exeio ls\n\n\
              A table of the processes: ID, STATUS, PID, UPTIME, RESTARTS (restarts in\n\
@@ -352,7 +362,10 @@ pub fn help(topic: Option<&str>) -> String {
              \x20 --backoff-reset SECS       backoff_reset_seconds\n\
              \x20 --rapid-exit-penalty SECS  rapid_exit_penalty_seconds\n\
              \x20 --user USER, --group GROUP user, group\n\
-             \x20 --overlap skip|queue|replace, --timeout SECS, --history N   (jobs)\n\n\
+             \x20 --overlap skip|queue|replace, --timeout SECS, --history N   (jobs)\n\
+             \x20 --catch-up, --catch-up-window SECS   catch_up (calendar jobs)\n\
+             \x20 --env-file FILE           env_file: KEY=value lines read at each start\n\
+             \x20 --no-auto-restart, --no-save, --no-catch-up   (for update)\n\n\
              Example: exeio add web --save --auto-restart -- python3 -m http.server 8000\n"
         }
         Some("start" | "stop" | "restart" | "rm") => {
@@ -362,10 +375,14 @@ pub fn help(topic: Option<&str>) -> String {
              (its log file stays).\n"
         }
         Some("logs") => {
-            "Usage: exeio logs ID [-n N] [-f] [--stream stdout|stderr|system]\n\n\
+            "Usage: exeio logs ID [-n N] [-f] [--stream stdout|stderr|system]\n\
+             \x20      exeio logs -f [-n N] [--stream S]   (every process, lines prefixed with the id)\n\n\
              \x20 -n, --lines N   how many of the last lines (default 10), oldest first\n\
              \x20 -f, --follow    then print new lines as they are written (Ctrl-C ends)\n\
-             \x20 --stream S      only the lines of stdout, stderr or system\n"
+             \x20 --stream S      only the lines of stdout, stderr or system\n\
+             \x20 --page N        page N of -n lines (1 = the newest), oldest first\n\
+             \x20 --since T       every line since T: 90s, 10m, 2h, 1d or a UTC time\n\
+             \x20                 (2026-12-07 10:00:00, or RFC 3339); with -f, then follow\n"
         }
         Some("input") => {
             "Usage: exeio input ID TEXT...\n\n\

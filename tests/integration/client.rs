@@ -399,7 +399,7 @@ pub(crate) fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
 }
 
 /// Waits for a line containing `needle`.
-fn expect_line(rx: &mpsc::Receiver<String>, needle: &str) -> bool {
+pub(crate) fn expect_line(rx: &mpsc::Receiver<String>, needle: &str) -> bool {
     let deadline = std::time::Instant::now() + SHORT;
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         match rx.recv_timeout(left) {

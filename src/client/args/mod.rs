@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 
 use super::{Failure, addflags};
 
+mod ops;
+
 /// Flags that apply to every command.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Globals {
@@ -53,6 +55,48 @@ pub enum Command {
     },
     KeysRevoke(String),
     Shutdown,
+    /// `update ID ...`: the fields to change, or a whole config.
+    Update {
+        id: String,
+        from: UpdateFrom,
+    },
+    /// A request without a reply of its own to render (`clear-log`,
+    /// `stop-all`, `restart-all`, `signal`): print its message.
+    Post {
+        path: String,
+        body: Option<Value>,
+    },
+    /// `logs -f` without an id: every process, lines prefixed with the id.
+    FollowAll {
+        lines: usize,
+        stream: Option<String>,
+    },
+    Audit {
+        page: usize,
+        lines: usize,
+    },
+    Events {
+        since: Option<u64>,
+    },
+    Info,
+}
+
+/// Where `update` gets the new configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateFrom {
+    /// The fields to change in the current configuration.
+    Flags(Map<String, Value>),
+    /// `-f FILE` (`-` = stdin): a whole configuration.
+    File(PathBuf),
+}
+
+/// `logs --since`: lines from a time on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Since {
+    /// `10m`: this long before now.
+    Ago(std::time::Duration),
+    /// A time, as the log writes it (`YYYY-MM-DD HH:MM:SS`, UTC).
+    At(String),
 }
 
 /// The verbs that act on each of several ids.
@@ -91,6 +135,9 @@ pub struct LogsArgs {
     pub lines: usize,
     pub follow: bool,
     pub stream: Option<String>,
+    /// `--page N`: that page of `page_size` = the line count, newest first.
+    pub page: Option<usize>,
+    pub since: Option<Since>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,8 +155,29 @@ pub struct Invocation {
 
 /// The subcommands; anything else as a first argument is the daemon's.
 pub const COMMANDS: &[&str] = &[
-    "ls", "status", "add", "start", "stop", "restart", "rm", "logs", "input", "run", "runs",
-    "apply", "keys", "shutdown", "help",
+    "ls",
+    "status",
+    "add",
+    "update",
+    "start",
+    "stop",
+    "restart",
+    "rm",
+    "signal",
+    "logs",
+    "clear-log",
+    "input",
+    "run",
+    "runs",
+    "apply",
+    "stop-all",
+    "restart-all",
+    "keys",
+    "audit",
+    "events",
+    "info",
+    "shutdown",
+    "help",
 ];
 
 const DEFAULT_LOG_LINES: usize = 10;
@@ -140,6 +208,8 @@ const LOGS: &[Flag] = &[
     flag(&["-n", "--lines"], true),
     flag(&["--follow", "-f"], false),
     flag(&["--stream"], true),
+    flag(&["--page"], true),
+    flag(&["--since"], true),
 ];
 const RUNS: &[Flag] = &[flag(&["-n", "--limit"], true)];
 const APPLY: &[Flag] = &[
@@ -192,6 +262,9 @@ pub fn parse(args: Vec<String>) -> Result<Invocation, Failure> {
         "runs" => RUNS.iter().collect(),
         "apply" => APPLY.iter().collect(),
         "keys" => KEYS.iter().collect(),
+        "update" => addflags::flags(),
+        "audit" => ops::AUDIT.iter().collect(),
+        "events" => ops::EVENTS.iter().collect(),
         _ => vec![],
     };
     let split = split(args, &own, &mut globals)?;
@@ -343,6 +416,7 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
         "stop" => Command::Each(Verb::Stop, some_ids(&pos)?),
         "restart" => Command::Each(Verb::Restart, some_ids(&pos)?),
         "rm" => Command::Each(Verb::Remove, some_ids(&pos)?),
+        "logs" if pos.is_empty() && s.has("--follow") => ops::follow_all(&s)?,
         "logs" => {
             exactly(1, "an ID")?;
             let lines = match s.value("-n") {
@@ -357,11 +431,14 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
                     "--stream must be stdout, stderr or system, not {st:?}"
                 )));
             }
+            let (page, since) = ops::page_and_since(&s)?;
             Command::Logs(LogsArgs {
                 id: pos.remove(0),
                 lines,
                 follow: s.has("--follow"),
                 stream,
+                page,
+                since,
             })
         }
         "input" => {
@@ -406,6 +483,13 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
         "shutdown" => {
             exactly(0, "no argument")?;
             Command::Shutdown
+        }
+        "update" => {
+            let (id, from) = addflags::update(s)?;
+            Command::Update { id, from }
+        }
+        "clear-log" | "stop-all" | "restart-all" | "signal" | "audit" | "events" | "info" => {
+            ops::command(name, &s, pos)?
         }
         _ => return Err(usage(format!("unknown command {name:?}"))),
     })

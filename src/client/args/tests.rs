@@ -48,7 +48,9 @@ fn the_other_commands() {
             id: "web".into(),
             lines: 3,
             follow: true,
-            stream: Some("stderr".into())
+            stream: Some("stderr".into()),
+            page: None,
+            since: None,
         })
     );
     assert_eq!(
@@ -57,7 +59,9 @@ fn the_other_commands() {
             id: "web".into(),
             lines: 10,
             follow: false,
-            stream: None
+            stream: None,
+            page: None,
+            since: None,
         })
     );
     assert_eq!(
