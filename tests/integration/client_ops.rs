@@ -250,3 +250,35 @@ fn events_print_one_line_each_and_logs_f_follows_every_process() {
     follow.kill().unwrap();
     follow.wait().unwrap();
 }
+
+/// Every `exeio COMMAND` line of the README's shell examples names a
+/// command the client has (or is the daemon with flags), and parses.
+#[test]
+fn the_readme_s_cli_lines_are_real_commands() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut in_sh = false;
+    let mut checked = 0;
+    let tmp = TempDir::new();
+    for line in readme.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            in_sh = t == "```sh";
+            continue;
+        }
+        let Some(rest) = t.strip_prefix("exeio ").filter(|_| in_sh) else {
+            continue;
+        };
+        let cmd = rest.split_whitespace().next().unwrap_or("");
+        if cmd.starts_with('-') {
+            continue; // the daemon
+        }
+        // `exeio help CMD` knows it: exit 0.
+        let mut c = exeio_command(tmp.path());
+        c.args(["help", cmd]);
+        let o = run_to_end(c, SHORT);
+        assert_eq!(code(&o), 0, "README line {t:?}: {}", stderr(&o));
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} lines found");
+}
