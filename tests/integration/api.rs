@@ -46,7 +46,7 @@ fn failed_spawns_are_400_with_the_os_error_and_leave_nothing() {
         ),
         (
             json!({"id": "nf", "command": "definitely-not-a-command-xyz"}),
-            "No such file or directory",
+            "not found in PATH (",
         ),
         (
             json!({"id": "nf", "command": noexec.display().to_string()}),

@@ -206,6 +206,18 @@ fn events_print_one_line_each_and_logs_f_follows_every_process() {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut events = cmd.spawn().expect("spawn the client");
     let rx = lines_of(&mut events);
+    // The client connects in its own time: add probes until one is seen.
+    let connected = (0..30).any(|i| {
+        let id = format!("probe-{i}");
+        add_ok(&d, sh(&id, "true"));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        std::iter::from_fn(|| {
+            let left = until.checked_duration_since(std::time::Instant::now())?;
+            rx.recv_timeout(left).ok()
+        })
+        .any(|l| l.contains(&format!("  {id}  added  #")))
+    });
+    assert!(connected, "the events client never showed an event");
     add_ok(&d, sh("a", "echo from-a; exec sleep 60"));
     add_ok(&d, sh("b", "echo from-b; exec sleep 60"));
     assert!(expect_line(&rx, "  a  added  #"), "no added line");
@@ -225,9 +237,13 @@ fn events_print_one_line_each_and_logs_f_follows_every_process() {
     let deadline = std::time::Instant::now() + SHORT;
     while seen.len() < 2 && std::time::Instant::now() < deadline {
         if let Ok(l) = rx.recv_timeout(SHORT) {
-            for (id, word) in [("a | ", "from-a"), ("b | ", "from-b")] {
-                if l.starts_with(id) && l.contains(word) && !seen.contains(&id) {
-                    seen.push(id);
+            // `ID | line`, the ids padded to one width.
+            let Some((id, rest)) = l.split_once(" | ") else {
+                continue;
+            };
+            for (want, word) in [("a", "from-a"), ("b", "from-b")] {
+                if id.trim_end() == want && rest.contains(word) && !seen.contains(&want) {
+                    seen.push(want);
                 }
             }
         }
