@@ -3,9 +3,7 @@
 //! line). `logs` and `apply` have modules of their own. Called by
 //! `client::run`, in parallel when there are several hosts.
 
-use std::io::Read;
-
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::args::{AddFrom, Command};
 use super::http::{Client, Reply, encode};
@@ -373,19 +371,7 @@ fn add(ctx: &Ctx<'_>, from: &AddFrom, r: &mut Report) -> Result<(), Failure> {
     let body = match from {
         AddFrom::Flags(m) => Value::Object(m.clone()),
         AddFrom::File { path, id } => {
-            let text = if path.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .map_err(|e| Failure::Other(format!("cannot read stdin: {e}")))?;
-                s
-            } else {
-                std::fs::read_to_string(path)
-                    .map_err(|e| Failure::Other(format!("cannot read {}: {e}", path.display())))?
-            };
-            let mut m: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
-                Failure::Other(format!("{}: not a JSON object: {e}", path.display()))
-            })?;
+            let mut m = super::ops::read_object(path)?;
             match (id, m.get("id")) {
                 (Some(id), Some(Value::String(inner))) if inner != id => {
                     return Err(Failure::Usage(format!(

@@ -3,7 +3,7 @@
 //! follow stream, each line printed (and flushed) as soon as it arrives.
 //! With several hosts each followed line is prefixed with its host.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use serde_json::Value;
 
@@ -89,7 +89,13 @@ fn follow(ctx: &Ctx<'_>, a: &LogsArgs, stream: &str, tail: usize) -> Result<(), 
         encode(&a.id),
         tail.min(MAX_PAGE)
     );
-    let body = ctx.client.stream(&path)?;
+    let prefix = ctx.label.map(|h| format!("{h}: ")).unwrap_or_default();
+    print_stream(ctx, ctx.client.stream(&path)?, &prefix)
+}
+
+/// Print a follow stream line by line, each after `prefix`, until it ends
+/// (the process was removed, exeio stopped) or stdout is closed.
+pub fn print_stream(ctx: &Ctx<'_>, body: impl Read, prefix: &str) -> Result<(), Failure> {
     let mut reader = BufReader::new(body);
     let mut line = Vec::with_capacity(256);
     loop {
@@ -108,13 +114,11 @@ fn follow(ctx: &Ctx<'_>, a: &LogsArgs, stream: &str, tail: usize) -> Result<(), 
             line.push(b'\n');
         }
         let mut out = std::io::stdout().lock();
-        let written = match ctx.label {
-            Some(host) => out
-                .write_all(format!("{host}: ").as_bytes())
-                .and_then(|()| out.write_all(&line)),
-            None => out.write_all(&line),
-        };
-        if written.and_then(|()| out.flush()).is_err() {
+        let written = out
+            .write_all(prefix.as_bytes())
+            .and_then(|()| out.write_all(&line))
+            .and_then(|()| out.flush());
+        if written.is_err() {
             return Ok(()); // stdout closed: `exeio logs -f x | head`
         }
     }

@@ -87,7 +87,8 @@ pub fn update(ctx: &Ctx<'_>, id: &str, from: &UpdateFrom, r: &mut Report) -> Res
     said(ctx, ctx.client.post(&path, Some(&body)), r)
 }
 
-fn read_object(file: &std::path::Path) -> Result<Map<String, Value>, Failure> {
+/// A JSON object from a file (`-`: stdin).
+pub fn read_object(file: &std::path::Path) -> Result<Map<String, Value>, Failure> {
     let text = if file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -308,33 +309,7 @@ pub fn follow_all(ctx: &Ctx<'_>, lines: usize, stream: Option<&str>) -> Result<(
 
 /// Copy one follow stream to stdout, a whole line at a time with `prefix`.
 fn pump(ctx: &Ctx<'_>, path: &str, prefix: &str) -> Result<(), Failure> {
-    let body = ctx.client.stream(path)?;
-    let mut reader = BufReader::new(body);
-    let mut line = Vec::with_capacity(256);
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Failure::Connect {
-                    url: ctx.client.url.clone(),
-                    message: format!("the log stream broke: {e}"),
-                });
-            }
-        }
-        if !line.ends_with(b"\n") {
-            line.push(b'\n');
-        }
-        let mut out = std::io::stdout().lock();
-        let written = out
-            .write_all(prefix.as_bytes())
-            .and_then(|()| out.write_all(&line))
-            .and_then(|()| out.flush());
-        if written.is_err() {
-            return Ok(()); // stdout closed
-        }
-    }
+    super::logs::print_stream(ctx, ctx.client.stream(path)?, prefix)
 }
 
 /// `events`: the server-sent events, one line each, as they come.
