@@ -15,6 +15,7 @@ mod auth;
 mod events;
 mod logs;
 mod metrics;
+mod notify;
 pub mod openapi;
 mod procs;
 mod render;
@@ -70,6 +71,8 @@ pub struct Api {
     pub isolation: &'static str,
     /// Set at shutdown: streams end.
     pub stopping: AtomicBool,
+    /// Notification targets and the way to the dispatcher (SPEC 4d).
+    pub notify: crate::notify::Notifier,
 }
 
 /// The decoded `{...}` segments of the path, and the caller.

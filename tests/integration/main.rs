@@ -19,6 +19,7 @@ mod hardening;
 mod intent;
 mod lifecycle;
 mod logs;
+mod notify;
 mod observe;
 mod openapi;
 mod operate;
