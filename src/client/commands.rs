@@ -52,6 +52,7 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
             &mut r,
         ),
         Command::Shutdown => said(ctx, c.post("/shutdown", None), &mut r),
+        Command::Notify(n) => super::notify::run(ctx, n, &mut r),
     };
     if let Err(f) = done {
         r.fail(f);
@@ -81,20 +82,24 @@ fn keys_add(
     Ok(())
 }
 
-fn eprintln_note(line: &str) {
+pub(super) fn eprintln_note(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The body as one line (the API's JSON is compact already).
-fn json_line(reply: &Reply) -> String {
+pub(super) fn json_line(reply: &Reply) -> String {
     let mut s = reply.text().replace('\n', " ");
     s.push('\n');
     s
 }
 
 /// Print the answer's `message` (or its JSON).
-fn said(ctx: &Ctx<'_>, got: Result<Reply, Failure>, r: &mut Report) -> Result<(), Failure> {
+pub(super) fn said(
+    ctx: &Ctx<'_>,
+    got: Result<Reply, Failure>,
+    r: &mut Report,
+) -> Result<(), Failure> {
     let reply = got?;
     if ctx.json {
         r.out.push_str(&json_line(&reply));

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod hosts;
 pub mod http;
 pub mod logs;
+pub mod notify;
 pub mod table;
 pub mod tls;
 
@@ -295,6 +296,7 @@ Commands:
   runs ID [-n N]              a job's last N runs (default 20)
   apply -f FILE|DIR           make exeio match a configuration [--prune] [--dry-run]
   keys ls|add|revoke          the named API keys
+  notify ls|set -f FILE|test NAME  notification targets (webhooks, commands)
   shutdown                    stop every process and exeio itself
   help [COMMAND]              this help, or a command's
 
@@ -392,6 +394,14 @@ pub fn help(topic: Option<&str>) -> String {
              run; admin: everything.\n"
         }
         Some("shutdown") => "Usage: exeio shutdown\n\nStop every process, then exeio itself.\n",
+        Some("notify") => {
+            "Usage: exeio notify ls\n\
+             \x20      exeio notify set -f FILE   (FILE: a JSON list of targets; - = stdin)\n\
+             \x20      exeio notify test NAME\n\n\
+             Where exeio sends alerts (process.failed, job.failed, process.oom, ...):\n\
+             webhooks signed per Standard Webhooks, or commands fed the event on stdin.\n\
+             A secret exeio makes is printed once by set. Admin keys only.\n"
+        }
         _ => return USAGE.to_owned(),
     };
     format!(

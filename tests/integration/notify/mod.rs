@@ -4,6 +4,7 @@
 //! outbox across a `kill -9`, command targets, restart storms, secrets.
 //! `memory` has `max_memory_bytes`.
 
+mod cli;
 mod memory;
 
 use std::io::{BufRead, BufReader};
