@@ -67,6 +67,11 @@ pub(super) const ADD: &[(Flag, &str, Kind)] = &[
     (flag(&["--history"], true), "history", Kind::Count),
     (flag(&["--schedule"], true), "schedule", Kind::Text),
     (flag(&["--timezone"], true), "timezone", Kind::Text),
+    (
+        flag(&["--max-memory"], true),
+        "max_memory_bytes",
+        Kind::Size,
+    ),
 ];
 
 /// How an `add` flag's value becomes JSON.

@@ -345,6 +345,7 @@ pub fn help(topic: Option<&str>) -> String {
              \x20 --stop-timeout SECS        stop_timeout_seconds\n\
              \x20 --log-max-bytes SIZE       log_max_bytes (10485760, 512K, 10M)\n\
              \x20 --log-backups N            log_backups\n\
+             \x20 --max-memory SIZE          max_memory_bytes (restart above it: 512M, 2G)\n\
              \x20 --backoff S1,S2,...        backoff_seconds (the last one repeats)\n\
              \x20 --backoff-reset SECS       backoff_reset_seconds\n\
              \x20 --rapid-exit-penalty SECS  rapid_exit_penalty_seconds\n\
