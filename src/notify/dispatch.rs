@@ -315,7 +315,7 @@ impl Dispatcher {
                         slot.due = Instant::now() + delay;
                         slot.item.next_at_ms = unix_ms(SystemTime::now() + delay);
                         let item = slot.item.clone();
-                        if let Err(e) = self.outbox.write(&item) {
+                        if let Err(e) = self.outbox.rewrite(&item) {
                             self.log(format!("notify: cannot update {}: {e}", item.msg_id));
                         }
                         self.log(format!(

@@ -7,6 +7,7 @@
 //! Only the dispatcher thread calls this.
 
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,10 +52,34 @@ impl Outbox {
         self.dir.join(target).join(format!("{msg_id}.json"))
     }
 
-    /// Write (or rewrite) `item`, durably.
+    /// Write a new `item`, durably (the file and its directory entry).
     pub fn write(&self, item: &Item) -> io::Result<()> {
         let bytes = serde_json::to_vec(item).unwrap_or_default();
         crate::persist::write_atomic(&self.path(&item.target, &item.msg_id), &bytes)
+    }
+
+    /// Replace an item already on disk after a failed attempt: the new
+    /// content is fsynced before the rename, the directory is not (a crash
+    /// may keep the previous version, one attempt behind: harmless).
+    pub fn rewrite(&self, item: &Item) -> io::Result<()> {
+        use std::io::Write;
+        let path = self.path(&item.target, &item.msg_id);
+        let tmp = path.with_extension("json.tmp");
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&serde_json::to_vec(item).unwrap_or_default())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
     }
 
     pub fn remove(&self, target: &str, msg_id: &str) {
@@ -73,11 +98,12 @@ impl Outbox {
             let Ok(files) = std::fs::read_dir(d.path()) else {
                 continue;
             };
-            let mut names: Vec<PathBuf> = files
-                .flatten()
-                .map(|f| f.path())
-                .filter(|p| is_item(p))
-                .collect();
+            let (mut names, partial): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.flatten().map(|f| f.path()).partition(|p| is_item(p));
+            for p in partial {
+                // a write that a crash interrupted
+                let _ = std::fs::remove_file(p);
+            }
             names.sort();
             for p in names {
                 match std::fs::read(&p)
@@ -136,6 +162,11 @@ mod tests {
         let (items, bad) = o.load();
         assert_eq!(items, vec![b.clone(), a.clone()]);
         assert_eq!(bad, 1);
+        let mut a2 = a.clone();
+        a2.attempts = 3;
+        o.rewrite(&a2).unwrap();
+        assert_eq!(o.load().0, vec![b.clone(), a2.clone()]);
+        let a = a2;
         o.remove("ops", &b.msg_id);
         assert_eq!(o.load().0, vec![a]);
         let _ = std::fs::remove_dir_all(&dir);
