@@ -218,6 +218,10 @@ printf '%s\n' "$EVENTS" | sed -n '1,8p'
 step "GET /audit: the audit log, newest first"
 api GET "/audit?page=1&page_size=3"
 
+step "GET /notify: the alert targets (secrets never shown); a bad list changes nothing"
+api GET /notify
+status 400 -X PUT "$URL/notify" -H "exeio-api-key: $KEY" -d '[{"name": "x", "webhook": "ftp://nope"}]'
+
 step "GET /metrics (Prometheus text)"
 api GET /metrics | grep "$PREFIX" || true
 

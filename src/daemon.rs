@@ -84,6 +84,14 @@ pub fn run(cfg: Config) -> Result<()> {
         Logger::start(exeio_log, audit_log.clone()).map_err(Error::start("the logger thread"))?;
     let (persister, persister_thread) =
         Persister::start(tx.clone()).map_err(Error::start("the persister thread"))?;
+    let notifier = crate::notify::start(
+        crate::notify::Places {
+            config: paths.notify_file(),
+            queue: paths.notify_queue(),
+        },
+        logger.clone(),
+    )
+    .map_err(Error::Other)?;
     let published = Arc::new(Published::default());
     let events = Arc::new(Bus::new(started_wall));
     let edge = Arc::new(EdgeStats::default());
@@ -108,6 +116,7 @@ pub fn run(cfg: Config) -> Result<()> {
         tls: tls.is_some(),
         isolation,
         stopping: AtomicBool::new(false),
+        notify: notifier.clone(),
     });
     let limits = Limits {
         max_connections: cfg.max_connections,
@@ -132,6 +141,7 @@ pub fn run(cfg: Config) -> Result<()> {
         published,
         events,
         cgroups: cgroups.clone(),
+        notifier,
     };
     drop(tx);
     let mut supervisor = Supervisor::new(setup);

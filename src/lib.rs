@@ -56,6 +56,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod logger;
 pub mod logs;
+pub mod notify;
 pub mod paths;
 pub mod persist;
 pub mod policy;

@@ -59,6 +59,14 @@ impl Paths {
     pub fn keys_file(&self) -> PathBuf {
         self.config_dir.join("keys.json")
     }
+    /// Notification targets (SPEC 4d).
+    pub fn notify_file(&self) -> PathBuf {
+        self.config_dir.join("notify.json")
+    }
+    /// Notifications not yet delivered.
+    pub fn notify_queue(&self) -> PathBuf {
+        self.data_dir.join("notify-queue")
+    }
     /// Run histories of saved jobs.
     pub fn runs_dir(&self) -> PathBuf {
         self.data_dir.join("runs")

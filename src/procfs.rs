@@ -144,6 +144,36 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(pages * sys::page_size())
 }
 
+/// Most processes of one tree summed by `tree_rss`.
+const MAX_TREE: usize = 256;
+
+/// The summed RSS of `pid` and its descendants (at most `MAX_TREE`
+/// processes), through each thread's `children` list: a few small reads
+/// per process of the tree. For `max_memory_bytes` without a cgroup.
+pub fn tree_rss(pid: u32) -> u64 {
+    let mut todo = vec![pid];
+    let (mut seen, mut sum) = (0, 0);
+    while let Some(p) = todo.pop() {
+        if seen >= MAX_TREE {
+            break;
+        }
+        seen += 1;
+        sum += rss_bytes(p).unwrap_or(0);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+                todo.extend(
+                    list.split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    sum
+}
+
 /// CPU time (user + system) of a process and of the children it waited for.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -222,5 +252,34 @@ mod tests {
         assert!(u.read(t0 + MAX_AGE * 2).rss_bytes > 1);
         u.ended(Duration::from_secs(3));
         assert!(u.read(t0 + MAX_AGE * 4).cpu_seconds >= 3.0);
+    }
+
+    #[test]
+    fn a_tree_counts_its_descendants() {
+        use std::os::unix::process::CommandExt;
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = sh.id();
+        let kids = || {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        while kids() < 2 && Instant::now() < end {
+            std::thread::yield_now();
+        }
+        let (alone, tree) = (rss_bytes(pid).unwrap(), tree_rss(pid));
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = sh.kill();
+        let _ = sh.wait();
+        assert!(tree > alone, "sh {alone} B, its tree {tree} B");
     }
 }

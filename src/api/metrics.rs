@@ -216,6 +216,25 @@ pub fn metrics(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
     }
     let _ = writeln!(
         s,
+        "# HELP exeio_notifications_total Notification attempts by target and result \
+         (delivered, failed: an attempt to be retried or that turned the target off, \
+         dropped: over the queue cap, out of attempts, or its target gone).\n\
+         # TYPE exeio_notifications_total counter"
+    );
+    for (target, result, n) in api.notify.hub.counts() {
+        let _ = writeln!(
+            s,
+            "exeio_notifications_total{{target=\"{target}\",result=\"{result}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP exeio_notifications_lost_total Events not queued: the notifier was too far behind.\n\
+         # TYPE exeio_notifications_lost_total counter\nexeio_notifications_lost_total {}",
+        api.notify.hub.lost()
+    );
+    let _ = writeln!(
+        s,
         "# HELP exeio_build_info The version of exeio.\n# TYPE exeio_build_info gauge\n\
          exeio_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")

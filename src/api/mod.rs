@@ -15,6 +15,7 @@ mod auth;
 mod events;
 mod logs;
 mod metrics;
+mod notify;
 pub mod openapi;
 mod ops;
 mod procs;
@@ -71,6 +72,8 @@ pub struct Api {
     pub isolation: &'static str,
     /// Set at shutdown: streams end.
     pub stopping: AtomicBool,
+    /// Notification targets and the way to the dispatcher (SPEC 4d).
+    pub notify: crate::notify::Notifier,
 }
 
 /// The decoded `{...}` segments of the path, and the caller.

@@ -139,6 +139,7 @@ fn refs(name: &str) -> Value {
 fn body_schema(b: Body) -> Option<Value> {
     Some(match b {
         Body::None => return None,
+        Body::Notify => super::notify::put_schema(),
         Body::Config => refs("Config"),
         Body::Update => refs("ConfigUpdate"),
         Body::Apply => refs("Apply"),
@@ -203,6 +204,7 @@ fn reply(r: Reply) -> Value {
             "text/css; charset=utf-8": {"schema": text()}
         }}),
         Reply::Info => content("application/json", refs("Info")),
+        Reply::Notify => content("application/json", super::notify::list_schema()),
         Reply::Session => content(
             "application/json",
             obj(
@@ -321,7 +323,8 @@ fn config_properties() -> Value {
         "group": {"type": "string", "nullable": true},
         "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "nullable": true},
         "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": spec::MAX_PERIOD_SECONDS, "nullable": true},
-        "history": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 50, "nullable": true}
+        "history": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 50, "nullable": true},
+        "max_memory_bytes": {"type": "integer", "minimum": spec::MIN_MEMORY_BYTES, "nullable": true, "description": "Restart after 3 samples in a row (5 s apart) above this"}
     })
 }
 

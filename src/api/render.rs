@@ -116,6 +116,8 @@ struct Process<'a> {
     timeout_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_memory_bytes: Option<u64>,
     run_count: u64,
     restart_count: u32,
     restarts_total: u64,
@@ -185,6 +187,7 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         overlap: job.then(|| spec.job.overlap.name()),
         timeout_seconds: spec.job.timeout.map(|t| t.as_secs()),
         history: job.then_some(spec.job.history),
+        max_memory_bytes: spec.max_memory_bytes,
         run_count: p.run_count,
         restart_count: p.restart_count,
         restarts_total: p.restarts_total,

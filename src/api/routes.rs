@@ -3,7 +3,7 @@
 //! OpenAPI document and the tests all derive from `ROUTES`; there is no
 //! second list.
 
-use super::{Answer, Api, Args, admin, events, logs, metrics, openapi, ops, procs, ui};
+use super::{Answer, Api, Args, admin, events, logs, metrics, notify, openapi, ops, procs, ui};
 use crate::error::ApiError;
 use crate::http::Exchange;
 use crate::http::request::percent_decode;
@@ -51,6 +51,8 @@ pub enum Body {
     NewKey,
     /// `{"signal": NAME}` (`POST /signal/{id}`).
     Signal,
+    /// The list of notification targets (`PUT /notify`).
+    Notify,
 }
 
 /// A successful reply.
@@ -80,6 +82,8 @@ pub enum Reply {
     Events,
     Keys,
     NewKey,
+    /// `{success, targets, secrets?}`.
+    Notify,
 }
 
 /// A query parameter.
@@ -101,7 +105,7 @@ pub enum QueryKind {
 impl Route {
     /// Does the request change something (audited, CSRF-checked)?
     pub fn changes_state(&self) -> bool {
-        self.method == "POST"
+        self.method == "POST" || self.method == "PUT"
     }
 }
 
@@ -204,6 +208,9 @@ pub static ROUTES: &[Route] = &[
     route!("POST" "/keys", Key(Admin), admin::create_key, "Create a named key with a role", NewKey -> NewKey, [400, 409, 500]),
     route!("POST" "/keys/{name}/revoke", Key(Admin), admin::revoke_key, "Revoke a named key", None -> Message, [404, 500]),
     route!("GET" "/audit", Key(Admin), admin::audit, "A page of the audit log, newest first", None -> LogPage, [400, 500], PAGE),
+    route!("GET" "/notify", Key(Admin), notify::list, "The notification targets (never a secret)", None -> Notify, []),
+    route!("PUT" "/notify", Key(Admin), notify::put, "Replace the notification targets, all or nothing", Notify -> Notify, [400, 500]),
+    route!("POST" "/notify/test/{name}", Key(Admin), notify::test, "Send a test notification to one target", None -> Message, [404]),
 ];
 
 /// Why no route was found.

@@ -236,6 +236,28 @@ pub fn cpu_usage(dir: &Path) -> Option<Duration> {
     Some(Duration::from_micros(usec))
 }
 
+/// The memory the group at `dir` uses (`memory.current`), if the memory
+/// controller is on for it.
+pub fn memory_current(dir: &Path) -> Option<u64> {
+    fs::read_to_string(dir.join("memory.current"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many processes of the group at `dir` the kernel's OOM killer
+/// killed, ever (`memory.events`' `oom_kill`).
+pub fn oom_kills(dir: &Path) -> Option<u64> {
+    fs::read_to_string(dir.join("memory.events"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The pids in the group at `dir`.
 pub fn pids_in(dir: &Path) -> Vec<u32> {
     fs::read_to_string(dir.join("cgroup.procs"))

@@ -81,6 +81,11 @@ pub(super) const ADD: &[(Flag, &str, Kind)] = &[
         Kind::Off,
     ),
     (flag(&["--no-save"], false), "save_for_next_run", Kind::Off),
+    (
+        flag(&["--max-memory"], true),
+        "max_memory_bytes",
+        Kind::Size,
+    ),
 ];
 
 /// How an `add` flag's value becomes JSON.

@@ -56,6 +56,7 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
         Command::Audit { page, lines } => ops::audit(ctx, *page, *lines, &mut r),
         Command::Events { since } => ops::events(ctx, *since),
         Command::Info => ops::info(ctx, &mut r),
+        Command::Notify(n) => super::notify::run(ctx, n, &mut r),
     };
     if let Err(f) = done {
         r.fail(f);
@@ -85,7 +86,7 @@ fn keys_add(
     Ok(())
 }
 
-fn eprintln_note(line: &str) {
+pub(super) fn eprintln_note(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

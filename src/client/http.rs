@@ -86,6 +86,18 @@ impl Client {
         self.finish(sent)
     }
 
+    /// PUT a JSON body.
+    pub fn put(&self, path: &str, body: &[u8]) -> Result<Reply, Failure> {
+        let mut req = self.agent.put(format!("{}{path}", self.url));
+        if let Some(k) = &self.key {
+            req = req.header("exeio-api-key", k);
+        }
+        let sent = req
+            .header("content-type", "application/json")
+            .send(body.to_vec());
+        self.finish(sent)
+    }
+
     /// GET a stream (a log follow): the body, read as it arrives.
     pub fn stream(&self, path: &str) -> Result<impl Read + Send + 'static, Failure> {
         let mut req = self.agent.get(format!("{}{path}", self.url));

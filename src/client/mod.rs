@@ -16,6 +16,7 @@ pub mod commands;
 pub mod hosts;
 pub mod http;
 pub mod logs;
+pub mod notify;
 pub mod ops;
 pub mod table;
 pub mod tls;
@@ -308,6 +309,7 @@ Commands:
   audit [-n N] [--page N]     the audit log (admin)
   events [--since ID]         every change as it happens, one line each
   info                        exeio's version, uptime and endpoints
+  notify ls|set -f FILE|test NAME  notification targets (webhooks, commands)
   shutdown                    stop every process and exeio itself
   help [COMMAND]              this help, or a command's
 
@@ -358,6 +360,7 @@ pub fn help(topic: Option<&str>) -> String {
              \x20 --stop-timeout SECS        stop_timeout_seconds\n\
              \x20 --log-max-bytes SIZE       log_max_bytes (10485760, 512K, 10M)\n\
              \x20 --log-backups N            log_backups\n\
+             \x20 --max-memory SIZE          max_memory_bytes (restart above it: 512M, 2G)\n\
              \x20 --backoff S1,S2,...        backoff_seconds (the last one repeats)\n\
              \x20 --backoff-reset SECS       backoff_reset_seconds\n\
              \x20 --rapid-exit-penalty SECS  rapid_exit_penalty_seconds\n\
@@ -414,6 +417,14 @@ pub fn help(topic: Option<&str>) -> String {
              run; admin: everything.\n"
         }
         Some("shutdown") => "Usage: exeio shutdown\n\nStop every process, then exeio itself.\n",
+        Some("notify") => {
+            "Usage: exeio notify ls\n\
+             \x20      exeio notify set -f FILE   (FILE: a JSON list of targets; - = stdin)\n\
+             \x20      exeio notify test NAME\n\n\
+             Where exeio sends alerts (process.failed, job.failed, process.oom, ...):\n\
+             webhooks signed per Standard Webhooks, or commands fed the event on stdin.\n\
+             A secret exeio makes is printed once by set. Admin keys only.\n"
+        }
         _ => return USAGE.to_owned(),
     };
     format!(

@@ -30,6 +30,8 @@ use crate::spec::ProcessSpec;
 
 const SIGKILL: i32 = 9;
 const SIGCONT: i32 = 18;
+/// Samples in a row over `max_memory_bytes` that restart a process.
+pub const MEMORY_SAMPLES: u8 = 3;
 
 /// The clock, read once per supervisor turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +80,8 @@ pub enum Cause {
     Timeout,
     /// A job run stopped to make way for the next (overlap `replace`).
     Replace,
+    /// Over `max_memory_bytes`: restarted through the backoff table.
+    Memory,
 }
 
 impl Cause {
@@ -89,6 +93,7 @@ impl Cause {
             Cause::Shutdown => "supervisor shutdown",
             Cause::Timeout => "run timed out",
             Cause::Replace => "replaced by the next run",
+            Cause::Memory => "over max_memory_bytes",
         }
     }
 }
@@ -130,6 +135,11 @@ pub enum Input {
     },
     /// A deadline may have passed.
     Tick,
+    /// A sample of the memory the current run uses (`max_memory_bytes`).
+    Memory {
+        generation: u64,
+        bytes: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -184,6 +194,8 @@ pub struct Proc {
     /// Boxed: most processes are services, and a job's state is 200 bytes.
     pub job: Option<Box<Job>>,
     generation: u64,
+    /// Memory samples in a row above `max_memory_bytes` (this run).
+    over_memory: u8,
 }
 
 type Step = Result<Vec<Effect>, Conflict>;
@@ -211,6 +223,7 @@ impl Proc {
             attempt_error: None,
             job,
             generation: 0,
+            over_memory: 0,
         }
     }
 
@@ -294,6 +307,7 @@ impl Proc {
                 at,
             } => Ok(self.exited(generation, status, at, now)),
             Input::Tick => Ok(self.tick(now)),
+            Input::Memory { generation, bytes } => Ok(self.memory(generation, bytes, now)),
         }
     }
 
@@ -566,15 +580,50 @@ impl Proc {
         if ran >= self.spec.backoff.reset {
             self.streak = 0;
         }
+        // A stop over the memory limit restarts whatever the policy says.
+        let (policy, reason) = match cause {
+            Some(Cause::Memory) => (
+                policy::RestartPolicy::Always,
+                "after exceeding max_memory_bytes".to_owned(),
+            ),
+            _ => (self.spec.restart_policy, status.restart_reason()),
+        };
         let decision = policy::after_exit(
-            self.spec.restart_policy,
+            policy,
             self.spec.max_restarts,
             &self.spec.backoff,
             self.streak,
             status,
             ran,
         );
-        fx.extend(self.decide(decision, status.restart_reason(), now));
+        fx.extend(self.decide(decision, reason, now));
+        fx
+    }
+
+    /// Three samples in a row above `max_memory_bytes` stop the run; its
+    /// exit restarts it through the backoff table (see `exited`).
+    fn memory(&mut self, generation_: u64, bytes: u64, now: Now) -> Vec<Effect> {
+        let (Some(limit), State::Running { generation, .. }) =
+            (self.spec.max_memory_bytes, &self.state)
+        else {
+            return vec![];
+        };
+        if *generation != generation_ {
+            return vec![];
+        }
+        if bytes <= limit {
+            self.over_memory = 0;
+            return vec![];
+        }
+        self.over_memory += 1;
+        if self.over_memory < MEMORY_SAMPLES {
+            return vec![];
+        }
+        self.over_memory = 0;
+        let mut fx = vec![Effect::Log(format!(
+            "using {bytes} bytes, over max_memory_bytes ({limit}) for {MEMORY_SAMPLES} samples in a row: restarting"
+        ))];
+        fx.extend(self.begin_stop(Cause::Memory, now));
         fx
     }
 
@@ -606,6 +655,7 @@ impl Proc {
             self.restarts_total += 1;
         }
         self.generation += 1;
+        self.over_memory = 0;
         self.run_count += 1;
         self.attempts += 1;
         self.attempt_error = None;

@@ -453,3 +453,55 @@ fn a_calendar_job_waits_for_its_time_and_catches_up_once() {
     plain.job.as_mut().unwrap().last_scheduled = j.job.as_ref().unwrap().last_scheduled;
     assert!(!spawns(&plain.revive(c.at(due + S(60)))));
 }
+
+#[test]
+fn three_samples_over_max_memory_restart_through_backoff_whatever_the_policy() {
+    let c = Clock::new();
+    let mut p = proc(r#"{"id":"a","command":"x","max_memory_bytes":2000000}"#);
+    p.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut p, &c, S(0), 10);
+    let sample = |p: &Proc, bytes| Input::Memory {
+        generation: p.generation(),
+        bytes,
+    };
+    // two over, one under: the count starts again
+    for (t, bytes) in [(5, 3_000_000), (10, 3_000_000), (15, 1_000_000)] {
+        assert!(p.step(sample(&p, bytes), c.at(S(t))).unwrap().is_empty());
+    }
+    // a stale run's sample counts for nothing
+    let stale = Input::Memory {
+        generation: p.generation() - 1,
+        bytes: 9_000_000,
+    };
+    assert!(p.step(stale, c.at(S(16))).unwrap().is_empty());
+    assert!(
+        p.step(sample(&p, 3_000_000), c.at(S(20)))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        p.step(sample(&p, 3_000_000), c.at(S(25)))
+            .unwrap()
+            .is_empty()
+    );
+    let fx = p.step(sample(&p, 3_000_000), c.at(S(30))).unwrap();
+    assert!(logs(&fx).contains("over max_memory_bytes (2000000) for 3 samples in a row"));
+    assert!(fx.contains(&Effect::Signal {
+        pgid: 10,
+        signal: 15
+    }));
+    assert_eq!(p.status(), Status::Stopping);
+    // restart_policy is "never", yet the stop restarts it, through backoff
+    let fx = p
+        .step(exited(&p, ExitStatus::Signal(15)), c.at(S(31)))
+        .unwrap();
+    assert_eq!(p.status(), Status::Backoff);
+    assert!(logs(&fx).contains("after exceeding max_memory_bytes (restart #1)"));
+    // without a limit, samples do nothing
+    let mut q = proc(r#"{"id":"b","command":"x"}"#);
+    q.step(Input::Start, c.at(S(0))).unwrap();
+    running(&mut q, &c, S(0), 11);
+    for t in 1..5 {
+        assert!(q.step(sample(&q, u64::MAX), c.at(S(t))).unwrap().is_empty());
+    }
+}

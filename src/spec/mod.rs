@@ -138,6 +138,8 @@ pub struct AddRequest {
     pub timeout_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<u64>,
 }
 
 /// A validated process description.
@@ -169,6 +171,8 @@ pub struct ProcessSpec {
     pub group: Option<String>,
     /// For periodic and scheduled jobs.
     pub job: JobSettings,
+    /// Restarted after 3 samples in a row above this (SPEC 4d).
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl ProcessSpec {
@@ -239,6 +243,7 @@ impl ProcessSpec {
             overlap: job.then_some(self.job.overlap),
             timeout_seconds: self.job.timeout.map(|t| t.as_secs()),
             history: job.then_some(self.job.history),
+            max_memory_bytes: self.max_memory_bytes,
         }
     }
 }
@@ -504,7 +509,21 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         user: req.user,
         group: req.group,
         job: job_settings,
+        max_memory_bytes: memory_limit(req.max_memory_bytes)?,
     })
+}
+
+/// Smallest accepted `max_memory_bytes`: below this, nothing runs.
+pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
+
+fn memory_limit(v: Option<u64>) -> Result<Option<u64>, FieldError> {
+    match v {
+        Some(b) if b < MIN_MEMORY_BYTES => Err(FieldError::new(
+            "max_memory_bytes",
+            format!("max_memory_bytes must be at least {MIN_MEMORY_BYTES} (1 MiB), got {b}"),
+        )),
+        _ => Ok(v),
+    }
 }
 
 /// Longest accepted restart delay or reset window: one day.

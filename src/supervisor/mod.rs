@@ -13,6 +13,7 @@
 //! back replies until what they wait for has happened, `publish` builds the
 //! view and the events.
 
+mod alerts;
 mod commands;
 mod publish;
 mod replies;
@@ -70,6 +71,7 @@ pub struct Setup {
     pub published: Arc<Published>,
     pub events: Arc<Bus>,
     pub cgroups: Option<Arc<Cgroups>>,
+    pub notifier: crate::notify::Notifier,
 }
 
 /// The state of `processes.json`: what is wanted on disk and what is there.
@@ -98,6 +100,8 @@ pub struct Supervisor {
     changed: bool,
     /// The most processes there were since the heap was last trimmed.
     peak: usize,
+    /// Restart storms and memory samples (notifications).
+    alerts: alerts::Alerts,
 }
 
 impl Supervisor {
@@ -110,6 +114,7 @@ impl Supervisor {
             shutting_down: false,
             changed: true,
             peak: 0,
+            alerts: alerts::Alerts::default(),
         }
     }
 
@@ -163,6 +168,7 @@ impl Supervisor {
                 .filter_map(|e| e.proc.deadline())
                 .chain(self.store.retry_at)
                 .chain(self.pending.iter().filter_map(Pending::deadline))
+                .chain(self.alerts.deadline())
                 .min();
             let timer = deadline.map(at).unwrap_or_else(never);
             select! {
@@ -195,6 +201,7 @@ impl Supervisor {
                 at,
             }) => {
                 let now = Now::read();
+                self.exited_alerts(&id, generation);
                 let Some(e) = self.procs.get_mut(&id) else {
                     return;
                 };
@@ -258,6 +265,7 @@ impl Supervisor {
             self.store.retry_at = None;
             self.store.sent = 0; // send again
         }
+        self.sample_memory(now);
     }
 
     /// Feed `input` to a process (not a user's request: nothing to undo).
@@ -345,6 +353,7 @@ impl Supervisor {
             None => None,
         };
         let e = self.procs.get_mut(id).expect("spawn of a known process");
+        let automatic = matches!(e.proc.state, crate::lifecycle::State::Backoff { .. });
         let run_number = e.proc.run_count + 1;
         let running = child::spawn(child::Start {
             spec: &e.proc.spec,
@@ -359,6 +368,7 @@ impl Supervisor {
         e.proc.spawned(running.pid, now);
         e.usage.started(running.pid);
         e.link = Some(running.link);
+        self.spawned_alerts(id, automatic, now);
         Ok(())
     }
 
@@ -414,6 +424,7 @@ impl Supervisor {
         let Some(e) = self.procs.remove(id) else {
             return;
         };
+        self.alerts.forget(id);
         if e.proc.spec.save_for_next_run {
             self.dirty_store();
         }
@@ -434,6 +445,7 @@ impl Supervisor {
 
     /// Keep a job's run record (and save the history of a saved job).
     fn record(&mut self, id: &ProcessId, record: RunRecord) {
+        self.alert_run(id, &record);
         let Some(e) = self.procs.get_mut(id) else {
             return;
         };

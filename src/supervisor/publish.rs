@@ -94,6 +94,7 @@ impl Supervisor {
         if after == before {
             return;
         }
+        self.alert_state(id, before, after);
         let exit = match (after, e.proc.last_exit) {
             (Status::Running, _) | (_, None) => Value::Null,
             _ if !by_exit => Value::Null,

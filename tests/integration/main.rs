@@ -20,6 +20,7 @@ mod hardening;
 mod intent;
 mod lifecycle;
 mod logs;
+mod notify;
 mod observe;
 mod openapi;
 mod operate;

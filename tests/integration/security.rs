@@ -67,6 +67,13 @@ fn request_for(method: &str, path: &str, role: &str) -> (String, Option<String>)
         ),
         ("POST", "/keys/{name}/revoke") => (format!("/keys/rv-{role}/revoke"), None),
         ("POST", "/restart-all" | "/stop-all" | "/shutdown") => (path.into(), None),
+        ("GET", "/notify") => (path.into(), None),
+        // (routes run in table order: the PUT makes the target the test uses)
+        ("PUT", "/notify") => (
+            path.into(),
+            body(json!([{"name": "t", "command": ["true"]}])),
+        ),
+        ("POST", "/notify/test/{name}") => ("/notify/test/t".into(), None),
         _ => panic!("no case for {method} {path}: add one to the role table test"),
     }
 }

@@ -79,6 +79,7 @@ pub enum Command {
         since: Option<u64>,
     },
     Info,
+    Notify(NotifyCmd),
 }
 
 /// Where `update` gets the new configuration.
@@ -97,6 +98,15 @@ pub enum Since {
     Ago(std::time::Duration),
     /// A time, as the log writes it (`YYYY-MM-DD HH:MM:SS`, UTC).
     At(String),
+}
+
+/// `exeio notify ls|set -f FILE|test NAME`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyCmd {
+    Ls,
+    /// The whole list of targets from a file (`-` = stdin).
+    Set(PathBuf),
+    Test(String),
 }
 
 /// The verbs that act on each of several ids.
@@ -176,6 +186,7 @@ pub const COMMANDS: &[&str] = &[
     "audit",
     "events",
     "info",
+    "notify",
     "shutdown",
     "help",
 ];
@@ -218,6 +229,7 @@ const APPLY: &[Flag] = &[
     flag(&["--dry-run"], false),
 ];
 const KEYS: &[Flag] = &[flag(&["--role"], true)];
+const NOTIFY: &[Flag] = &[flag(&["--file", "-f"], true)];
 
 /// A command line split into flags and positional arguments.
 pub(super) struct Split {
@@ -265,6 +277,7 @@ pub fn parse(args: Vec<String>) -> Result<Invocation, Failure> {
         "update" => addflags::flags(),
         "audit" => ops::AUDIT.iter().collect(),
         "events" => ops::EVENTS.iter().collect(),
+        "notify" => NOTIFY.iter().collect(),
         _ => vec![],
     };
     let split = split(args, &own, &mut globals)?;
@@ -480,6 +493,7 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
             })
         }
         "keys" => keys(&s, pos)?,
+        "notify" => Command::Notify(notify(&s, pos)?),
         "shutdown" => {
             exactly(0, "no argument")?;
             Command::Shutdown
@@ -535,6 +549,34 @@ fn keys(s: &Split, mut pos: Vec<String>) -> Result<Command, Failure> {
         "" => Err(usage("keys needs ls, add or revoke")),
         other => Err(usage(format!(
             "keys: unknown subcommand {other:?} (ls, add, revoke)"
+        ))),
+    }
+}
+
+fn notify(s: &Split, mut pos: Vec<String>) -> Result<NotifyCmd, Failure> {
+    let sub = if pos.is_empty() {
+        String::new()
+    } else {
+        pos.remove(0)
+    };
+    let file = s.value("--file");
+    if file.is_some() && sub != "set" {
+        return Err(usage("-f FILE goes with notify set"));
+    }
+    match (sub.as_str(), pos.len()) {
+        ("ls" | "list", 0) => Ok(NotifyCmd::Ls),
+        ("set", 0) => file
+            .map(|f| NotifyCmd::Set(PathBuf::from(f)))
+            .ok_or_else(|| usage("notify set needs -f FILE (a JSON list of targets)")),
+        ("test", 1) => Ok(NotifyCmd::Test(pos.remove(0))),
+        ("test", 0) => Err(usage("notify test needs a target NAME")),
+        ("ls" | "list" | "set" | "test", _) => Err(usage(format!(
+            "notify {sub}: unexpected argument {:?}",
+            pos.last().cloned().unwrap_or_default()
+        ))),
+        ("", _) => Err(usage("notify needs ls, set -f FILE or test NAME")),
+        (other, _) => Err(usage(format!(
+            "notify: unknown subcommand {other:?} (ls, set, test)"
         ))),
     }
 }
