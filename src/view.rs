@@ -42,6 +42,8 @@ pub struct ProcView {
     pub usage: Arc<Usage>,
     /// Finished runs of a job, oldest first.
     pub runs: Arc<Vec<RunRecord>>,
+    /// The unmet conditions of a start held for its dependencies.
+    pub waiting_for: Vec<String>,
 }
 
 impl std::fmt::Debug for Usage {

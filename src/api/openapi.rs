@@ -312,7 +312,10 @@ fn config_properties() -> Value {
         "group": {"type": "string", "nullable": true},
         "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "nullable": true},
         "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": spec::MAX_PERIOD_SECONDS, "nullable": true},
-        "history": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 50, "nullable": true}
+        "history": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 50, "nullable": true},
+        "depends_on": {"type": "object", "nullable": true, "maxProperties": 64,
+            "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]},
+            "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."}
     })
 }
 
@@ -423,7 +426,7 @@ fn schemas() -> Value {
         },
         "Process": {
             "type": "object",
-            "required": ["id", "command", "args", "status", "is_running", "pid", "run_count", "restart_count", "log_file"],
+            "required": ["id", "command", "args", "status", "waiting_for", "is_running", "pid", "run_count", "restart_count", "log_file"],
             "properties": {
                 "id": {"type": "string"},
                 "command": {"type": "string"},
@@ -455,6 +458,8 @@ fn schemas() -> Value {
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"]},
                 "timeout_seconds": {"type": "integer"},
                 "history": {"type": "integer"},
+                "depends_on": {"type": "object", "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]}},
+                "waiting_for": {"type": "array", "items": {"type": "string"}, "description": "While status is waiting for dependencies: the unmet conditions, as \"db (healthy)\". Empty otherwise (also for a job waiting for its next run)."},
                 "run_count": {"type": "integer"},
                 "restart_count": {"type": "integer"},
                 "restarts_total": {"type": "integer"},

@@ -114,6 +114,9 @@ struct Process<'a> {
     timeout_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<u32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    depends_on: BTreeMap<&'a str, &'static str>,
+    waiting_for: &'a [String],
     run_count: u64,
     restart_count: u32,
     restarts_total: u64,
@@ -182,6 +185,12 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         overlap: job.then(|| spec.job.overlap.name()),
         timeout_seconds: spec.job.timeout.map(|t| t.as_secs()),
         history: job.then_some(spec.job.history),
+        depends_on: spec
+            .depends_on
+            .iter()
+            .map(|(d, c)| (d.as_str(), c.name()))
+            .collect(),
+        waiting_for: &p.waiting_for,
         run_count: p.run_count,
         restart_count: p.restart_count,
         restarts_total: p.restarts_total,

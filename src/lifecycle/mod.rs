@@ -15,14 +15,20 @@
 //! Jobs (periodic, later scheduled) keep a clock of their next run in `job`
 //! (see `job.rs`); between runs they are `Idle`, and their status reads
 //! `waiting`.
+//!
+//! A start whose dependencies (`depends_on`) do not hold yet is `Held`
+//! (see `order.rs`); its status reads `waiting` too, with `waiting_for`
+//! naming what it waits for (a job between runs has none).
 
 mod job;
+pub mod order;
 mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
+pub use order::{Facts, Node, OrderError, Stopping, dependents, ready_to_stop, stop_levels};
 pub use status::{Exits, Status};
 
 use crate::policy::{self, AfterExit, ExitStatus};
@@ -112,6 +118,12 @@ pub enum State {
     },
     /// An automatic restart is pending.
     Backoff { until: Instant },
+    /// A start waits for its dependencies (`order.rs`).
+    Held {
+        waiting_for: Vec<String>,
+        /// It was an automatic restart (it counts as one when it spawns).
+        after_backoff: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +231,7 @@ impl Proc {
             State::Running { .. } => Status::Running,
             State::Stopping { .. } => Status::Stopping,
             State::Backoff { .. } => Status::Backoff,
+            State::Held { .. } => Status::Waiting,
             State::Idle => match self.want {
                 Want::Down => Status::ManuallyStopped,
                 _ if self.failed => Status::Failed,
@@ -344,7 +357,9 @@ impl Proc {
                 self.restart_pending = true;
                 Ok(persist)
             }
-            State::Idle | State::Backoff { .. } => Ok([self.begin_fresh(now), persist].concat()),
+            State::Idle | State::Backoff { .. } | State::Held { .. } => {
+                Ok([self.begin_fresh(now), persist].concat())
+            }
         }
     }
 
@@ -362,7 +377,7 @@ impl Proc {
         let mut fx = match self.state {
             State::Running { .. } => self.begin_stop(Cause::Stop, now),
             State::Stopping { .. } => vec![],
-            State::Backoff { .. } | State::Idle => {
+            State::Backoff { .. } | State::Held { .. } | State::Idle => {
                 self.state = State::Idle;
                 if changed {
                     vec![Effect::Log("stopped manually".into())]
@@ -382,7 +397,7 @@ impl Proc {
         match self.state {
             State::Running { .. } => self.begin_stop(Cause::Remove, now),
             State::Stopping { .. } => vec![],
-            State::Idle | State::Backoff { .. } => {
+            State::Idle | State::Backoff { .. } | State::Held { .. } => {
                 self.state = State::Idle;
                 vec![Effect::Log("removed".into()), Effect::Forget]
             }
@@ -394,7 +409,7 @@ impl Proc {
         self.restart_pending = false;
         match self.state {
             State::Running { .. } => self.begin_stop(Cause::Shutdown, now),
-            State::Backoff { .. } => {
+            State::Backoff { .. } | State::Held { .. } => {
                 self.state = State::Idle;
                 vec![]
             }
@@ -602,7 +617,7 @@ impl Proc {
 
     /// The supervisor spawned a run.
     pub fn spawned(&mut self, pid: u32, now: Now) {
-        if matches!(self.state, State::Backoff { .. }) {
+        if self.is_restart() {
             self.restarts_total += 1;
         }
         self.generation += 1;
@@ -630,7 +645,7 @@ impl Proc {
         self.attempt_error = Some(error.clone());
         let mut fx = vec![Effect::Log(format!("failed to start: {error}"))];
         self.error = Some(error.clone());
-        let was_backoff = matches!(self.state, State::Backoff { .. });
+        let was_backoff = self.is_restart();
         self.state = State::Idle;
         if let Some(job) = &mut self.job {
             fx.push(Effect::Record(job.spawn_error(
@@ -656,6 +671,18 @@ impl Proc {
             self.failed = true;
         }
         fx
+    }
+
+    /// Is the spawn about to happen an automatic restart?
+    fn is_restart(&self) -> bool {
+        matches!(
+            self.state,
+            State::Backoff { .. }
+                | State::Held {
+                    after_backoff: true,
+                    ..
+                }
+        )
     }
 
     /// A saved process coming back at exeio's start.

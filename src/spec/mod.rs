@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::policy::{Backoff, RestartPolicy};
 
+mod depends;
 mod job;
 mod signal;
 
+pub use depends::{Condition, DependsOn};
 pub use job::{JobSettings, Overlap};
 use job::{calendar, catch_up, job_settings};
 pub use signal::StopSignal;
@@ -135,6 +137,8 @@ pub struct AddRequest {
     pub timeout_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<BTreeMap<String, String>>,
 }
 
 /// A validated process description.
@@ -164,6 +168,8 @@ pub struct ProcessSpec {
     pub group: Option<String>,
     /// For periodic and scheduled jobs.
     pub job: JobSettings,
+    /// What must hold before this process starts (SPEC 4b).
+    pub depends_on: DependsOn,
 }
 
 impl ProcessSpec {
@@ -229,6 +235,7 @@ impl ProcessSpec {
             overlap: job.then_some(self.job.overlap),
             timeout_seconds: self.job.timeout.map(|t| t.as_secs()),
             history: job.then_some(self.job.history),
+            depends_on: depends::to_wire(&self.depends_on),
         }
     }
 }
@@ -419,6 +426,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     if req.group.is_some() && req.user.is_none() {
         return Err(FieldError::new("group", "group needs a user"));
     }
+    let depends_on = depends::depends_on(&id, req.depends_on)?;
     let mut job_settings = job_settings(job, req.overlap, req.timeout_seconds, req.history)?;
     job_settings.catch_up = catch_up_window;
     Ok(ProcessSpec {
@@ -441,6 +449,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         user: req.user,
         group: req.group,
         job: job_settings,
+        depends_on,
     })
 }
 

@@ -14,6 +14,7 @@
 //! view and the events.
 
 mod commands;
+mod order;
 mod publish;
 mod replies;
 
@@ -97,6 +98,8 @@ pub struct Supervisor {
     changed: bool,
     /// The most processes there were since the heap was last trimmed.
     peak: usize,
+    /// Stops (stop-all, shutdown) waiting for dependents to exit first.
+    stop_queue: BTreeMap<ProcessId, Input>,
 }
 
 impl Supervisor {
@@ -109,6 +112,7 @@ impl Supervisor {
             shutting_down: false,
             changed: true,
             peak: 0,
+            stop_queue: BTreeMap::new(),
         }
     }
 
@@ -149,6 +153,11 @@ impl Supervisor {
     /// Serve until shutdown has stopped every child.
     pub fn run(mut self) {
         loop {
+            if self.changed {
+                let now = Now::read();
+                self.deliver_stops(now);
+                self.release_held(now);
+            }
             self.flush_store(Instant::now());
             self.publish(Now::read());
             self.answer_pending(Instant::now());
@@ -235,12 +244,15 @@ impl Supervisor {
             return;
         }
         self.shutting_down = true;
-        self.sys("shutting down: stopping every process".into());
+        self.sys("shutting down: stopping every process (dependents first)".into());
         let now = Now::read();
         let ids: Vec<ProcessId> = self.procs.keys().cloned().collect();
-        for id in ids {
-            self.step(&id, Input::Shutdown, now);
+        for e in self.procs.values_mut() {
+            e.proc.halt();
+            e.dirty = true;
         }
+        self.changed = true;
+        self.queue_stops(ids, Input::Shutdown, now);
     }
 
     fn fire_deadlines(&mut self, now: Now) {
@@ -314,6 +326,12 @@ impl Supervisor {
                 Effect::Record(record) => self.record(id, record),
                 Effect::Forget => self.forget(id),
                 Effect::Spawn if self.shutting_down => {}
+                Effect::Spawn if !self.unmet_of(id).is_empty() => {
+                    let unmet = self.unmet_of(id);
+                    let e = self.procs.get_mut(id).expect("a known process");
+                    let fx = e.proc.hold(unmet);
+                    self.apply_effects(id, fx, now, undoable)?;
+                }
                 Effect::Spawn => {
                     if let Err(err) = self.spawn(id, now) {
                         let err = err.to_string();

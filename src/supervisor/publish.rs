@@ -50,6 +50,7 @@ pub(super) fn view_of(
         log: log.clone(),
         usage: usage.clone(),
         runs: runs.clone(),
+        waiting_for: p.waiting_for().to_vec(),
     }
 }
 
