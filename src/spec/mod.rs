@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::policy::{Backoff, RestartPolicy};
 
+pub mod health;
 mod job;
 mod signal;
+
+pub use health::{HealthRequest, HealthSpec, HttpTarget, LogPattern, Probe};
 
 pub use job::{JobSettings, Overlap};
 use job::{calendar, catch_up, job_settings};
@@ -135,6 +138,8 @@ pub struct AddRequest {
     pub timeout_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRequest>,
 }
 
 /// A validated process description.
@@ -164,6 +169,8 @@ pub struct ProcessSpec {
     pub group: Option<String>,
     /// For periodic and scheduled jobs.
     pub job: JobSettings,
+    /// A health probe (SPEC 4b). Boxed: most processes have none.
+    pub health: Option<Box<HealthSpec>>,
 }
 
 impl ProcessSpec {
@@ -229,6 +236,7 @@ impl ProcessSpec {
             overlap: job.then_some(self.job.overlap),
             timeout_seconds: self.job.timeout.map(|t| t.as_secs()),
             history: job.then_some(self.job.history),
+            health: self.health.as_ref().map(|h| h.to_request()),
         }
     }
 }
@@ -421,6 +429,16 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     }
     let mut job_settings = job_settings(job, req.overlap, req.timeout_seconds, req.history)?;
     job_settings.catch_up = catch_up_window;
+    let health = match req.health {
+        Some(_) if job => {
+            return Err(FieldError::new(
+                "health",
+                "health probes are for services: a periodic or scheduled job has none",
+            ));
+        }
+        Some(h) => Some(Box::new(health::validate(h)?)),
+        None => None,
+    };
     Ok(ProcessSpec {
         id,
         command: req.command,
@@ -441,6 +459,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         user: req.user,
         group: req.group,
         job: job_settings,
+        health,
     })
 }
 
