@@ -315,7 +315,30 @@ fn config_properties() -> Value {
         "history": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 50, "nullable": true},
         "depends_on": {"type": "object", "nullable": true, "maxProperties": 64,
             "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]},
-            "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."}
+            "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."},
+        "health": health_schema()
+    })
+}
+
+/// `health` (SPEC 4b): exactly one probe and its timing.
+fn health_schema() -> Value {
+    let secs = |min: u64, max: u64, default: u64| json!({"type": "integer", "minimum": min, "maximum": max, "default": default, "nullable": true});
+    let count = |default: u32| json!({"type": "integer", "minimum": 1, "maximum": spec::health::MAX_THRESHOLD, "default": default, "nullable": true});
+    json!({
+        "type": "object", "nullable": true, "additionalProperties": false,
+        "description": "A health probe: exactly one of http, tcp, exec, log",
+        "properties": {
+            "http": {"type": "string", "pattern": "^http://\\S+$", "description": "GET; 2xx or 3xx is healthy; redirects are not followed"},
+            "tcp": {"type": "string", "pattern": "^\\S+:[0-9]+$", "description": "host:port; a connection is accepted"},
+            "exec": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "Exit 0; runs as the process's user, in its working_dir and env"},
+            "log": {"type": "string", "minLength": 1, "maxLength": spec::health::MAX_LOG_PATTERN, "description": "Readiness only: a regex an output line of the current run matches"},
+            "period_seconds": secs(1, spec::MAX_PERIOD_SECONDS, 10),
+            "timeout_seconds": secs(1, spec::health::MAX_PROBE_TIMEOUT_SECONDS, 2),
+            "initial_delay_seconds": secs(0, spec::MAX_PERIOD_SECONDS, 0),
+            "failure_threshold": count(3),
+            "success_threshold": count(1),
+            "start_timeout_seconds": secs(1, spec::MAX_PERIOD_SECONDS, 60)
+        }
     })
 }
 
@@ -467,12 +490,16 @@ fn schemas() -> Value {
                 "last_exit": last_exit,
                 "last_result": {"type": "string", "enum": ["ok", "failed", "timed_out", "replaced", "spawn_error"]},
                 "next_run_in_seconds": nullable("number"),
-                "next_run_at": time_or_null,
+                "next_run_at": time_or_null.clone(),
                 "uptime_seconds": nullable("number"),
                 "cpu_percent": nullable("number"),
                 "rss_bytes": nullable("integer"),
                 "log_file": {"type": "string"},
-                "error": nullable("string")
+                "error": nullable("string"),
+                "health_probe": {"type": "object", "description": "The probe configured (the config's health)"},
+                "health": {"type": "string", "enum": ["none", "starting", "healthy", "unhealthy"]},
+                "health_message": nullable("string"),
+                "health_checked_at": time_or_null
             }
         }
     })

@@ -131,6 +131,11 @@ struct Process<'a> {
     rss_bytes: Option<u64>,
     log_file: std::borrow::Cow<'a, str>,
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_probe: Option<crate::spec::HealthRequest>,
+    health: &'static str,
+    health_message: Option<&'a str>,
+    health_checked_at: Option<String>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -218,6 +223,10 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         rss_bytes: figures.map(|f| f.rss_bytes),
         log_file: p.log.path().to_string_lossy(),
         error,
+        health_probe: spec.health.as_ref().map(|h| h.to_request()),
+        health: p.health.name(),
+        health_message: p.health_message.as_deref(),
+        health_checked_at: p.health_checked_at.map(rfc3339),
     }
 }
 

@@ -20,6 +20,7 @@
 //! (see `order.rs`); its status reads `waiting` too, with `waiting_for`
 //! naming what it waits for (a job between runs has none).
 
+mod health;
 mod job;
 pub mod order;
 mod status;
@@ -27,6 +28,7 @@ mod status;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use health::{CHECKS_KEPT, Check, Health, HealthState};
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
 pub use order::{Facts, Node, OrderError, Stopping, dependents, ready_to_stop, stop_levels};
 pub use status::{Exits, Status};
@@ -195,6 +197,8 @@ pub struct Proc {
     /// Jobs only.
     /// Boxed: most processes are services, and a job's state is 200 bytes.
     pub job: Option<Box<Job>>,
+    /// Processes with a probe only (SPEC 4b); boxed: most have none.
+    pub health: Option<Box<HealthState>>,
     generation: u64,
 }
 
@@ -204,6 +208,7 @@ impl Proc {
     pub fn new(spec: ProcessSpec, want: Want) -> Proc {
         let spec = Arc::new(spec);
         let job = spec.is_job().then(Box::<Job>::default);
+        let health = spec.health.is_some().then(Box::<HealthState>::default);
         Proc {
             spec,
             state: State::Idle,
@@ -222,8 +227,14 @@ impl Proc {
             attempts: 0,
             attempt_error: None,
             job,
+            health,
             generation: 0,
         }
+    }
+
+    /// The health of this process (`none` without a probe).
+    pub fn health(&self) -> Health {
+        self.health.as_ref().map_or(Health::None, |h| h.health)
     }
 
     pub fn status(&self) -> Status {
@@ -707,6 +718,11 @@ impl Proc {
     /// the change needs a restart (`ProcessSpec::needs_restart_for`).
     pub fn reconfigure(&mut self, spec: ProcessSpec, now: Now) {
         let was_job = self.job.is_some();
+        if spec.health.is_none() {
+            self.health = None;
+        } else if spec.health != self.spec.health || self.health.is_none() {
+            self.health = Some(Box::default());
+        }
         self.spec = Arc::new(spec);
         match (was_job, self.spec.is_job()) {
             (false, true) => {

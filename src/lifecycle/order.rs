@@ -276,9 +276,9 @@ impl Proc {
         }
     }
 
-    /// Health as dependents see it. Without the health model: never.
+    /// Health as dependents see it.
     fn is_healthy(&self) -> bool {
-        false
+        self.health() == super::Health::Healthy
     }
 
     /// The unmet conditions a held start waits for (empty otherwise).

@@ -22,8 +22,8 @@ use crate::lifecycle::{self, Input, Node, Now, Stopping, Want};
 use crate::spec::{DependsOn, FieldError, ProcessId, ProcessSpec};
 
 /// Does `spec` have a health probe (so `healthy` can come true)?
-fn has_probe(_spec: &ProcessSpec) -> bool {
-    false
+fn has_probe(spec: &ProcessSpec) -> bool {
+    spec.health.is_some()
 }
 
 impl Supervisor {

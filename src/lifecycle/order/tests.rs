@@ -377,3 +377,19 @@ fn facts_of_a_process() {
     p.hold(vec!["db (started)".into()]);
     assert!(!p.facts().succeeded);
 }
+
+#[test]
+fn healthy_is_the_health_of_a_running_process() {
+    let t0 = now0();
+    let mut p = proc_with(AddRequest {
+        health: Some(serde_json::from_str(r#"{"tcp": "127.0.0.1:1"}"#).unwrap()),
+        ..AddRequest::default()
+    });
+    p.step(Input::Start, t0).unwrap();
+    p.spawned(10, t0);
+    assert!(p.facts().running && !p.facts().healthy, "starting");
+    p.health.as_mut().unwrap().health = crate::lifecycle::Health::Healthy;
+    assert!(p.facts().meets(Healthy));
+    p.health.as_mut().unwrap().health = crate::lifecycle::Health::Unhealthy;
+    assert!(!p.facts().meets(Healthy));
+}
