@@ -373,18 +373,19 @@ impl Supervisor {
                 .collect();
         }
         let specs: Vec<&ProcessSpec> = a.processes.iter().collect();
-        let order_ok = self
-            .check_order(&specs, &plan.removed, |id| {
-                plan.order
-                    .iter()
-                    .position(|x| x == id)
-                    .map(|i| format!("processes[{i}]"))
-                    .unwrap_or_default()
-            })
+        // A pruned process that stays needed is a 409, as for /remove.
+        let order_ok = plan
+            .removed
+            .iter()
+            .try_for_each(|id| self.needed_by(id, &plan.removed, &specs))
             .and_then(|()| {
-                plan.removed
-                    .iter()
-                    .try_for_each(|id| self.needed_by(id, &plan.removed, &specs))
+                self.check_order(&specs, &plan.removed, |id| {
+                    plan.order
+                        .iter()
+                        .position(|x| x == id)
+                        .map(|i| format!("processes[{i}]"))
+                        .unwrap_or_default()
+                })
             });
         if let Err(e) = order_ok {
             self.pending.push(Pending::ready(reply, Err(e), false));

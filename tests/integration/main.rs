@@ -22,6 +22,7 @@ mod logs;
 mod observe;
 mod openapi;
 mod operate;
+mod order;
 mod orphans;
 mod periodic;
 mod persistence;
