@@ -263,6 +263,28 @@ pub fn status_text(p: &Value, style: Style, now: f64) -> String {
     items.push(("id", s("id").unwrap_or_default()));
     let st = p["status"].as_str().unwrap_or("?");
     items.push(("status", style.status(st).apply(st)));
+    let conditions = |v: &Value| -> Vec<String> {
+        match v {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(id, c)| format!("{id} ({})", c.as_str().unwrap_or("?")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let waiting = conditions(&p["waiting_for"]);
+    if !waiting.is_empty() {
+        items.push(("waiting for", waiting.join(", ")));
+    }
+    let deps = conditions(&p["depends_on"]);
+    if !deps.is_empty() {
+        items.push(("depends on", deps.join(", ")));
+    }
     if let Some(pid) = p["pid"].as_u64() {
         items.push(("pid", pid.to_string()));
     }
@@ -535,6 +557,24 @@ mod tests {
         assert!(out.contains("restart:   always\n"), "{out}");
         assert!(out.contains("restarts:  3 (1 in a row)\n"), "{out}");
         assert!(!out.contains("next run"), "{out}");
+    }
+
+    #[test]
+    fn status_says_what_a_start_waits_for() {
+        let mut p = proc("web", "waiting");
+        p["waiting_for"] = json!(["db (healthy)"]);
+        p["depends_on"] = json!({"db": "healthy", "migrate": "completed_successfully"});
+        let out = status_text(&p, Style::default(), 0.0);
+        assert!(out.contains("waiting for: db (healthy)\n"), "{out}");
+        assert!(
+            out.contains("depends on:  db (healthy), migrate (completed_successfully)\n"),
+            "{out}"
+        );
+        let out = status_text(&proc("web", "running"), Style::default(), 0.0);
+        assert!(
+            !out.contains("waiting for") && !out.contains("depends on"),
+            "{out}"
+        );
     }
 
     #[test]
