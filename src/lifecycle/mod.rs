@@ -23,7 +23,7 @@ mod status;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use health::{CHECKS_KEPT, Check, Health, HealthState};
+pub use health::{CHECKS_KEPT, Check, Health, HealthState, ProbeResult};
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
 pub use status::{Exits, Status};
 
@@ -80,6 +80,8 @@ pub enum Cause {
     Timeout,
     /// A job run stopped to make way for the next (overlap `replace`).
     Replace,
+    /// Failed its health probe, or not healthy in time (SPEC 4b).
+    Liveness,
 }
 
 impl Cause {
@@ -91,6 +93,7 @@ impl Cause {
             Cause::Shutdown => "supervisor shutdown",
             Cause::Timeout => "run timed out",
             Cause::Replace => "replaced by the next run",
+            Cause::Liveness => "liveness check failed",
         }
     }
 }
@@ -148,6 +151,9 @@ pub enum Effect {
     Record(RunRecord),
     /// The process is gone: drop it.
     Forget,
+    /// Run health check number `seq` of run `generation` on the probe
+    /// pool; the answer comes back to `Proc::probed`.
+    Probe { generation: u64, seq: u64 },
 }
 
 /// Why a request cannot be carried out in the current state.
@@ -277,10 +283,10 @@ impl Proc {
             _ => None,
         };
         let job = self.job.as_ref().and_then(|j| j.deadline(self));
-        match (own, job) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [own, job, self.health_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When the next run starts: a pending restart, or a job's next time.
@@ -465,6 +471,7 @@ impl Proc {
             escalated: false,
             cause,
         };
+        self.health_run_ended(false);
         vec![
             Effect::Log(format!(
                 "stopping ({}): sending SIG{} to the process group",
@@ -512,6 +519,9 @@ impl Proc {
         if self.job.is_some() {
             fx.extend(self.job_tick(now));
         }
+        if self.health.is_some() {
+            fx.extend(self.health_tick(now));
+        }
         fx
     }
 
@@ -543,6 +553,7 @@ impl Proc {
             ExitStatus::Signal(_) => self.exits.signal += 1,
         }
         self.state = State::Idle;
+        self.health_run_ended(true);
         let ran = now.at.saturating_duration_since(started);
         let mut fx = Vec::new();
         if let Some(job) = &mut self.job {
@@ -577,15 +588,24 @@ impl Proc {
         if ran >= self.spec.backoff.reset {
             self.streak = 0;
         }
+        // A liveness stop counts as a failure, however the run ended.
+        let (judged, reason) = match cause {
+            Some(Cause::Liveness) if status.success() => (
+                ExitStatus::Signal(self.spec.stop_signal.number()),
+                "after a liveness stop".to_owned(),
+            ),
+            Some(Cause::Liveness) => (status, "after a liveness stop".to_owned()),
+            _ => (status, status.restart_reason()),
+        };
         let decision = policy::after_exit(
             self.spec.restart_policy,
             self.spec.max_restarts,
             &self.spec.backoff,
             self.streak,
-            status,
+            judged,
             ran,
         );
-        fx.extend(self.decide(decision, status.restart_reason(), now));
+        fx.extend(self.decide(decision, reason, now));
         fx
     }
 
@@ -631,6 +651,7 @@ impl Proc {
         if let Some(job) = &mut self.job {
             job.start_run(self.run_count, &self.spec, now);
         }
+        self.health_run_started(now);
     }
 
     /// The supervisor could not spawn a run that was not the user's own
