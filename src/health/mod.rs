@@ -7,8 +7,9 @@
 //! answer (`Event::Probed`) to `Proc::probed`. Nothing here decides or
 //! sleeps: a worker blocks only on its queue or on one check, which its
 //! timeout bounds. The queue is bounded too: when it is full the check is
-//! refused at once (`submit` says so) and the supervisor counts it as a
-//! failure, so a flood of checks costs the supervisor nothing.
+//! refused at once (`submit` says so) and the supervisor skips it (logged
+//! in exeio.log; the next check comes at its time), so a backlog of checks
+//! never blocks the supervisor.
 //! `log` probes need no worker: the child's thread matches lines as it
 //! writes them (`logs::LineHook`).
 
