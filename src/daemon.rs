@@ -128,6 +128,8 @@ pub fn run(cfg: Config) -> Result<()> {
         published,
         events,
         cgroups: cgroups.clone(),
+        probes: crate::health::Probes::start(crate::health::THREADS, tx.clone())
+            .map_err(Error::start("the health probe threads"))?,
     };
     drop(tx);
     let mut supervisor = Supervisor::new(setup);

@@ -48,6 +48,7 @@ pub mod daemon;
 pub mod diag;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod instance;
 pub mod keys;

@@ -62,6 +62,11 @@ pub enum Event {
         status: ExitStatus,
         at: SystemTime,
     },
+    /// A health check answered (a probe worker, or a `log` match).
+    Probed {
+        id: ProcessId,
+        result: crate::lifecycle::ProbeResult,
+    },
     /// The persister wrote (or failed to write) `version` of `target`.
     Saved {
         target: Target,

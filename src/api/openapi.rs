@@ -247,6 +247,28 @@ fn reply(r: Reply) -> Value {
                 &["success", "runs"],
             ),
         ),
+        Reply::Health => content(
+            "application/json",
+            obj(
+                json!({
+                    "success": {"type": "boolean"},
+                    "id": {"type": "string"},
+                    "health": {"type": "string", "enum": ["none", "starting", "healthy", "unhealthy"]},
+                    "health_message": {"type": "string", "nullable": true},
+                    "health_checked_at": {"type": "string", "format": "date-time", "nullable": true},
+                    "probe": {"type": "object", "nullable": true},
+                    "checks_ok": {"type": "integer"},
+                    "checks_failed": {"type": "integer"},
+                    "checks": {"type": "array", "items": {"type": "object", "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "ok": {"type": "boolean"},
+                        "message": {"type": "string"},
+                        "took_seconds": {"type": "number"}
+                    }}}
+                }),
+                &["success", "id", "health", "checks"],
+            ),
+        ),
         Reply::Metrics => content(super::metrics::CONTENT_TYPE, text()),
         Reply::Events => content("text/event-stream", text()),
         Reply::Keys => content(

@@ -20,6 +20,7 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
         Command::Help(_) => Ok(()),
         Command::Ls => ls(ctx, &mut r),
         Command::Status(id) => status(ctx, id, &mut r),
+        Command::Health(id) => super::health::health(ctx, id, &mut r),
         Command::Add(from) => add(ctx, from, &mut r),
         Command::Each(verb, ids) => {
             for id in ids {
@@ -87,7 +88,7 @@ fn eprintln_note(line: &str) {
 }
 
 /// The body as one line (the API's JSON is compact already).
-fn json_line(reply: &Reply) -> String {
+pub fn json_line(reply: &Reply) -> String {
     let mut s = reply.text().replace('\n', " ");
     s.push('\n');
     s
@@ -165,6 +166,7 @@ pub fn ls_table<'a>(
     let mut cols = vec![
         ("ID", Align::Left),
         ("STATUS", Align::Left),
+        ("HEALTH", Align::Left),
         ("PID", Align::Right),
         ("UPTIME", Align::Right),
         ("RESTARTS", Align::Right),
@@ -183,6 +185,7 @@ pub fn ls_table<'a>(
         let mut row = vec![
             cell(p["id"].as_str().unwrap_or("?")),
             (status.to_owned(), style.status(status)),
+            super::health::cell_of(p, style),
             cell(p["pid"].as_u64().map_or_else(dash, |n| n.to_string())),
             cell(
                 p["uptime_seconds"]
@@ -370,6 +373,12 @@ pub fn status_text(p: &Value, style: Style, now: f64) -> String {
             .unwrap_or_default();
         items.push(("next run", format!("in {}{at}", table::duration(n))));
     }
+    if let Some(h) = s("health").filter(|h| h != "none") {
+        let why = s("health_message")
+            .map(|m| format!(" (last failure: {m})"))
+            .unwrap_or_default();
+        items.push(("health", format!("{}{why}", style.health(&h).apply(&h))));
+    }
     if let Some(f) = s("log_file") {
         items.push(("log file", f));
     }
@@ -515,6 +524,7 @@ mod tests {
             "next_run_in_seconds": null, "restart_policy": "always", "save_for_next_run": true,
             "last_exit": {"code": 1, "at": "2025-01-01T00:00:00Z"},
             "env": {"A": "1"}, "log_file": "/l/web.log", "periodic": false, "run_count": 4,
+            "health": "healthy", "health_message": "HTTP 503",
         })
     }
 
@@ -526,13 +536,13 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "ID                STATUS    PID  UPTIME  RESTARTS   CPU     RSS  NEXT RUN  LAST EXIT"
+            "ID                STATUS   HEALTH    PID  UPTIME  RESTARTS   CPU     RSS  NEXT RUN  LAST EXIT"
         );
         assert_eq!(
             lines[1],
-            "web               running  4242   3m12s         3  1.2%  5.0MiB         -  code 1, 5m00s ago"
+            "web               running  healthy  4242   3m12s         3  1.2%  5.0MiB         -  code 1, 5m00s ago"
         );
-        assert!(lines[2].starts_with("worker-long-name  backoff     -       -         3"));
+        assert!(lines[2].starts_with("worker-long-name  backoff  healthy     -       -         3"));
         assert!(!out.contains('\x1b'));
         let out = ls_table(
             procs.iter().map(|p| (Some("http://h:1"), p)),
@@ -557,6 +567,10 @@ mod tests {
         assert!(out.contains("restart:   always\n"), "{out}");
         assert!(out.contains("restarts:  3 (1 in a row)\n"), "{out}");
         assert!(!out.contains("next run"), "{out}");
+        assert!(
+            out.contains("health:    healthy (last failure: HTTP 503)\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod addflags;
 pub mod apply;
 pub mod args;
 pub mod commands;
+pub mod health;
 pub mod hosts;
 pub mod http;
 pub mod logs;
@@ -286,6 +287,7 @@ Usage: exeio COMMAND [ARGS] [FLAGS]
 Commands:
   ls                          list the processes
   status ID                   one process in detail (exit 3 if it is not running)
+  health ID                   a process's health and its last checks
   add ID [FLAGS] -- CMD ARGS  add a process and start it (or: add -f FILE)
   start|stop|restart ID...    act on one or more processes
   rm ID...                    stop and forget processes (their logs stay)
@@ -319,8 +321,8 @@ pub fn help(topic: Option<&str>) -> String {
     let text = match topic {
         Some("ls") => {
             "Usage: exeio ls\n\n\
-             A table of the processes: ID, STATUS, PID, UPTIME, RESTARTS, CPU, RSS,\n\
-             NEXT RUN, LAST EXIT. With several hosts, one table with a HOST column.\n"
+             A table of the processes: ID, STATUS, HEALTH, PID, UPTIME, RESTARTS, CPU,\n\
+             RSS, NEXT RUN, LAST EXIT. With several hosts, one table with a HOST column.\n"
         }
         Some("status") => {
             "Usage: exeio status ID\n\n\
@@ -366,6 +368,11 @@ pub fn help(topic: Option<&str>) -> String {
             "Usage: exeio input ID TEXT...\n\n\
              Write TEXT (words joined by spaces) and a newline to the process's stdin.\n\
              Put -- before a TEXT that starts with '-'.\n"
+        }
+        Some("health") => {
+            "Usage: exeio health ID\n\n\
+             A process's health (none, starting, healthy, unhealthy), its probe,\n\
+             and its last checks, newest first.\n"
         }
         Some("run") => {
             "Usage: exeio run ID\n\nRun a periodic or scheduled job now (its overlap policy applies).\n"

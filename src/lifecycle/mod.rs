@@ -28,7 +28,7 @@ mod status;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use health::{CHECKS_KEPT, Check, Health, HealthState};
+pub use health::{CHECKS_KEPT, Check, Health, HealthState, ProbeResult};
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
 pub use order::{Facts, Node, OrderError, Stopping, dependents, ready_to_stop, stop_levels};
 pub use status::{Exits, Status};
@@ -86,6 +86,8 @@ pub enum Cause {
     Timeout,
     /// A job run stopped to make way for the next (overlap `replace`).
     Replace,
+    /// Failed its health probe, or not healthy in time (SPEC 4b).
+    Liveness,
 }
 
 impl Cause {
@@ -97,6 +99,7 @@ impl Cause {
             Cause::Shutdown => "supervisor shutdown",
             Cause::Timeout => "run timed out",
             Cause::Replace => "replaced by the next run",
+            Cause::Liveness => "liveness check failed",
         }
     }
 }
@@ -160,6 +163,9 @@ pub enum Effect {
     Record(RunRecord),
     /// The process is gone: drop it.
     Forget,
+    /// Run health check number `seq` of run `generation` on the probe
+    /// pool; the answer comes back to `Proc::probed`.
+    Probe { generation: u64, seq: u64 },
 }
 
 /// Why a request cannot be carried out in the current state.
@@ -290,10 +296,10 @@ impl Proc {
             _ => None,
         };
         let job = self.job.as_ref().and_then(|j| j.deadline(self));
-        match (own, job) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [own, job, self.health_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When the next run starts: a pending restart, or a job's next time.
@@ -480,6 +486,7 @@ impl Proc {
             escalated: false,
             cause,
         };
+        self.health_run_ended(false);
         vec![
             Effect::Log(format!(
                 "stopping ({}): sending SIG{} to the process group",
@@ -527,6 +534,9 @@ impl Proc {
         if self.job.is_some() {
             fx.extend(self.job_tick(now));
         }
+        if self.health.is_some() {
+            fx.extend(self.health_tick(now));
+        }
         fx
     }
 
@@ -558,6 +568,7 @@ impl Proc {
             ExitStatus::Signal(_) => self.exits.signal += 1,
         }
         self.state = State::Idle;
+        self.health_run_ended(true);
         let ran = now.at.saturating_duration_since(started);
         let mut fx = Vec::new();
         if let Some(job) = &mut self.job {
@@ -592,15 +603,24 @@ impl Proc {
         if ran >= self.spec.backoff.reset {
             self.streak = 0;
         }
+        // A liveness stop counts as a failure, however the run ended.
+        let (judged, reason) = match cause {
+            Some(Cause::Liveness) if status.success() => (
+                ExitStatus::Signal(self.spec.stop_signal.number()),
+                "after a liveness stop".to_owned(),
+            ),
+            Some(Cause::Liveness) => (status, "after a liveness stop".to_owned()),
+            _ => (status, status.restart_reason()),
+        };
         let decision = policy::after_exit(
             self.spec.restart_policy,
             self.spec.max_restarts,
             &self.spec.backoff,
             self.streak,
-            status,
+            judged,
             ran,
         );
-        fx.extend(self.decide(decision, status.restart_reason(), now));
+        fx.extend(self.decide(decision, reason, now));
         fx
     }
 
@@ -646,6 +666,7 @@ impl Proc {
         if let Some(job) = &mut self.job {
             job.start_run(self.run_count, &self.spec, now);
         }
+        self.health_run_started(now);
     }
 
     /// The supervisor could not spawn a run that was not the user's own
@@ -718,12 +739,25 @@ impl Proc {
     /// the change needs a restart (`ProcessSpec::needs_restart_for`).
     pub fn reconfigure(&mut self, spec: ProcessSpec, now: Now) {
         let was_job = self.job.is_some();
+        let new_probe =
+            spec.health.is_some() && (spec.health != self.spec.health || self.health.is_none());
         if spec.health.is_none() {
             self.health = None;
-        } else if spec.health != self.spec.health || self.health.is_none() {
-            self.health = Some(Box::default());
+        } else if new_probe {
+            // A new probe: its state starts over, its counters go on.
+            let counts = self
+                .health
+                .as_ref()
+                .map_or((0, 0), |h| (h.checks_ok, h.checks_failed));
+            let mut fresh = HealthState::default();
+            (fresh.checks_ok, fresh.checks_failed) = counts;
+            self.health = Some(Box::new(fresh));
         }
         self.spec = Arc::new(spec);
+        if new_probe && matches!(self.state, State::Running { .. }) {
+            // The run goes on: it is checked with the new probe from now.
+            self.health_run_started(now);
+        }
         match (was_job, self.spec.is_job()) {
             (false, true) => {
                 let mut job = Job::default();

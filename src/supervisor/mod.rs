@@ -14,6 +14,7 @@
 //! view and the events.
 
 mod commands;
+mod health;
 mod order;
 mod publish;
 mod replies;
@@ -70,6 +71,8 @@ pub struct Setup {
     pub published: Arc<Published>,
     pub events: Arc<Bus>,
     pub cgroups: Option<Arc<Cgroups>>,
+    /// The pool that runs health checks.
+    pub probes: crate::health::Probes,
 }
 
 /// The state of `processes.json`: what is wanted on disk and what is there.
@@ -226,6 +229,7 @@ impl Supervisor {
                     now,
                 );
             }
+            Msg::Event(Event::Probed { id, result }) => self.probed(&id, result),
             Msg::Event(Event::Saved {
                 target,
                 version,
@@ -277,6 +281,7 @@ impl Supervisor {
             return;
         };
         let before = e.proc.status();
+        let health = e.proc.health();
         let by_exit = matches!(input, Input::Exited { .. });
         if let Ok(fx) = e.proc.step(input, now) {
             e.dirty = true;
@@ -284,6 +289,7 @@ impl Supervisor {
             self.apply(id, fx, now);
         }
         self.note_state(id, before, by_exit, now);
+        self.note_health(id, health, now);
         // A calendar job that catches up after a restart needs its last
         // scheduled time on disk.
         if let Some(e) = self.procs.get(id)
@@ -325,6 +331,7 @@ impl Supervisor {
                 Effect::Persist => self.dirty_store_if_saved(id),
                 Effect::Record(record) => self.record(id, record),
                 Effect::Forget => self.forget(id),
+                Effect::Probe { generation, seq } => self.probe(id, generation, seq, now),
                 Effect::Spawn if self.shutting_down => {}
                 Effect::Spawn if !self.unmet_of(id).is_empty() => {
                     let unmet = self.unmet_of(id);
@@ -361,6 +368,8 @@ impl Supervisor {
             })?),
             None => None,
         };
+        let generation = self.procs[id].proc.generation() + 1;
+        self.arm_log_probe(id, generation);
         let e = self.procs.get_mut(id).expect("spawn of a known process");
         let run_number = e.proc.run_count + 1;
         let running = child::spawn(child::Start {
@@ -369,10 +378,11 @@ impl Supervisor {
             label: e.proc.spec.is_job().then_some(run_number),
             run_number,
             cgroup,
-            generation: e.proc.generation() + 1,
+            generation,
             tx: self.s.tx.clone(),
             logger: self.s.logger.clone(),
-        })?;
+        })
+        .inspect_err(|_| e.log.lines.disarm())?;
         e.proc.spawned(running.pid, now);
         e.usage.started(running.pid);
         e.link = Some(running.link);

@@ -16,6 +16,7 @@ mod client_tls;
 mod dashboard;
 mod edge;
 mod hardening;
+mod health;
 mod intent;
 mod lifecycle;
 mod logs;

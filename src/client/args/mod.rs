@@ -32,6 +32,8 @@ pub enum Command {
     Help(Option<&'static str>),
     Ls,
     Status(String),
+    /// `health ID`: the last health checks.
+    Health(String),
     Add(AddFrom),
     /// `start`, `stop`, `restart` or `rm` (the API's path verb) of some ids.
     Each(Verb, Vec<String>),
@@ -109,7 +111,7 @@ pub struct Invocation {
 /// The subcommands; anything else as a first argument is the daemon's.
 pub const COMMANDS: &[&str] = &[
     "ls", "status", "add", "start", "stop", "restart", "rm", "logs", "input", "run", "runs",
-    "apply", "keys", "shutdown", "help",
+    "apply", "keys", "shutdown", "help", "health",
 ];
 
 const DEFAULT_LOG_LINES: usize = 10;
@@ -337,6 +339,10 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
         "status" => {
             exactly(1, "an ID")?;
             Command::Status(pos.remove(0))
+        }
+        "health" => {
+            exactly(1, "an ID")?;
+            Command::Health(pos.remove(0))
         }
         "add" => Command::Add(addflags::add(s)?),
         "start" => Command::Each(Verb::Start, some_ids(&pos)?),

@@ -1,0 +1,140 @@
+//! Running health checks (SPEC 4b): a small, bounded pool of threads that
+//! does the slow I/O of `http`, `tcp` and `exec` probes and reports each
+//! answer to the supervisor as a message on its channel.
+//!
+//! The supervisor owns the times and the decisions (`lifecycle::health`):
+//! it hands a `Check` to `Probes::submit` when one is due and feeds the
+//! answer (`Event::Probed`) to `Proc::probed`. Nothing here decides or
+//! sleeps: a worker blocks only on its queue or on one check, which its
+//! timeout bounds. The queue is bounded too: when it is full the check is
+//! refused at once (`submit` says so) and the supervisor skips it (logged
+//! in exeio.log; the next check comes at its time), so a backlog of checks
+//! never blocks the supervisor.
+//! `log` probes need no worker: the child's thread matches lines as it
+//! writes them (`logs::LineHook`).
+
+mod exec;
+mod net;
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::lifecycle::ProbeResult;
+use crate::protocol::{Event, Msg};
+use crate::spec::{Probe, ProcessId, ProcessSpec};
+
+/// Workers: checks run in parallel at most this many at once.
+pub const THREADS: usize = 4;
+/// Checks waiting for a worker at most.
+pub const QUEUE: usize = 1024;
+/// A worker's stack: a check's buffers live on the heap; name resolution
+/// (getaddrinfo) is the deepest call.
+const STACK: usize = 256 * 1024;
+
+/// One check to run.
+pub struct Check {
+    pub id: ProcessId,
+    pub generation: u64,
+    pub seq: u64,
+    /// The process as configured (its probe, and for `exec` its user,
+    /// working dir and environment).
+    pub spec: Arc<ProcessSpec>,
+}
+
+/// What one check found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// `HTTP 200`, `HTTP 503`, `connection refused`, `timed out after 2 s`,
+    /// `exit 1: <last stderr line>`.
+    pub message: String,
+}
+
+impl Outcome {
+    fn ok(message: impl Into<String>) -> Outcome {
+        Outcome {
+            ok: true,
+            message: message.into(),
+        }
+    }
+
+    fn failed(message: impl Into<String>) -> Outcome {
+        Outcome {
+            ok: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// `timed out after 2 s`.
+pub fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {} s", timeout.as_secs())
+}
+
+/// The supervisor's handle on the pool.
+pub struct Probes {
+    queue: Sender<Check>,
+}
+
+impl Probes {
+    /// Start the workers; answers go to `results`.
+    pub fn start(threads: usize, results: Sender<Msg>) -> io::Result<Probes> {
+        let (queue, rx) = bounded(QUEUE);
+        for n in 0..threads.max(1) {
+            let (rx, results) = (rx.clone(), results.clone());
+            std::thread::Builder::new()
+                .name(format!("probe-{n}"))
+                .stack_size(STACK)
+                .spawn(move || work(rx, results))?;
+        }
+        Ok(Probes { queue })
+    }
+
+    /// Queue a check; never blocks. Refused (and handed back) when the
+    /// queue is full or the pool is gone.
+    pub fn submit(&self, check: Check) -> Result<(), Check> {
+        self.queue.try_send(check).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
+    }
+}
+
+/// A worker: run checks until the supervisor drops the pool.
+fn work(rx: Receiver<Check>, results: Sender<Msg>) {
+    while let Ok(check) = rx.recv() {
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&check)))
+            .unwrap_or_else(|_| Outcome::failed("the probe failed unexpectedly (a bug)"));
+        let result = ProbeResult {
+            generation: check.generation,
+            seq: Some(check.seq),
+            ok: outcome.ok,
+            message: outcome.message,
+            at: SystemTime::now(),
+            took: started.elapsed(),
+        };
+        let sent = results.send(Msg::Event(Event::Probed {
+            id: check.id,
+            result,
+        }));
+        if sent.is_err() {
+            return; // the supervisor is gone
+        }
+    }
+}
+
+/// Run one check.
+pub fn run(check: &Check) -> Outcome {
+    let Some(health) = check.spec.health.as_deref() else {
+        return Outcome::failed("no probe");
+    };
+    match &health.probe {
+        Probe::Http(target) => net::http(target, health.timeout),
+        Probe::Tcp(addr) => net::tcp(addr, health.timeout),
+        Probe::Exec(argv) => exec::run(&check.spec, argv, health.timeout),
+        Probe::Log(_) => Outcome::failed("a log probe is not run by the pool"),
+    }
+}
