@@ -318,7 +318,10 @@ impl Proc {
             *waiting_for = unmet;
             return vec![];
         }
-        let line = format!("dependencies ready ({}): starting", waiting_for.join(", "));
+        let all: Vec<String> = (self.spec.depends_on.iter())
+            .map(|(id, cond)| format!("{id} ({cond})"))
+            .collect();
+        let line = format!("dependencies ready ({}): starting", all.join(", "));
         vec![Effect::Log(line), Effect::Spawn]
     }
 

@@ -341,3 +341,68 @@ fn saved_processes_start_in_order_when_exeio_starts() {
     wait_status(&d, "web", "running", SHORT);
     assert_eq!(lines(&seen), ["after", "after"]);
 }
+
+#[test]
+fn a_healthy_condition_waits_for_the_probe() {
+    let d = Daemon::start();
+    let flag = d.tmp().join("ready");
+    let mut db = sh(
+        "db",
+        &format!(
+            "while [ ! -e '{}' ]; do sleep 0.1; done; echo ready; exec sleep 1000",
+            flag.display()
+        ),
+    );
+    db["health"] = json!({"log": "^ready$"});
+    add_ok(&d, db);
+    let web = add_ok(&d, with_deps(sleeper("web"), json!({"db": "healthy"})));
+    assert_eq!(web["waiting_for"], json!(["db (healthy)"]), "{web}");
+    // Running is not enough.
+    assert_eq!(state_of(&d, "db"), "running");
+    stays(&d, "web", "waiting", Duration::from_millis(1500));
+    std::fs::write(&flag, "").unwrap();
+    wait_status(&d, "web", "running", SHORT);
+    assert_eq!(status_of(&d, "db")["health"], "healthy");
+}
+
+/// The README's "Start order" example, applied with the CLI as written.
+#[test]
+fn the_readme_start_order_example_is_true() {
+    let d = Daemon::start();
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/specs/start-order.json"
+    );
+    let out = crate::client::ok(&d, &["apply", "-f", file]);
+    assert!(out.contains("added:     db, migrate, web, worker"), "{out}");
+    let ls = crate::client::ok(&d, &["ls"]);
+    let row = |id: &str| {
+        ls.lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("db"), ["db", "running", "starting"], "{ls}");
+    for id in ["migrate", "web", "worker"] {
+        assert_eq!(row(id), [id, "waiting", "-"], "{ls}");
+    }
+    let status = crate::client::cli(&d, &["status", "web"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("waiting for: db (healthy), migrate (completed_successfully)\n"),
+        "{text}"
+    );
+    wait_status(&d, "worker", "running", LONG);
+    assert_eq!(state_of(&d, "web"), "running");
+    assert_eq!(status_of(&d, "migrate")["last_exit"]["code"], 0);
+    assert_eq!(status_of(&d, "db")["health"], "healthy");
+    let log = logs(&d, "web");
+    assert!(
+        log.iter().any(|l| l.ends_with(
+            "SYSTEM: dependencies ready (db (healthy), migrate (completed_successfully)): starting"
+        )),
+        "{log:#?}"
+    );
+}
