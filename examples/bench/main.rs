@@ -10,10 +10,11 @@
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events, thousand, edge, cron, cli. The families live in
+//! periodic, events, thousand, edge, cron, cli, order. The families live in
 //! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
 //! metrics), `scale.rs` (a thousand processes, the command-line client),
-//! `edge.rs` (clients without a key, slow or hostile) and `jobs.rs` (cron).
+//! `edge.rs` (clients without a key, slow or hostile), `jobs.rs` (cron)
+//! and `order.rs` (a chain of services started and stopped in order).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
@@ -25,6 +26,7 @@ mod http;
 mod jobs;
 mod logs;
 mod observe;
+mod order;
 mod scale;
 mod workloads;
 
@@ -34,14 +36,14 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "edge", "cron", "cli",
+    "thousand", "edge", "cron", "cli", "order",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events, thousand, edge, cron, cli
+                     periodic, events, thousand, edge, cron, cli, order
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
