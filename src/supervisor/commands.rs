@@ -143,6 +143,11 @@ impl Supervisor {
                 );
                 self.pending.push(Pending::ready(reply, Ok(done), saves));
             }
+            Some(e) if !e.proc.waiting_for().is_empty() => {
+                let waiting = e.proc.waiting_for().join(", ");
+                let done = Done::one(format!("{message}: waiting for {waiting}"), id);
+                self.pending.push(Pending::ready(reply, Ok(done), saves));
+            }
             Some(_) => {
                 let done = Done::one(message, id);
                 self.pending.push(Pending::ready(reply, Ok(done), saves));

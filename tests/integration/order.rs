@@ -150,6 +150,11 @@ fn a_dependency_the_user_stopped_is_not_started_its_dependents_wait() {
     let r = d.post("/restart/web", "");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["process"]["status"], "waiting", "{}", r.body);
+    assert!(
+        r.message().ends_with("waiting for db (started)"),
+        "{}",
+        r.body
+    );
     assert_eq!(state_of(&d, "db"), "manually_stopped");
     // The user starts it: the dependent follows.
     assert_eq!(d.post("/start/db", "").status, 200);
@@ -339,6 +344,11 @@ fn saved_processes_start_in_order_when_exeio_starts() {
     d.start_again();
     assert_eq!(state_of(&d, "web"), "waiting");
     wait_status(&d, "web", "running", SHORT);
+    assert!(
+        wait_until(SHORT, || lines(&seen).len() == 2),
+        "{:?}",
+        lines(&seen)
+    );
     assert_eq!(lines(&seen), ["after", "after"]);
 }
 
@@ -405,4 +415,43 @@ fn the_readme_start_order_example_is_true() {
         )),
         "{log:#?}"
     );
+}
+
+#[test]
+fn an_automatic_restart_waits_for_its_dependencies_too() {
+    let d = Daemon::start();
+    add_ok(&d, sleeper("db"));
+    let mut web = with_deps(sleeper("web"), json!({"db": "started"}));
+    web["auto_restart"] = json!(true);
+    web["backoff_seconds"] = json!([1]);
+    web["rapid_exit_penalty_seconds"] = json!(0);
+    let web = add_ok(&d, web);
+    assert_eq!(web["status"], "running");
+    assert_eq!(d.post("/stop/db", "").status, 200);
+    send_signal(pid_of(&web), nix::sys::signal::Signal::SIGKILL);
+    wait_status(&d, "web", "backoff", SHORT);
+    // After its delay (1 s) it does not start: db is down.
+    let p = wait_status(&d, "web", "waiting", SHORT);
+    assert_eq!(p["waiting_for"], json!(["db (started)"]));
+    assert_eq!(d.post("/start/db", "").status, 200);
+    let p = wait_status(&d, "web", "running", SHORT);
+    assert_eq!(p["restarts_total"], 1, "{p}");
+}
+
+#[test]
+fn restart_all_starts_dependents_once_their_dependencies_are_back() {
+    let d = Daemon::start();
+    let mut db = sh("db", "sleep 2; echo ready; exec sleep 1000");
+    db["health"] = json!({"log": "^ready$"});
+    add_ok(&d, db);
+    add_ok(&d, with_deps(sleeper("web"), json!({"db": "healthy"})));
+    wait_status(&d, "web", "running", SHORT);
+    let r = d.post("/restart-all", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // web came back before db was healthy again: it waits for it.
+    let p = status_of(&d, "web");
+    assert_eq!(p["status"], "waiting", "{p}");
+    assert_eq!(p["waiting_for"], json!(["db (healthy)"]));
+    wait_status(&d, "web", "running", SHORT);
+    assert_eq!(status_of(&d, "db")["health"], "healthy");
 }
