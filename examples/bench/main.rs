@@ -21,6 +21,7 @@
 
 mod edge;
 mod exeio;
+mod health;
 mod http;
 mod jobs;
 mod logs;
@@ -34,14 +35,14 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "edge", "cron", "cli",
+    "thousand", "edge", "cron", "cli", "health",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events, thousand, edge, cron, cli
+                     periodic, events, thousand, edge, cron, cli, health
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
@@ -161,6 +162,7 @@ pub enum Unit {
     PerSec,
     Times,
     Count,
+    Percent,
 }
 
 /// One figure from one run.
@@ -195,6 +197,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::PerSec => format!("{}/s", group(v)),
         Unit::Times => format!("{v:.2}x"),
         Unit::Count => group(v),
+        Unit::Percent => format!("{v:.2} %"),
     }
 }
 
