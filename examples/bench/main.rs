@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events, thousand, edge, cron, cli, order. The families live in
+//! periodic, events, thousand, edge, cron, cli, health, order. The families live in
 //! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
 //! metrics), `scale.rs` (a thousand processes, the command-line client),
 //! `edge.rs` (clients without a key, slow or hostile), `jobs.rs` (cron)
@@ -22,6 +22,7 @@
 
 mod edge;
 mod exeio;
+mod health;
 mod http;
 mod jobs;
 mod logs;
@@ -36,14 +37,14 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "edge", "cron", "cli", "order",
+    "thousand", "edge", "cron", "cli", "health", "order",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events, thousand, edge, cron, cli, order
+                     periodic, events, thousand, edge, cron, cli, health, order
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
@@ -163,6 +164,7 @@ pub enum Unit {
     PerSec,
     Times,
     Count,
+    Percent,
 }
 
 /// One figure from one run.
@@ -197,6 +199,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::PerSec => format!("{}/s", group(v)),
         Unit::Times => format!("{v:.2}x"),
         Unit::Count => group(v),
+        Unit::Percent => format!("{v:.2} %"),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn run(
         ("edge", _) => edge::edge(bin, opts),
         ("cron", _) => jobs::cron(bin, opts),
         ("cli", _) => scale::cli(bin),
+        ("health", _) => crate::health::health(bin, opts),
         ("order", _) => crate::order::order(bin),
         (w, _) => Err(format!("no workload {w}")),
     }

@@ -1,6 +1,8 @@
 //! Running health checks (SPEC 4b): a small, bounded pool of threads that
 //! does the slow I/O of `http`, `tcp` and `exec` probes and reports each
-//! answer to the supervisor as a message on its channel.
+//! answer to the supervisor as a message on its channel. `exec` commands,
+//! once started by a worker, are waited for by one more thread, all at once
+//! (`exec::Waiter`): a command that hangs holds no worker.
 //!
 //! The supervisor owns the times and the decisions (`lifecycle::health`):
 //! it hands a `Check` to `Probes::submit` when one is due and feeds the
@@ -17,7 +19,8 @@ mod exec;
 mod net;
 
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -42,6 +45,17 @@ pub struct Check {
     /// The process as configured (its probe, and for `exec` its user,
     /// working dir and environment).
     pub spec: Arc<ProcessSpec>,
+    /// The run whose checks the supervisor still wants (gone: the process
+    /// was removed): a check that waited in the queue past that is skipped.
+    pub wanted: Weak<AtomicU64>,
+}
+
+impl Check {
+    fn is_wanted(&self) -> bool {
+        self.wanted
+            .upgrade()
+            .is_some_and(|w| w.load(Ordering::Relaxed) == self.generation)
+    }
 }
 
 /// What one check found.
@@ -83,12 +97,13 @@ impl Probes {
     /// Start the workers; answers go to `results`.
     pub fn start(threads: usize, results: Sender<Msg>) -> io::Result<Probes> {
         let (queue, rx) = bounded(QUEUE);
+        let waiter = Arc::new(exec::Waiter::start()?);
         for n in 0..threads.max(1) {
-            let (rx, results) = (rx.clone(), results.clone());
+            let (rx, results, waiter) = (rx.clone(), results.clone(), waiter.clone());
             std::thread::Builder::new()
                 .name(format!("probe-{n}"))
                 .stack_size(STACK)
-                .spawn(move || work(rx, results))?;
+                .spawn(move || work(rx, results, waiter))?;
         }
         Ok(Probes { queue })
     }
@@ -102,39 +117,67 @@ impl Probes {
     }
 }
 
-/// A worker: run checks until the supervisor drops the pool.
-fn work(rx: Receiver<Check>, results: Sender<Msg>) {
+/// A worker: run checks until the supervisor drops the pool. An `exec`
+/// check is only started here, and reported by the waiter.
+fn work(rx: Receiver<Check>, results: Sender<Msg>, waiter: Arc<exec::Waiter>) {
     while let Ok(check) = rx.recv() {
+        if !check.is_wanted() {
+            continue; // removed or stopped while queued: its answer is moot
+        }
         let started = Instant::now();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&check)))
-            .unwrap_or_else(|_| Outcome::failed("the probe failed unexpectedly (a bug)"));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&check)))
+            .unwrap_or_else(|_| {
+                Ran::Done(Outcome::failed("the probe failed unexpectedly (a bug)"))
+            });
+        let report = reporter(&check, started, results.clone());
+        match ran {
+            Ran::Done(outcome) => report(outcome),
+            Ran::Started(mut running) => {
+                running.report = Some(Box::new(report));
+                waiter.watch(running);
+            }
+        }
+    }
+}
+
+/// What tells the supervisor a check's outcome.
+fn reporter(
+    check: &Check,
+    started: Instant,
+    results: Sender<Msg>,
+) -> impl FnOnce(Outcome) + Send + 'static {
+    let (id, generation, seq) = (check.id.clone(), check.generation, check.seq);
+    move |outcome: Outcome| {
         let result = ProbeResult {
-            generation: check.generation,
-            seq: Some(check.seq),
+            generation,
+            seq: Some(seq),
             ok: outcome.ok,
             message: outcome.message,
             at: SystemTime::now(),
             took: started.elapsed(),
         };
-        let sent = results.send(Msg::Event(Event::Probed {
-            id: check.id,
-            result,
-        }));
-        if sent.is_err() {
-            return; // the supervisor is gone
-        }
+        let _ = results.send(Msg::Event(Event::Probed { id, result }));
     }
 }
 
-/// Run one check.
-pub fn run(check: &Check) -> Outcome {
+/// A check done, or a command started (`exec`) for the waiter.
+pub enum Ran {
+    Done(Outcome),
+    Started(exec::Running),
+}
+
+/// Run one check (start it, for `exec`).
+pub fn run(check: &Check) -> Ran {
     let Some(health) = check.spec.health.as_deref() else {
-        return Outcome::failed("no probe");
+        return Ran::Done(Outcome::failed("no probe"));
     };
-    match &health.probe {
+    Ran::Done(match &health.probe {
         Probe::Http(target) => net::http(target, health.timeout),
         Probe::Tcp(addr) => net::tcp(addr, health.timeout),
-        Probe::Exec(argv) => exec::run(&check.spec, argv, health.timeout),
+        Probe::Exec(argv) => match exec::start(&check.spec, argv, health.timeout) {
+            Ok(running) => return Ran::Started(running),
+            Err(outcome) => outcome,
+        },
         Probe::Log(_) => Outcome::failed("a log probe is not run by the pool"),
-    }
+    })
 }

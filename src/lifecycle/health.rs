@@ -167,6 +167,25 @@ impl Proc {
         }
     }
 
+    /// A new configuration is coming: a new probe starts its state over
+    /// (its counters go on), no probe drops it. True if the probe is new.
+    pub(super) fn health_reconfigure(&mut self, spec: &crate::spec::ProcessSpec) -> bool {
+        let new_probe =
+            spec.health.is_some() && (spec.health != self.spec.health || self.health.is_none());
+        if spec.health.is_none() {
+            self.health = None;
+        } else if new_probe {
+            let counts = self
+                .health
+                .as_ref()
+                .map_or((0, 0), |h| (h.checks_ok, h.checks_failed));
+            let mut fresh = HealthState::default();
+            (fresh.checks_ok, fresh.checks_failed) = counts;
+            self.health = Some(Box::new(fresh));
+        }
+        new_probe
+    }
+
     /// When health next needs a `Tick`.
     pub(super) fn health_deadline(&self) -> Option<Instant> {
         let h = self.health.as_deref()?;

@@ -286,3 +286,24 @@ fn offsets_spread_over_the_period() {
     }
     assert_eq!(seen.len(), 10, "every second of the period is used");
 }
+
+#[test]
+fn a_new_probe_on_a_running_process_starts_over_and_keeps_its_counts() {
+    let (mut p, c) = service(r#"{"tcp":"a:1","period_seconds":1}"#, "");
+    checks(&mut p, &c, &[1], true);
+    assert_eq!(p.health(), Health::Healthy);
+    let json = r#"{"id":"web","command":"x","auto_restart":true,"health":{"tcp":"b:2","period_seconds":1}}"#;
+    p.reconfigure(parse_add(json.as_bytes()).unwrap(), c.at(S(5)));
+    assert_eq!(p.health(), Health::Starting);
+    assert_eq!(p.health.as_ref().unwrap().checks_ok, 1);
+    let first = p.deadline().unwrap();
+    assert!(
+        first >= c.0 + S(5) && first < c.0 + S(6),
+        "checked from now"
+    );
+    // No probe any more: health none, no deadline.
+    let json = r#"{"id":"web","command":"x","auto_restart":true}"#;
+    p.reconfigure(parse_add(json.as_bytes()).unwrap(), c.at(S(6)));
+    assert_eq!(p.health(), Health::None);
+    assert_eq!(p.deadline(), None);
+}

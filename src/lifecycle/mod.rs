@@ -739,24 +739,10 @@ impl Proc {
     /// the change needs a restart (`ProcessSpec::needs_restart_for`).
     pub fn reconfigure(&mut self, spec: ProcessSpec, now: Now) {
         let was_job = self.job.is_some();
-        let new_probe =
-            spec.health.is_some() && (spec.health != self.spec.health || self.health.is_none());
-        if spec.health.is_none() {
-            self.health = None;
-        } else if new_probe {
-            // A new probe: its state starts over, its counters go on.
-            let counts = self
-                .health
-                .as_ref()
-                .map_or((0, 0), |h| (h.checks_ok, h.checks_failed));
-            let mut fresh = HealthState::default();
-            (fresh.checks_ok, fresh.checks_failed) = counts;
-            self.health = Some(Box::new(fresh));
-        }
+        let new_probe = self.health_reconfigure(&spec);
         self.spec = Arc::new(spec);
         if new_probe && matches!(self.state, State::Running { .. }) {
-            // The run goes on: it is checked with the new probe from now.
-            self.health_run_started(now);
+            self.health_run_started(now); // checked with the new probe from now
         }
         match (was_job, self.spec.is_job()) {
             (false, true) => {

@@ -62,9 +62,13 @@ impl Supervisor {
     /// Step `id` with a request of the user's; undone if its spawn fails.
     fn user_step(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
         let status = self.procs.get(id).map(|e| e.proc.status());
+        let health = self.procs.get(id).map(|e| e.proc.health());
         self.user_step_quiet(id, input, now)?;
         if let Some(status) = status {
             self.note_state(id, status, false, now);
+        }
+        if let Some(health) = health {
+            self.note_health(id, health, now);
         }
         Ok(())
     }

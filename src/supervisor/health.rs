@@ -3,11 +3,14 @@
 //! each spawn, and publish `health` events. The decisions are in
 //! `lifecycle::health`; the I/O in `crate::health`.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use serde_json::json;
 
 use super::Supervisor;
 use crate::health::Check;
-use crate::lifecycle::{Health, Now, ProbeResult};
+use crate::lifecycle::{Health, Now, ProbeResult, State};
 use crate::logs::LineWatch;
 use crate::protocol::{Event, Msg};
 use crate::spec::{Probe, ProcessId};
@@ -19,11 +22,13 @@ impl Supervisor {
         let Some(e) = self.procs.get_mut(id) else {
             return;
         };
+        e.probing.store(generation, Ordering::Relaxed);
         let check = Check {
             id: id.clone(),
             generation,
             seq,
             spec: e.proc.spec.clone(),
+            wanted: Arc::downgrade(&e.probing),
         };
         if self.s.probes.submit(check).is_err() {
             e.proc.probe_refused(seq);
@@ -78,11 +83,15 @@ impl Supervisor {
         });
     }
 
-    /// Emit a `health` event if the health of `id` changed from `before`.
+    /// Emit a `health` event if the health of `id` changed from `before`
+    /// (and stop the checks of a run that ended).
     pub(super) fn note_health(&mut self, id: &ProcessId, before: Health, now: Now) {
         let Some(e) = self.procs.get(id) else {
             return;
         };
+        if !matches!(e.proc.state, State::Running { .. }) {
+            e.probing.store(0, Ordering::Relaxed);
+        }
         let after = e.proc.health();
         if after == before {
             return;

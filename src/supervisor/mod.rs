@@ -49,6 +49,9 @@ struct Entry {
     log: Arc<LogFile>,
     link: Option<Arc<Link>>,
     usage: Arc<Usage>,
+    /// The run whose health checks are wanted (0: none); queued checks of
+    /// another run, or of a removed process, are skipped by the pool.
+    probing: Arc<std::sync::atomic::AtomicU64>,
     /// Finished runs of a job, oldest first.
     runs: Arc<Vec<RunRecord>>,
     runs_version: u64,
@@ -426,6 +429,7 @@ impl Supervisor {
             log,
             link: None,
             usage,
+            probing: Arc::default(),
             runs,
             runs_version: 0,
             scheduled_saved: None,

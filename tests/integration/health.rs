@@ -16,16 +16,18 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
+mod observe;
+
 /// What the test server answers.
-const OK: u8 = 0;
-const BUSY: u8 = 1;
+pub(super) const OK: u8 = 0;
+pub(super) const BUSY: u8 = 1;
 /// Accept, read the request, never answer.
 const HANG: u8 = 2;
 /// A status line that never ends.
 const FLOOD: u8 = 3;
 
 /// A local HTTP server whose answer the test sets.
-struct Server {
+pub(super) struct Server {
     addr: String,
     mode: Arc<AtomicU8>,
     hits: Arc<AtomicUsize>,
@@ -37,7 +39,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(mode: u8) -> Server {
+    pub(super) fn start(mode: u8) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let s = Server {
@@ -70,11 +72,11 @@ impl Server {
         s
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://{}/healthz", self.addr)
     }
 
-    fn set(&self, mode: u8) {
+    pub(super) fn set(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
@@ -128,7 +130,7 @@ fn serve(mut conn: TcpStream, mode: u8, flooded: &AtomicUsize, cut: &AtomicBool)
 }
 
 /// A service (`sleep`) with `health` and fast restarts.
-fn service(id: &str, health: Value) -> Value {
+pub(super) fn service(id: &str, health: Value) -> Value {
     json!({
         "id": id, "command": "sh", "args": ["-c", "exec sleep 600"],
         "auto_restart": true, "backoff_seconds": [0.2], "rapid_exit_penalty_seconds": 0,
@@ -141,7 +143,7 @@ fn health_of(d: &Daemon, id: &str) -> Value {
 }
 
 /// Waits until `id` has health `want`; its process object.
-fn wait_health(d: &Daemon, id: &str, want: &str, timeout: Duration) -> Value {
+pub(super) fn wait_health(d: &Daemon, id: &str, want: &str, timeout: Duration) -> Value {
     let mut last = Value::Null;
     let ok = wait_until(timeout, || {
         last = health_of(d, id);
