@@ -118,16 +118,23 @@ pub struct ProbeResult {
     pub took: Duration,
 }
 
-/// Where in its period a process checks: spread by its id, so that
-/// processes added together do not check together (FNV-1a of the id).
+/// Check times are spread over the period in slots this wide: processes
+/// in one slot are checked in one turn of the supervisor (and their
+/// answers, which come back close together, handled in few), so the cost
+/// of a check does not grow with the number of processes.
+const SLOT: Duration = Duration::from_millis(100);
+
+/// Where in its period a process checks: spread by its id over the slots
+/// of the period, so that processes added together do not check together
+/// (FNV-1a of the id).
 pub fn offset(id: &str, period: Duration) -> Duration {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let ms = period.as_millis().max(1) as u64;
-    Duration::from_millis(h % ms)
+    let slots = (period.as_millis() / SLOT.as_millis()).max(1) as u64;
+    SLOT * (h % slots) as u32
 }
 
 /// `2s`, `0.5s`.

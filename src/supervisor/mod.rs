@@ -40,6 +40,9 @@ use crate::view::{ProcView, Published};
 
 use replies::Pending;
 
+/// Messages handled in one turn of the loop at most.
+const MAX_BATCH: usize = 64;
+
 /// The longest a failed save waits before it is tried again.
 const MAX_SAVE_RETRY: Duration = Duration::from_secs(30);
 
@@ -176,6 +179,14 @@ impl Supervisor {
                     Err(_) => break, // every sender is gone: nothing more can happen
                 },
                 recv(timer) -> _ => {}
+            }
+            // What else is already queued (health answers come in bursts)
+            // goes in the same turn: one deadline scan and one publish.
+            for _ in 0..MAX_BATCH {
+                match self.s.rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
             }
             self.fire_deadlines(Now::read());
         }
