@@ -106,6 +106,8 @@ pub struct Supervisor {
     changed: bool,
     /// The most processes there were since the heap was last trimmed.
     peak: usize,
+    /// When to take the health answers that came (see `health::Answers`).
+    answers_due: Option<Instant>,
 }
 
 impl Supervisor {
@@ -118,6 +120,7 @@ impl Supervisor {
             shutting_down: false,
             changed: true,
             peak: 0,
+            answers_due: None,
         }
     }
 
@@ -170,6 +173,7 @@ impl Supervisor {
                 .values()
                 .filter_map(|e| e.proc.deadline())
                 .chain(self.store.retry_at)
+                .chain(self.answers_due)
                 .chain(self.pending.iter().filter_map(Pending::deadline))
                 .min();
             let timer = deadline.map(at).unwrap_or_else(never);
@@ -234,7 +238,7 @@ impl Supervisor {
                     now,
                 );
             }
-            Msg::Event(Event::Probed { id, result }) => self.probed(&id, result),
+            Msg::Event(Event::ProbesAnswered) => self.probes_answered(),
             Msg::Event(Event::Saved {
                 target,
                 version,
@@ -270,6 +274,9 @@ impl Supervisor {
             .collect();
         for id in due {
             self.step(&id, Input::Tick, now);
+        }
+        if self.answers_due.is_some_and(|t| t <= now.at) {
+            self.take_answers();
         }
         if self.store.retry_at.is_some_and(|t| t <= now.at) {
             self.store.retry_at = None;
