@@ -137,6 +137,23 @@ pub fn offset(id: &str, period: Duration) -> Duration {
     SLOT * (h % slots) as u32
 }
 
+/// How long after `now` a run started now is first checked: after the
+/// initial delay, at this process's place in a period counted from the
+/// wall clock, so every process checks in one of the period's slots
+/// whenever it was started.
+pub fn first_check(id: &str, period: Duration, delay: Duration, now: Now) -> Duration {
+    let period_ms = period.as_millis().max(1);
+    let wall_ms = now
+        .wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let phase = (wall_ms + delay.as_millis()) % period_ms;
+    let want = offset(id, period).as_millis();
+    let wait = (want + period_ms - phase) % period_ms;
+    delay + Duration::from_millis(wait as u64)
+}
+
 /// `2s`, `0.5s`.
 fn secs(d: Duration) -> String {
     super::seconds(d)
@@ -156,8 +173,9 @@ impl Proc {
         h.fails = 0;
         h.generation = self.generation;
         h.in_flight = None;
-        h.next_check = (!spec.is_log())
-            .then(|| now.at + spec.initial_delay + offset(self.spec.id.as_str(), spec.period));
+        h.next_check = (!spec.is_log()).then(|| {
+            now.at + first_check(self.spec.id.as_str(), spec.period, spec.initial_delay, now)
+        });
         h.start_deadline = Some(now.at + spec.start_timeout);
     }
 
