@@ -62,11 +62,8 @@ pub enum Event {
         status: ExitStatus,
         at: SystemTime,
     },
-    /// A health check answered (a probe worker, or a `log` match).
-    Probed {
-        id: ProcessId,
-        result: crate::lifecycle::ProbeResult,
-    },
+    /// Health checks answered: take them from `health::Answers`.
+    ProbesAnswered,
     /// The persister wrote (or failed to write) `version` of `target`.
     Saved {
         target: Target,

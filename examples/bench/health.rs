@@ -235,12 +235,11 @@ fn thousand_probes(bin: &Path, opts: &Options) -> Result<Vec<Metric>, String> {
     ])
 }
 
-/// P processes with an exec probe every second for long enough to run
-/// about `total` checks; a tenth of them time out (1 s) while forking a
-/// grandchild. Then every process is removed: no zombie of exeio and no
+/// 500 processes with an exec probe every second (10,000 checks in 20 s);
+/// a tenth of them time out (1 s) while forking a grandchild. Then every process is removed: no zombie of exeio and no
 /// probe process may be left, and each timeout took at most 1.2 s.
 fn exec_timeouts(bin: &Path, opts: &Options) -> Result<Vec<Metric>, String> {
-    let procs = 100usize;
+    let procs = 500usize;
     let hanging = procs / 10;
     let seconds = opts.idle_seconds.max(10);
     let ex = Exeio::start(bin, None)?;
@@ -289,7 +288,8 @@ fn exec_timeouts(bin: &Path, opts: &Options) -> Result<Vec<Metric>, String> {
             Ok(l.as_array().is_some_and(|a| a.is_empty()).then_some(()))
         },
     )?;
-    thread::sleep(Duration::from_millis(500));
+    // Checks in flight at the remove end at their timeout (1 s).
+    thread::sleep(Duration::from_millis(1500));
     let (zombies, leftovers) = scan(ex.pid, &marker);
     Ok(vec![
         metric(

@@ -20,7 +20,7 @@ mod net;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -88,9 +88,38 @@ pub fn timed_out(timeout: Duration) -> String {
     format!("timed out after {} s", timeout.as_secs())
 }
 
+/// Answers on their way to the supervisor. They are handed over in
+/// batches: the first answer into an empty inbox sends one message, and
+/// the supervisor takes all that came by then (a little later: see
+/// `ANSWER_WINDOW`), so a thousand checks do not wake it a thousand times.
+pub struct Answers {
+    inbox: Mutex<Vec<(ProcessId, ProbeResult)>>,
+    tx: Sender<Msg>,
+}
+
+/// How long the supervisor lets answers gather after the first.
+pub const ANSWER_WINDOW: Duration = Duration::from_millis(20);
+
+impl Answers {
+    pub fn post(&self, id: ProcessId, result: ProbeResult) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        inbox.push((id, result));
+        if inbox.len() == 1 {
+            drop(inbox);
+            let _ = self.tx.send(Msg::Event(Event::ProbesAnswered));
+        }
+    }
+
+    /// Everything posted so far.
+    pub fn take(&self) -> Vec<(ProcessId, ProbeResult)> {
+        std::mem::take(&mut *self.inbox.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// The supervisor's handle on the pool.
 pub struct Probes {
     queue: Sender<Check>,
+    pub answers: Arc<Answers>,
 }
 
 impl Probes {
@@ -98,14 +127,18 @@ impl Probes {
     pub fn start(threads: usize, results: Sender<Msg>) -> io::Result<Probes> {
         let (queue, rx) = bounded(QUEUE);
         let waiter = Arc::new(exec::Waiter::start()?);
+        let answers = Arc::new(Answers {
+            inbox: Mutex::new(Vec::new()),
+            tx: results,
+        });
         for n in 0..threads.max(1) {
-            let (rx, results, waiter) = (rx.clone(), results.clone(), waiter.clone());
+            let (rx, results, waiter) = (rx.clone(), answers.clone(), waiter.clone());
             std::thread::Builder::new()
                 .name(format!("probe-{n}"))
                 .stack_size(STACK)
                 .spawn(move || work(rx, results, waiter))?;
         }
-        Ok(Probes { queue })
+        Ok(Probes { queue, answers })
     }
 
     /// Queue a check; never blocks. Refused (and handed back) when the
@@ -119,7 +152,7 @@ impl Probes {
 
 /// A worker: run checks until the supervisor drops the pool. An `exec`
 /// check is only started here, and reported by the waiter.
-fn work(rx: Receiver<Check>, results: Sender<Msg>, waiter: Arc<exec::Waiter>) {
+fn work(rx: Receiver<Check>, results: Arc<Answers>, waiter: Arc<exec::Waiter>) {
     while let Ok(check) = rx.recv() {
         if !check.is_wanted() {
             continue; // removed or stopped while queued: its answer is moot
@@ -144,7 +177,7 @@ fn work(rx: Receiver<Check>, results: Sender<Msg>, waiter: Arc<exec::Waiter>) {
 fn reporter(
     check: &Check,
     started: Instant,
-    results: Sender<Msg>,
+    results: Arc<Answers>,
 ) -> impl FnOnce(Outcome) + Send + 'static {
     let (id, generation, seq) = (check.id.clone(), check.generation, check.seq);
     move |outcome: Outcome| {
@@ -156,7 +189,7 @@ fn reporter(
             at: SystemTime::now(),
             took: started.elapsed(),
         };
-        let _ = results.send(Msg::Event(Event::Probed { id, result }));
+        results.post(id, result);
     }
 }
 

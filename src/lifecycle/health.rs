@@ -118,16 +118,40 @@ pub struct ProbeResult {
     pub took: Duration,
 }
 
-/// Where in its period a process checks: spread by its id, so that
-/// processes added together do not check together (FNV-1a of the id).
+/// Check times are spread over the period in slots this wide: processes
+/// in one slot are checked in one turn of the supervisor (and their
+/// answers, which come back close together, handled in few), so the cost
+/// of a check does not grow with the number of processes.
+const SLOT: Duration = Duration::from_millis(100);
+
+/// Where in its period a process checks: spread by its id over the slots
+/// of the period, so that processes added together do not check together
+/// (FNV-1a of the id).
 pub fn offset(id: &str, period: Duration) -> Duration {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let ms = period.as_millis().max(1) as u64;
-    Duration::from_millis(h % ms)
+    let slots = (period.as_millis() / SLOT.as_millis()).max(1) as u64;
+    SLOT * (h % slots) as u32
+}
+
+/// How long after `now` a run started now is first checked: after the
+/// initial delay, at this process's place in a period counted from the
+/// wall clock, so every process checks in one of the period's slots
+/// whenever it was started.
+pub fn first_check(id: &str, period: Duration, delay: Duration, now: Now) -> Duration {
+    let period_ms = period.as_millis().max(1);
+    let wall_ms = now
+        .wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let phase = (wall_ms + delay.as_millis()) % period_ms;
+    let want = offset(id, period).as_millis();
+    let wait = (want + period_ms - phase) % period_ms;
+    delay + Duration::from_millis(wait as u64)
 }
 
 /// `2s`, `0.5s`.
@@ -149,8 +173,9 @@ impl Proc {
         h.fails = 0;
         h.generation = self.generation;
         h.in_flight = None;
-        h.next_check = (!spec.is_log())
-            .then(|| now.at + spec.initial_delay + offset(self.spec.id.as_str(), spec.period));
+        h.next_check = (!spec.is_log()).then(|| {
+            now.at + first_check(self.spec.id.as_str(), spec.period, spec.initial_delay, now)
+        });
         h.start_deadline = Some(now.at + spec.start_timeout);
     }
 

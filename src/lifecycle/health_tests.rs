@@ -276,6 +276,27 @@ fn a_log_probe_is_readiness_only() {
 }
 
 #[test]
+fn processes_started_apart_check_in_the_same_slots() {
+    let c = Clock(Instant::now());
+    let period = S(10);
+    let mut slots = std::collections::BTreeSet::new();
+    for i in 0..1000u64 {
+        // Started 7 ms apart: their checks still fall into the 100 slots.
+        let now = c.at(Duration::from_millis(7 * i));
+        let first = first_check(&format!("s-{i}"), period, S(2), now);
+        assert!(first >= S(2) && first < S(12), "{first:?}");
+        let wall = now.wall + first;
+        let ms = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        slots.insert(ms % 10_000);
+    }
+    assert!(slots.iter().all(|ms| ms % 100 == 0), "{slots:?}");
+    assert!(slots.len() > 90, "{}", slots.len());
+}
+
+#[test]
 fn offsets_spread_over_the_period() {
     let period = S(10);
     let mut seen = std::collections::BTreeSet::new();

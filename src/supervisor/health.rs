@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use serde_json::json;
 
@@ -12,7 +13,6 @@ use super::Supervisor;
 use crate::health::Check;
 use crate::lifecycle::{Health, Now, ProbeResult, State};
 use crate::logs::LineWatch;
-use crate::protocol::{Event, Msg};
 use crate::spec::{Probe, ProcessId};
 use crate::timefmt::rfc3339;
 
@@ -38,8 +38,22 @@ impl Supervisor {
         }
     }
 
+    /// Answers came: take them in a moment, with those that follow.
+    pub(super) fn probes_answered(&mut self) {
+        self.answers_due
+            .get_or_insert_with(|| Instant::now() + crate::health::ANSWER_WINDOW);
+    }
+
+    /// Feed every answer that came to its process.
+    pub(super) fn take_answers(&mut self) {
+        self.answers_due = None;
+        for (id, result) in self.s.probes.answers.take() {
+            self.probed(&id, result);
+        }
+    }
+
     /// An answer from the pool (or a `log` match).
-    pub(super) fn probed(&mut self, id: &ProcessId, result: ProbeResult) {
+    fn probed(&mut self, id: &ProcessId, result: ProbeResult) {
         let now = Now::read();
         let Some(e) = self.procs.get_mut(id) else {
             return; // removed: its answers are dropped
@@ -64,7 +78,7 @@ impl Supervisor {
             e.log.lines.disarm();
             return;
         };
-        let (tx, id) = (self.s.tx.clone(), id.clone());
+        let (answers, id) = (self.s.probes.answers.clone(), id.clone());
         let source = pattern.source.clone();
         e.log.lines.arm(LineWatch {
             regex: pattern.regex.clone(),
@@ -78,7 +92,7 @@ impl Supervisor {
                     at: std::time::SystemTime::now(),
                     took: std::time::Duration::ZERO,
                 };
-                let _ = tx.send(Msg::Event(Event::Probed { id, result }));
+                answers.post(id, result);
             }),
         });
     }

@@ -41,6 +41,9 @@ use crate::view::{ProcView, Published};
 
 use replies::Pending;
 
+/// Messages handled in one turn of the loop at most.
+const MAX_BATCH: usize = 64;
+
 /// The longest a failed save waits before it is tried again.
 const MAX_SAVE_RETRY: Duration = Duration::from_secs(30);
 
@@ -106,6 +109,8 @@ pub struct Supervisor {
     peak: usize,
     /// Stops (stop-all, shutdown) waiting for dependents to exit first.
     stop_queue: BTreeMap<ProcessId, Input>,
+    /// When to take the health answers that came (see `health::Answers`).
+    answers_due: Option<Instant>,
 }
 
 impl Supervisor {
@@ -119,6 +124,7 @@ impl Supervisor {
             changed: true,
             peak: 0,
             stop_queue: BTreeMap::new(),
+            answers_due: None,
         }
     }
 
@@ -176,6 +182,7 @@ impl Supervisor {
                 .values()
                 .filter_map(|e| e.proc.deadline())
                 .chain(self.store.retry_at)
+                .chain(self.answers_due)
                 .chain(self.pending.iter().filter_map(Pending::deadline))
                 .min();
             let timer = deadline.map(at).unwrap_or_else(never);
@@ -185,6 +192,14 @@ impl Supervisor {
                     Err(_) => break, // every sender is gone: nothing more can happen
                 },
                 recv(timer) -> _ => {}
+            }
+            // What else is already queued (health answers come in bursts)
+            // goes in the same turn: one deadline scan and one publish.
+            for _ in 0..MAX_BATCH {
+                match self.s.rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
             }
             self.fire_deadlines(Now::read());
         }
@@ -232,7 +247,7 @@ impl Supervisor {
                     now,
                 );
             }
-            Msg::Event(Event::Probed { id, result }) => self.probed(&id, result),
+            Msg::Event(Event::ProbesAnswered) => self.probes_answered(),
             Msg::Event(Event::Saved {
                 target,
                 version,
@@ -271,6 +286,9 @@ impl Supervisor {
             .collect();
         for id in due {
             self.step(&id, Input::Tick, now);
+        }
+        if self.answers_due.is_some_and(|t| t <= now.at) {
+            self.take_answers();
         }
         if self.store.retry_at.is_some_and(|t| t <= now.at) {
             self.store.retry_at = None;
