@@ -225,6 +225,27 @@ status 400 -X PUT "$URL/notify" -H "exeio-api-key: $KEY" -d '[{"name": "x", "web
 step "GET /metrics (Prometheus text)"
 api GET /metrics | grep "$PREFIX" || true
 
+step "POST /add with a health probe: healthy once a line matches (README: Health probes)"
+add '{
+  "id": "'"$PREFIX"'-db",
+  "command": "sh",
+  "args": ["-c", "echo starting; sleep 0.3; echo database system is ready; exec sleep 600"],
+  "health": {"log": "ready"}
+}'
+wait_for "/status/$PREFIX-db" '"health":"healthy"'
+
+step "an exec probe that fails: the message says why"
+add '{
+  "id": "'"$PREFIX"'-api",
+  "command": "sleep",
+  "args": ["600"],
+  "health": {"exec": ["sh", "-c", "echo no answer on 8000 >&2; exit 1"], "period_seconds": 1}
+}'
+wait_for "/status/$PREFIX-api" '"health_message":"exit 1: no answer on 8000"'
+
+step "GET /health/{id}: the health and the last checks, newest first"
+api GET "/health/$PREFIX-api"
+
 step "POST /remove/{id} for everything this script added"
 for id in "${ADDED[@]}"; do
   api POST "/remove/$id"

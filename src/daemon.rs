@@ -142,6 +142,8 @@ pub fn run(cfg: Config) -> Result<()> {
         events,
         cgroups: cgroups.clone(),
         notifier,
+        probes: crate::health::Probes::start(crate::health::THREADS, tx.clone())
+            .map_err(Error::start("the health probe threads"))?,
     };
     drop(tx);
     let mut supervisor = Supervisor::new(setup);

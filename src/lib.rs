@@ -50,6 +50,7 @@ pub mod diag;
 pub mod envfile;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod instance;
 pub mod keys;

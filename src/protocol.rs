@@ -64,6 +64,8 @@ pub enum Event {
         status: ExitStatus,
         at: SystemTime,
     },
+    /// Health checks answered: take them from `health::Answers`.
+    ProbesAnswered,
     /// The persister wrote (or failed to write) `version` of `target`.
     Saved {
         target: Target,

@@ -8,7 +8,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
-use crate::lifecycle::{Exits, RunRecord, RunResult, Status};
+use crate::lifecycle::{Check, Exits, Health, RunRecord, RunResult, Status};
 use crate::logs::LogFile;
 use crate::policy::ExitStatus;
 use crate::procfs::Usage;
@@ -42,6 +42,15 @@ pub struct ProcView {
     pub usage: Arc<Usage>,
     /// Finished runs of a job, oldest first.
     pub runs: Arc<Vec<RunRecord>>,
+    /// The unmet conditions of a start held for its dependencies.
+    pub waiting_for: Vec<String>,
+    /// Health probes (SPEC 4b): `Health::None` without a probe.
+    pub health: Health,
+    pub health_message: Option<String>,
+    pub health_checked_at: Option<SystemTime>,
+    /// The last checks, oldest first, and the checks ever made.
+    pub health_checks: Vec<Check>,
+    pub health_counts: (u64, u64),
 }
 
 impl std::fmt::Debug for Usage {

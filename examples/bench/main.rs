@@ -10,11 +10,12 @@
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events, thousand, edge, cron, cli, notify. The families live in
-//! `workloads.rs` (one process at a time), `logs.rs`, `observe.rs` (events,
-//! metrics), `scale.rs` (a thousand processes, the command-line client),
-//! `edge.rs` (clients without a key, slow or hostile), `jobs.rs` (cron) and
-//! `notify.rs` (notifications queued and delivered).
+//! periodic, events, thousand, edge, cron, cli, health, order, notify. The
+//! families live in `workloads.rs` (one process at a time), `logs.rs`,
+//! `observe.rs` (events, metrics), `scale.rs` (a thousand processes, the
+//! command-line client), `edge.rs` (clients without a key, slow or hostile),
+//! `jobs.rs` (cron), `health.rs` (probes), `order.rs` (a chain of services
+//! started and stopped in order) and `notify.rs` (notifications).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
 //! (under `$EXEIO_BENCH_DIR` or the system temp dir), removed afterwards.
 //! It is not a test: it prints numbers and exits 0 unless it could not
@@ -22,11 +23,13 @@
 
 mod edge;
 mod exeio;
+mod health;
 mod http;
 mod jobs;
 mod logs;
 mod notify;
 mod observe;
+mod order;
 mod scale;
 mod workloads;
 
@@ -36,14 +39,15 @@ use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
     "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "edge", "cron", "cli", "notify",
+    "thousand", "edge", "cron", "cli", "health", "order", "notify",
 ];
 
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-                     periodic, events, thousand, edge, cron, cli, notify
+                     periodic, events, thousand, edge, cron, cli, health, order,
+                     notify
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)
@@ -163,6 +167,7 @@ pub enum Unit {
     PerSec,
     Times,
     Count,
+    Percent,
 }
 
 /// One figure from one run.
@@ -197,6 +202,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::PerSec => format!("{}/s", group(v)),
         Unit::Times => format!("{v:.2}x"),
         Unit::Count => group(v),
+        Unit::Percent => format!("{v:.2} %"),
     }
 }
 

@@ -54,6 +54,8 @@ pub fn run(
         ("cron", _) => jobs::cron(bin, opts),
         ("cli", _) => scale::cli(bin),
         ("notify", _) => crate::notify::notify(bin),
+        ("health", _) => crate::health::health(bin, opts),
+        ("order", _) => crate::order::order(bin),
         (w, _) => Err(format!("no workload {w}")),
     }
 }

@@ -11,7 +11,7 @@ use super::render::Clock;
 use super::{Answer, Api, Args};
 use crate::error::ApiError;
 use crate::http::{Exchange, Response};
-use crate::lifecycle::Status;
+use crate::lifecycle::{Health, Status};
 use crate::procfs;
 use crate::view::ProcView;
 
@@ -118,6 +118,29 @@ pub fn metrics(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
         &mut procs
             .iter()
             .filter_map(|(p, _)| Some((id(p), unix(p.last_success?)))),
+    );
+    family(
+        "exeio_process_healthy",
+        "gauge",
+        "1 if the process's health probe finds it healthy (processes with a probe only).",
+        &mut procs
+            .iter()
+            .filter(|(p, _)| p.health != Health::None)
+            .map(|(p, _)| (id(p), f64::from(u8::from(p.health == Health::Healthy)))),
+    );
+    family(
+        "exeio_process_health_checks_total",
+        "counter",
+        "Health checks answered, by result.",
+        &mut procs
+            .iter()
+            .filter(|(p, _)| p.health != Health::None)
+            .flat_map(|(p, _)| {
+                let (ok, failed) = p.health_counts;
+                [("ok", ok), ("failed", failed)]
+                    .into_iter()
+                    .map(move |(r, n)| (format!("id=\"{}\",result=\"{r}\"", p.id()), n as f64))
+            }),
     );
     let own = procfs::own();
     for (name, kind, help, v) in [

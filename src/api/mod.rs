@@ -13,6 +13,7 @@
 mod admin;
 mod auth;
 mod events;
+mod health;
 mod logs;
 mod metrics;
 mod notify;

@@ -257,6 +257,28 @@ fn reply(r: Reply) -> Value {
                 &["success", "runs"],
             ),
         ),
+        Reply::Health => content(
+            "application/json",
+            obj(
+                json!({
+                    "success": {"type": "boolean"},
+                    "id": {"type": "string"},
+                    "health": {"type": "string", "enum": ["none", "starting", "healthy", "unhealthy"]},
+                    "health_message": {"type": "string", "nullable": true},
+                    "health_checked_at": {"type": "string", "format": "date-time", "nullable": true},
+                    "probe": {"type": "object", "nullable": true},
+                    "checks_ok": {"type": "integer"},
+                    "checks_failed": {"type": "integer"},
+                    "checks": {"type": "array", "items": {"type": "object", "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "ok": {"type": "boolean"},
+                        "message": {"type": "string"},
+                        "took_seconds": {"type": "number"}
+                    }}}
+                }),
+                &["success", "id", "health", "checks"],
+            ),
+        ),
         Reply::Metrics => content(super::metrics::CONTENT_TYPE, text()),
         Reply::Events => content("text/event-stream", text()),
         Reply::Keys => content(
@@ -324,7 +346,33 @@ fn config_properties() -> Value {
         "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "nullable": true},
         "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": spec::MAX_PERIOD_SECONDS, "nullable": true},
         "history": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 50, "nullable": true},
-        "max_memory_bytes": {"type": "integer", "minimum": spec::MIN_MEMORY_BYTES, "nullable": true, "description": "Restart after 3 samples in a row (5 s apart) above this"}
+        "max_memory_bytes": {"type": "integer", "minimum": spec::MIN_MEMORY_BYTES, "nullable": true, "description": "Restart after 3 samples in a row (5 s apart) above this"},
+        "depends_on": {"type": "object", "nullable": true, "maxProperties": 64,
+            "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]},
+            "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."},
+        "health": health_schema()
+    })
+}
+
+/// `health` (SPEC 4b): exactly one probe and its timing.
+fn health_schema() -> Value {
+    let secs = |min: u64, max: u64, default: u64| json!({"type": "integer", "minimum": min, "maximum": max, "default": default, "nullable": true});
+    let count = |default: u32| json!({"type": "integer", "minimum": 1, "maximum": spec::health::MAX_THRESHOLD, "default": default, "nullable": true});
+    json!({
+        "type": "object", "nullable": true, "additionalProperties": false,
+        "description": "A health probe: exactly one of http, tcp, exec, log",
+        "properties": {
+            "http": {"type": "string", "pattern": "^http://\\S+$", "description": "GET; 2xx or 3xx is healthy; redirects are not followed"},
+            "tcp": {"type": "string", "pattern": "^\\S+:[0-9]+$", "description": "host:port; a connection is accepted"},
+            "exec": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "Exit 0; runs as the process's user, in its working_dir and env"},
+            "log": {"type": "string", "minLength": 1, "maxLength": spec::health::MAX_LOG_PATTERN, "description": "Readiness only: a regex an output line of the current run matches"},
+            "period_seconds": secs(1, spec::MAX_PERIOD_SECONDS, 10),
+            "timeout_seconds": secs(1, spec::health::MAX_PROBE_TIMEOUT_SECONDS, 2),
+            "initial_delay_seconds": secs(0, spec::MAX_PERIOD_SECONDS, 0),
+            "failure_threshold": count(3),
+            "success_threshold": count(1),
+            "start_timeout_seconds": secs(1, spec::MAX_PERIOD_SECONDS, 60)
+        }
     })
 }
 
@@ -435,7 +483,7 @@ fn schemas() -> Value {
         },
         "Process": {
             "type": "object",
-            "required": ["id", "command", "args", "status", "is_running", "pid", "run_count", "restart_count", "log_file"],
+            "required": ["id", "command", "args", "status", "waiting_for", "is_running", "pid", "run_count", "restart_count", "log_file"],
             "properties": {
                 "id": {"type": "string"},
                 "command": {"type": "string"},
@@ -468,6 +516,8 @@ fn schemas() -> Value {
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"]},
                 "timeout_seconds": {"type": "integer"},
                 "history": {"type": "integer"},
+                "depends_on": {"type": "object", "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]}},
+                "waiting_for": {"type": "array", "items": {"type": "string"}, "description": "While status is waiting for dependencies: the unmet conditions, as \"db (healthy)\". Empty otherwise (also for a job waiting for its next run)."},
                 "run_count": {"type": "integer"},
                 "restart_count": {"type": "integer"},
                 "restarts_total": {"type": "integer"},
@@ -475,12 +525,16 @@ fn schemas() -> Value {
                 "last_exit": last_exit,
                 "last_result": {"type": "string", "enum": ["ok", "failed", "timed_out", "replaced", "spawn_error"]},
                 "next_run_in_seconds": nullable("number"),
-                "next_run_at": time_or_null,
+                "next_run_at": time_or_null.clone(),
                 "uptime_seconds": nullable("number"),
                 "cpu_percent": nullable("number"),
                 "rss_bytes": nullable("integer"),
                 "log_file": {"type": "string"},
-                "error": nullable("string")
+                "error": nullable("string"),
+                "health_probe": {"type": "object", "description": "The probe configured (the config's health)"},
+                "health": {"type": "string", "enum": ["none", "starting", "healthy", "unhealthy"]},
+                "health_message": nullable("string"),
+                "health_checked_at": time_or_null
             }
         }
     })

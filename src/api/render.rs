@@ -118,6 +118,9 @@ struct Process<'a> {
     history: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    depends_on: BTreeMap<&'a str, &'static str>,
+    waiting_for: &'a [String],
     run_count: u64,
     restart_count: u32,
     restarts_total: u64,
@@ -132,6 +135,11 @@ struct Process<'a> {
     rss_bytes: Option<u64>,
     log_file: std::borrow::Cow<'a, str>,
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_probe: Option<crate::spec::HealthRequest>,
+    health: &'static str,
+    health_message: Option<&'a str>,
+    health_checked_at: Option<String>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -188,6 +196,12 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         timeout_seconds: spec.job.timeout.map(|t| t.as_secs()),
         history: job.then_some(spec.job.history),
         max_memory_bytes: spec.max_memory_bytes,
+        depends_on: spec
+            .depends_on
+            .iter()
+            .map(|(d, c)| (d.as_str(), c.name()))
+            .collect(),
+        waiting_for: &p.waiting_for,
         run_count: p.run_count,
         restart_count: p.restart_count,
         restarts_total: p.restarts_total,
@@ -215,6 +229,10 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         rss_bytes: figures.map(|f| f.rss_bytes),
         log_file: p.log.path().to_string_lossy(),
         error,
+        health_probe: spec.health.as_ref().map(|h| h.to_request()),
+        health: p.health.name(),
+        health_message: p.health_message.as_deref(),
+        health_checked_at: p.health_checked_at.map(rfc3339),
     }
 }
 

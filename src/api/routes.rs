@@ -3,7 +3,9 @@
 //! OpenAPI document and the tests all derive from `ROUTES`; there is no
 //! second list.
 
-use super::{Answer, Api, Args, admin, events, logs, metrics, notify, openapi, ops, procs, ui};
+use super::{
+    Answer, Api, Args, admin, events, health, logs, metrics, notify, openapi, ops, procs, ui,
+};
 use crate::error::ApiError;
 use crate::http::Exchange;
 use crate::http::request::percent_decode;
@@ -78,6 +80,8 @@ pub enum Reply {
     Apply,
     LogPage,
     Runs,
+    /// `{success, health, checks}` (`GET /health/{id}`).
+    Health,
     Metrics,
     Events,
     Keys,
@@ -188,6 +192,7 @@ pub static ROUTES: &[Route] = &[
     route!("GET" "/status/{id}", Key(Read), procs::status, "One process object", None -> Process, [404]),
     route!("GET" "/logs/{id}", Key(Read), logs::logs, "A page of a process's log, newest first, or a live follow", None -> LogPage, [400, 404, 500], LOGS),
     route!("GET" "/runs/{id}", Key(Read), procs::runs, "Run history of a job, newest first", None -> Runs, [400, 404, 409], RUNS),
+    route!("GET" "/health/{id}", Key(Read), health::checks, "A process's health and its last checks, newest first", None -> Health, [404]),
     route!("GET" "/metrics", Key(Read), metrics::metrics, "Prometheus metrics", None -> Metrics, []),
     route!("GET" "/events", Key(Read), events::events, "Server-sent events of every change", None -> Events, [400], EVENTS),
     route!("POST" "/start/{id}", Key(Operate), procs::start, "Start a process now", None -> Done, [400, 404, 409, 503]),

@@ -251,20 +251,7 @@ fn check_dir(spec: &ProcessSpec) -> Result<(), SpawnError> {
 pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
     let spec = s.spec;
     check_dir(spec)?;
-    let ids = match &spec.user {
-        Some(user) => {
-            Some(crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?)
-        }
-        None => None,
-    };
-    let mut env = with_env_file(spec)?;
-    if let Some(ids) = &ids {
-        for k in ["USER", "LOGNAME"] {
-            env.entry(k.into()).or_insert_with(|| ids.name.clone());
-        }
-        env.entry("HOME".into())
-            .or_insert_with(|| ids.home.to_string_lossy().into_owned());
-    }
+    let (ids, env) = identity(spec)?;
     let link = Arc::new(Link::new().map_err(SpawnError::Watcher)?);
     let started = exec::start(exec::Plan {
         program: &spec.command,
@@ -321,6 +308,73 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         return Err(SpawnError::Watcher(e));
     }
     Ok(Running { pid, link })
+}
+
+/// A started health-check command (`exec` probe): its pid (and process
+/// group), a pidfd if the kernel made one, and its stdout and stderr.
+pub struct ProbeChild {
+    pub pid: u32,
+    pub pidfd: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Start `argv` as `spec`'s process would run (its user, working dir and
+/// environment), in a process group of its own, stdin closed. Called from a
+/// probe worker (a thread that lives as long as exeio, so PDEATHSIG holds);
+/// the caller kills the group and reaps the pid.
+pub fn spawn_probe(spec: &ProcessSpec, argv: &[String]) -> Result<ProbeChild, SpawnError> {
+    check_dir(spec)?;
+    let (ids, env) = identity(spec)?;
+    let started = exec::start(exec::Plan {
+        program: &argv[0],
+        args: &argv[1..],
+        env: &env,
+        drop_env: crate::keys::KEY_ENV,
+        cwd: spec.working_dir.as_deref(),
+        ids: ids.as_ref(),
+        cgroup: None,
+    })
+    .map_err(|source| SpawnError::Exec {
+        command: argv[0].clone(),
+        source,
+        searched: None,
+    })?;
+    drop(started.stdin);
+    Ok(ProbeChild {
+        pid: started.pid,
+        pidfd: started.pidfd,
+        stdout: started.stdout,
+        stderr: started.stderr,
+    })
+}
+
+/// Who `spec` runs as, and its environment (with USER, LOGNAME and HOME
+/// of that user unless set).
+fn identity(
+    spec: &ProcessSpec,
+) -> Result<
+    (
+        Option<crate::users::Ids>,
+        std::collections::BTreeMap<String, String>,
+    ),
+    SpawnError,
+> {
+    let ids = match &spec.user {
+        Some(user) => {
+            Some(crate::users::resolve(user, spec.group.as_deref()).map_err(SpawnError::User)?)
+        }
+        None => None,
+    };
+    let mut env = with_env_file(spec)?;
+    if let Some(ids) = &ids {
+        for k in ["USER", "LOGNAME"] {
+            env.entry(k.into()).or_insert_with(|| ids.name.clone());
+        }
+        env.entry("HOME".into())
+            .or_insert_with(|| ids.home.to_string_lossy().into_owned());
+    }
+    Ok((ids, env))
 }
 
 fn command_line(spec: &ProcessSpec) -> String {

@@ -86,6 +86,7 @@ pub(super) const ADD: &[(Flag, &str, Kind)] = &[
         "max_memory_bytes",
         Kind::Size,
     ),
+    (flag(&["--depends-on"], true), "depends_on", Kind::Depends),
 ];
 
 /// How an `add` flag's value becomes JSON.
@@ -107,6 +108,8 @@ pub(super) enum Kind {
     Number,
     /// A comma-separated list of seconds.
     Seconds,
+    /// `ID=CONDITION`, repeatable, into an object (`depends_on`).
+    Depends,
 }
 
 /// The flags, for the command-line splitter.
@@ -223,6 +226,23 @@ fn set_fields(s: &Split, body: &mut Map<String, Value>) -> Result<(), Failure> {
                     )));
                 }
                 Value::String(v.to_owned())
+            }
+            Kind::Depends => {
+                const CONDITIONS: [&str; 3] = ["started", "healthy", "completed_successfully"];
+                let (dep, cond) = v
+                    .split_once('=')
+                    .filter(|(d, c)| !d.is_empty() && CONDITIONS.contains(c))
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "--depends-on wants ID=CONDITION ({}), not {v:?}",
+                            CONDITIONS.join(", ")
+                        ))
+                    })?;
+                let deps = body
+                    .entry(*field)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                deps[dep] = Value::String(cond.to_owned());
+                continue;
             }
             Kind::Switch => Value::Bool(true),
             Kind::Off => Value::Bool(false),
@@ -407,6 +427,29 @@ mod tests {
         );
         assert!(parse_str(&["add", "-f", "x.json", "--save"]).is_err());
         assert!(parse_str(&["add", "-f", "x.json", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn depends_on_flags_make_one_object() {
+        let body = add_body(&[
+            "add",
+            "web",
+            "--depends-on",
+            "db=healthy",
+            "--depends-on=migrate=completed_successfully",
+            "--",
+            "true",
+        ]);
+        assert_eq!(
+            body["depends_on"],
+            json!({"db": "healthy", "migrate": "completed_successfully"})
+        );
+        for bad in ["db", "db=ready", "=started"] {
+            assert!(
+                parse_str(&["add", "web", "--depends-on", bad, "--", "true"]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

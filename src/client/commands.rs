@@ -18,6 +18,7 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
         Command::Help(_) => Ok(()),
         Command::Ls => ls(ctx, &mut r),
         Command::Status(id) => status(ctx, id, &mut r),
+        Command::Health(id) => super::health::health(ctx, id, &mut r),
         Command::Add(from) => add(ctx, from, &mut r),
         Command::Each(verb, ids) => {
             for id in ids {
@@ -92,7 +93,7 @@ pub(super) fn eprintln_note(line: &str) {
 }
 
 /// The body as one line (the API's JSON is compact already).
-pub(super) fn json_line(reply: &Reply) -> String {
+pub fn json_line(reply: &Reply) -> String {
     let mut s = reply.text().replace('\n', " ");
     s.push('\n');
     s
@@ -174,6 +175,7 @@ pub fn ls_table<'a>(
     let mut cols = vec![
         ("ID", Align::Left),
         ("STATUS", Align::Left),
+        ("HEALTH", Align::Left),
         ("PID", Align::Right),
         ("UPTIME", Align::Right),
         ("RESTARTS", Align::Right),
@@ -193,6 +195,7 @@ pub fn ls_table<'a>(
         let mut row = vec![
             cell(p["id"].as_str().unwrap_or("?")),
             (status.to_owned(), style.status(status)),
+            super::health::cell_of(p, style),
             cell(p["pid"].as_u64().map_or_else(dash, |n| n.to_string())),
             cell(
                 p["uptime_seconds"]
@@ -274,6 +277,28 @@ pub fn status_text(p: &Value, style: Style, now: f64) -> String {
     items.push(("id", s("id").unwrap_or_default()));
     let st = p["status"].as_str().unwrap_or("?");
     items.push(("status", style.status(st).apply(st)));
+    let conditions = |v: &Value| -> Vec<String> {
+        match v {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(id, c)| format!("{id} ({})", c.as_str().unwrap_or("?")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let waiting = conditions(&p["waiting_for"]);
+    if !waiting.is_empty() {
+        items.push(("waiting for", waiting.join(", ")));
+    }
+    let deps = conditions(&p["depends_on"]);
+    if !deps.is_empty() {
+        items.push(("depends on", deps.join(", ")));
+    }
     if let Some(pid) = p["pid"].as_u64() {
         items.push(("pid", pid.to_string()));
     }
@@ -358,6 +383,12 @@ pub fn status_text(p: &Value, style: Style, now: f64) -> String {
             .map(|t| format!(" ({})", table::time(&t)))
             .unwrap_or_default();
         items.push(("next run", format!("in {}{at}", table::duration(n))));
+    }
+    if let Some(h) = s("health").filter(|h| h != "none") {
+        let why = s("health_message")
+            .map(|m| format!(" (last failure: {m})"))
+            .unwrap_or_default();
+        items.push(("health", format!("{}{why}", style.health(&h).apply(&h))));
     }
     if let Some(f) = s("log_file") {
         items.push(("log file", f));
@@ -492,6 +523,7 @@ mod tests {
             "next_run_in_seconds": null, "restart_policy": "always", "save_for_next_run": true,
             "last_exit": {"code": 1, "at": "2025-01-01T00:00:00Z"},
             "env": {"A": "1"}, "log_file": "/l/web.log", "periodic": false, "run_count": 4,
+            "health": "healthy", "health_message": "HTTP 503",
         })
     }
 
@@ -503,13 +535,13 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "ID                STATUS    PID  UPTIME  RESTARTS   CPU     RSS  NEXT RUN  LAST EXIT          SAVED"
+            "ID                STATUS   HEALTH    PID  UPTIME  RESTARTS   CPU     RSS  NEXT RUN  LAST EXIT          SAVED"
         );
         assert_eq!(
             lines[1],
-            "web               running  4242   3m12s         1  1.2%  5.0MiB         -  code 1, 5m00s ago  yes"
+            "web               running  healthy  4242   3m12s         1  1.2%  5.0MiB         -  code 1, 5m00s ago  yes"
         );
-        assert!(lines[2].starts_with("worker-long-name  backoff     -       -         1"));
+        assert!(lines[2].starts_with("worker-long-name  backoff  healthy     -       -         1"));
         assert!(!out.contains('\x1b'));
         let out = ls_table(
             procs.iter().map(|p| (Some("http://h:1"), p)),
@@ -534,6 +566,28 @@ mod tests {
         assert!(out.contains("restart:   always\n"), "{out}");
         assert!(out.contains("restarts:  3 (1 in a row)\n"), "{out}");
         assert!(!out.contains("next run"), "{out}");
+        assert!(
+            out.contains("health:    healthy (last failure: HTTP 503)\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn status_says_what_a_start_waits_for() {
+        let mut p = proc("web", "waiting");
+        p["waiting_for"] = json!(["db (healthy)"]);
+        p["depends_on"] = json!({"db": "healthy", "migrate": "completed_successfully"});
+        let out = status_text(&p, Style::default(), 0.0);
+        assert!(out.contains("waiting for: db (healthy)\n"), "{out}");
+        assert!(
+            out.contains("depends on:  db (healthy), migrate (completed_successfully)\n"),
+            "{out}"
+        );
+        let out = status_text(&proc("web", "running"), Style::default(), 0.0);
+        assert!(
+            !out.contains("waiting for") && !out.contains("depends on"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod addflags;
 pub mod apply;
 pub mod args;
 pub mod commands;
+pub mod health;
 pub mod hosts;
 pub mod http;
 pub mod logs;
@@ -292,6 +293,7 @@ Usage: exeio COMMAND [ARGS] [FLAGS]
 Commands:
   ls                          list the processes
   status ID                   one process in detail (exit 3 if it is not running)
+  health ID                   a process's health and its last checks
   add ID [FLAGS] -- CMD ARGS  add a process and start it (or: add -f FILE)
   update ID [FLAGS]           change some fields of its config (or: update ID -f FILE)
   start|stop|restart ID...    act on one or more processes
@@ -335,9 +337,9 @@ pub fn help(topic: Option<&str>) -> String {
         Some(t) if ops::help(t).is_some() => ops::help(t).unwrap_or_default(),
         Some("ls") => {
             "Usage: exeio ls\n\n\
-             A table of the processes: ID, STATUS, PID, UPTIME, RESTARTS (restarts in\n\
-             a row, as the dashboard), CPU, RSS, NEXT RUN, LAST EXIT, SAVED (saved for\n\
-             the next start). With several hosts, one table with a HOST column.\n"
+             A table of the processes: ID, STATUS, HEALTH, PID, UPTIME, RESTARTS\n\
+             (restarts in a row, as the dashboard), CPU, RSS, NEXT RUN, LAST EXIT, SAVED\n\
+             (saved for the next start). With several hosts, one table with a HOST column.\n"
         }
         Some("status") => {
             "Usage: exeio status ID\n\n\
@@ -391,6 +393,11 @@ pub fn help(topic: Option<&str>) -> String {
             "Usage: exeio input ID TEXT...\n\n\
              Write TEXT (words joined by spaces) and a newline to the process's stdin.\n\
              Put -- before a TEXT that starts with '-'.\n"
+        }
+        Some("health") => {
+            "Usage: exeio health ID\n\n\
+             A process's health (none, starting, healthy, unhealthy), its probe,\n\
+             and its last checks, newest first.\n"
         }
         Some("run") => {
             "Usage: exeio run ID\n\nRun a periodic or scheduled job now (its overlap policy applies).\n"

@@ -32,6 +32,16 @@ impl Style {
         self.paint(code)
     }
 
+    /// The colour of a health (SPEC 4b).
+    pub fn health(self, health: &str) -> Paint {
+        self.paint(match health {
+            "healthy" => "32",
+            "starting" => "33",
+            "unhealthy" => "31;1",
+            _ => "",
+        })
+    }
+
     /// The colour of a run's result.
     pub fn result(self, result: &str) -> Paint {
         self.paint(match result {

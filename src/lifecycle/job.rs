@@ -350,7 +350,7 @@ impl Proc {
             return self.removed_conflict();
         }
         match self.state {
-            State::Idle | State::Backoff { .. } => {
+            State::Idle | State::Backoff { .. } | State::Held { .. } => {
                 job.pending = Some(Trigger::Manual);
                 Ok(vec![Effect::Spawn])
             }
@@ -385,7 +385,7 @@ impl Proc {
             return fx;
         };
         match self.state {
-            State::Idle | State::Backoff { .. } => {
+            State::Idle | State::Backoff { .. } | State::Held { .. } => {
                 job.pending = Some(due);
                 fx.push(Effect::Spawn);
             }

@@ -15,14 +15,22 @@
 //! Jobs (periodic, later scheduled) keep a clock of their next run in `job`
 //! (see `job.rs`); between runs they are `Idle`, and their status reads
 //! `waiting`.
+//!
+//! A start whose dependencies (`depends_on`) do not hold yet is `Held`
+//! (see `order.rs`); its status reads `waiting` too, with `waiting_for`
+//! naming what it waits for (a job between runs has none).
 
+mod health;
 mod job;
+pub mod order;
 mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use health::{CHECKS_KEPT, Check, Health, HealthState, ProbeResult};
 pub use job::{ExitInfo, Job, RunRecord, RunResult, Trigger, runs_at_start};
+pub use order::{Facts, Node, OrderError, Stopping, dependents, ready_to_stop, stop_levels};
 pub use status::{Exits, Status};
 
 use crate::policy::{self, AfterExit, ExitStatus};
@@ -82,6 +90,8 @@ pub enum Cause {
     Replace,
     /// Over `max_memory_bytes`: restarted through the backoff table.
     Memory,
+    /// Failed its health probe, or not healthy in time (SPEC 4b).
+    Liveness,
 }
 
 impl Cause {
@@ -94,6 +104,7 @@ impl Cause {
             Cause::Timeout => "run timed out",
             Cause::Replace => "replaced by the next run",
             Cause::Memory => "over max_memory_bytes",
+            Cause::Liveness => "liveness check failed",
         }
     }
 }
@@ -117,6 +128,12 @@ pub enum State {
     },
     /// An automatic restart is pending.
     Backoff { until: Instant },
+    /// A start waits for its dependencies (`order.rs`).
+    Held {
+        waiting_for: Vec<String>,
+        /// It was an automatic restart (it counts as one when it spawns).
+        after_backoff: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +173,9 @@ pub enum Effect {
     Record(RunRecord),
     /// The process is gone: drop it.
     Forget,
+    /// Run health check number `seq` of run `generation` on the probe
+    /// pool; the answer comes back to `Proc::probed`.
+    Probe { generation: u64, seq: u64 },
 }
 
 /// Why a request cannot be carried out in the current state.
@@ -193,6 +213,8 @@ pub struct Proc {
     /// Jobs only.
     /// Boxed: most processes are services, and a job's state is 200 bytes.
     pub job: Option<Box<Job>>,
+    /// Processes with a probe only (SPEC 4b); boxed: most have none.
+    pub health: Option<Box<HealthState>>,
     generation: u64,
     /// Memory samples in a row above `max_memory_bytes` (this run).
     over_memory: u8,
@@ -204,6 +226,7 @@ impl Proc {
     pub fn new(spec: ProcessSpec, want: Want) -> Proc {
         let spec = Arc::new(spec);
         let job = spec.is_job().then(Box::<Job>::default);
+        let health = spec.health.is_some().then(Box::<HealthState>::default);
         Proc {
             spec,
             state: State::Idle,
@@ -222,9 +245,15 @@ impl Proc {
             attempts: 0,
             attempt_error: None,
             job,
+            health,
             generation: 0,
             over_memory: 0,
         }
+    }
+
+    /// The health of this process (`none` without a probe).
+    pub fn health(&self) -> Health {
+        self.health.as_ref().map_or(Health::None, |h| h.health)
     }
 
     pub fn status(&self) -> Status {
@@ -232,6 +261,7 @@ impl Proc {
             State::Running { .. } => Status::Running,
             State::Stopping { .. } => Status::Stopping,
             State::Backoff { .. } => Status::Backoff,
+            State::Held { .. } => Status::Waiting,
             State::Idle => match self.want {
                 Want::Down => Status::ManuallyStopped,
                 _ if self.failed => Status::Failed,
@@ -279,10 +309,10 @@ impl Proc {
             _ => None,
         };
         let job = self.job.as_ref().and_then(|j| j.deadline(self));
-        match (own, job) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [own, job, self.health_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When the next run starts: a pending restart, or a job's next time.
@@ -358,7 +388,9 @@ impl Proc {
                 self.restart_pending = true;
                 Ok(persist)
             }
-            State::Idle | State::Backoff { .. } => Ok([self.begin_fresh(now), persist].concat()),
+            State::Idle | State::Backoff { .. } | State::Held { .. } => {
+                Ok([self.begin_fresh(now), persist].concat())
+            }
         }
     }
 
@@ -376,7 +408,7 @@ impl Proc {
         let mut fx = match self.state {
             State::Running { .. } => self.begin_stop(Cause::Stop, now),
             State::Stopping { .. } => vec![],
-            State::Backoff { .. } | State::Idle => {
+            State::Backoff { .. } | State::Held { .. } | State::Idle => {
                 self.state = State::Idle;
                 if changed {
                     vec![Effect::Log("stopped manually".into())]
@@ -396,7 +428,7 @@ impl Proc {
         match self.state {
             State::Running { .. } => self.begin_stop(Cause::Remove, now),
             State::Stopping { .. } => vec![],
-            State::Idle | State::Backoff { .. } => {
+            State::Idle | State::Backoff { .. } | State::Held { .. } => {
                 self.state = State::Idle;
                 vec![Effect::Log("removed".into()), Effect::Forget]
             }
@@ -408,7 +440,7 @@ impl Proc {
         self.restart_pending = false;
         match self.state {
             State::Running { .. } => self.begin_stop(Cause::Shutdown, now),
-            State::Backoff { .. } => {
+            State::Backoff { .. } | State::Held { .. } => {
                 self.state = State::Idle;
                 vec![]
             }
@@ -468,6 +500,7 @@ impl Proc {
             escalated: false,
             cause,
         };
+        self.health_run_ended(false);
         vec![
             Effect::Log(format!(
                 "stopping ({}): sending SIG{} to the process group",
@@ -515,6 +548,9 @@ impl Proc {
         if self.job.is_some() {
             fx.extend(self.job_tick(now));
         }
+        if self.health.is_some() {
+            fx.extend(self.health_tick(now));
+        }
         fx
     }
 
@@ -546,6 +582,7 @@ impl Proc {
             ExitStatus::Signal(_) => self.exits.signal += 1,
         }
         self.state = State::Idle;
+        self.health_run_ended(true);
         let ran = now.at.saturating_duration_since(started);
         let mut fx = Vec::new();
         if let Some(job) = &mut self.job {
@@ -580,20 +617,32 @@ impl Proc {
         if ran >= self.spec.backoff.reset {
             self.streak = 0;
         }
-        // A stop over the memory limit restarts whatever the policy says.
-        let (policy, reason) = match cause {
+        // A stop over the memory limit restarts whatever the policy says; a
+        // liveness stop counts as a failure, however the run ended.
+        let (policy, judged, reason) = match cause {
             Some(Cause::Memory) => (
                 policy::RestartPolicy::Always,
+                status,
                 "after exceeding max_memory_bytes".to_owned(),
             ),
-            _ => (self.spec.restart_policy, status.restart_reason()),
+            Some(Cause::Liveness) if status.success() => (
+                self.spec.restart_policy,
+                ExitStatus::Signal(self.spec.stop_signal.number()),
+                "after a liveness stop".to_owned(),
+            ),
+            Some(Cause::Liveness) => (
+                self.spec.restart_policy,
+                status,
+                "after a liveness stop".to_owned(),
+            ),
+            _ => (self.spec.restart_policy, status, status.restart_reason()),
         };
         let decision = policy::after_exit(
             policy,
             self.spec.max_restarts,
             &self.spec.backoff,
             self.streak,
-            status,
+            judged,
             ran,
         );
         fx.extend(self.decide(decision, reason, now));
@@ -651,7 +700,7 @@ impl Proc {
 
     /// The supervisor spawned a run.
     pub fn spawned(&mut self, pid: u32, now: Now) {
-        if matches!(self.state, State::Backoff { .. }) {
+        if self.is_restart() {
             self.restarts_total += 1;
         }
         self.generation += 1;
@@ -670,6 +719,7 @@ impl Proc {
         if let Some(job) = &mut self.job {
             job.start_run(self.run_count, &self.spec, now);
         }
+        self.health_run_started(now);
     }
 
     /// The supervisor could not spawn a run that was not the user's own
@@ -680,7 +730,7 @@ impl Proc {
         self.attempt_error = Some(error.clone());
         let mut fx = vec![Effect::Log(format!("failed to start: {error}"))];
         self.error = Some(error.clone());
-        let was_backoff = matches!(self.state, State::Backoff { .. });
+        let was_backoff = self.is_restart();
         self.state = State::Idle;
         if let Some(job) = &mut self.job {
             fx.push(Effect::Record(job.spawn_error(
@@ -708,6 +758,18 @@ impl Proc {
         fx
     }
 
+    /// Is the spawn about to happen an automatic restart?
+    fn is_restart(&self) -> bool {
+        matches!(
+            self.state,
+            State::Backoff { .. }
+                | State::Held {
+                    after_backoff: true,
+                    ..
+                }
+        )
+    }
+
     /// A saved process coming back at exeio's start.
     pub fn revive(&mut self, now: Now) -> Vec<Effect> {
         if self.want != Want::Up {
@@ -730,7 +792,11 @@ impl Proc {
     /// the change needs a restart (`ProcessSpec::needs_restart_for`).
     pub fn reconfigure(&mut self, spec: ProcessSpec, now: Now) {
         let was_job = self.job.is_some();
+        let new_probe = self.health_reconfigure(&spec);
         self.spec = Arc::new(spec);
+        if new_probe && matches!(self.state, State::Running { .. }) {
+            self.health_run_started(now); // checked with the new probe from now
+        }
         match (was_job, self.spec.is_job()) {
             (false, true) => {
                 let mut job = Job::default();

@@ -26,6 +26,7 @@ use crossbeam_channel::Sender;
 use crate::timefmt::{log_stamp, unix_secs};
 
 mod follow;
+mod lines;
 mod pump;
 mod reader;
 mod scan;
@@ -34,6 +35,7 @@ mod testutil;
 mod writer;
 
 pub use follow::Follower;
+pub use lines::{LineHook, LineWatch};
 pub use pump::{Pump, Stream};
 
 use reader::{count_lines, read_back};
@@ -135,6 +137,8 @@ pub struct LogFile {
     queue: Mutex<Queue>,
     /// The last write error, for `/status` (never held during I/O).
     health: Mutex<Option<String>>,
+    /// A `log` health probe's pattern, offered each output line.
+    pub lines: LineHook,
 }
 
 #[derive(Default)]
@@ -180,6 +184,7 @@ impl LogFile {
             inner,
             queue: Mutex::new(Queue::default()),
             health: Mutex::new(None),
+            lines: LineHook::default(),
         }
     }
 

@@ -130,6 +130,7 @@ impl Pump {
         } else {
             text
         };
+        self.log.lines.offer(text);
         loop {
             let cut = if text.len() > CHUNK {
                 split_at(text)

@@ -14,9 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::policy::{Backoff, RestartPolicy};
 
+mod depends;
+pub mod health;
 mod job;
 mod signal;
 
+pub use depends::{Condition, DependsOn};
+pub use health::{HealthRequest, HealthSpec, HttpTarget, LogPattern, Probe};
 pub use job::{JobSettings, Overlap};
 use job::{calendar, catch_up, job_settings};
 pub use signal::{StopSignal, any_signal, signal_names};
@@ -140,6 +144,8 @@ pub struct AddRequest {
     pub history: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory_bytes: Option<u64>,
+    pub depends_on: Option<BTreeMap<String, String>>,
+    pub health: Option<HealthRequest>,
 }
 
 /// A validated process description.
@@ -173,6 +179,10 @@ pub struct ProcessSpec {
     pub job: JobSettings,
     /// Restarted after 3 samples in a row above this (SPEC 4d).
     pub max_memory_bytes: Option<u64>,
+    /// What must hold before this process starts (SPEC 4b).
+    pub depends_on: DependsOn,
+    /// A health probe (SPEC 4b). Boxed: most processes have none.
+    pub health: Option<Box<HealthSpec>>,
 }
 
 impl ProcessSpec {
@@ -244,6 +254,8 @@ impl ProcessSpec {
             timeout_seconds: self.job.timeout.map(|t| t.as_secs()),
             history: job.then_some(self.job.history),
             max_memory_bytes: self.max_memory_bytes,
+            depends_on: depends::to_wire(&self.depends_on),
+            health: self.health.as_ref().map(|h| h.to_request()),
         }
     }
 }
@@ -486,8 +498,19 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
     if req.group.is_some() && req.user.is_none() {
         return Err(FieldError::new("group", "group needs a user"));
     }
+    let depends_on = depends::depends_on(&id, req.depends_on)?;
     let mut job_settings = job_settings(job, req.overlap, req.timeout_seconds, req.history)?;
     job_settings.catch_up = catch_up_window;
+    let health = match req.health {
+        Some(_) if job => {
+            return Err(FieldError::new(
+                "health",
+                "health probes are for services: a periodic or scheduled job has none",
+            ));
+        }
+        Some(h) => Some(Box::new(health::validate(h)?)),
+        None => None,
+    };
     Ok(ProcessSpec {
         id,
         command: req.command,
@@ -510,6 +533,8 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         group: req.group,
         job: job_settings,
         max_memory_bytes: memory_limit(req.max_memory_bytes)?,
+        depends_on,
+        health,
     })
 }
 

@@ -33,9 +33,10 @@ impl Supervisor {
                 self.request(&id, Input::Restart, Kind::Restart, "restarted", now, reply)
             }
             Call::Stop(id) => self.request(&id, Input::Stop, Kind::Stop, "stopped", now, reply),
-            Call::Remove(id) => {
-                self.request(&id, Input::Remove, Kind::Remove, "removed", now, reply)
-            }
+            Call::Remove(id) => match self.needed_by(&id, &[], &[]) {
+                Err(e) => self.pending.push(Pending::ready(reply, Err(e), false)),
+                Ok(()) => self.request(&id, Input::Remove, Kind::Remove, "removed", now, reply),
+            },
             Call::RunNow(id) => {
                 self.request(&id, Input::RunNow, Kind::Start, "run started", now, reply)
             }
@@ -65,9 +66,13 @@ impl Supervisor {
     /// Step `id` with a request of the user's; undone if its spawn fails.
     fn user_step(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
         let status = self.procs.get(id).map(|e| e.proc.status());
+        let health = self.procs.get(id).map(|e| e.proc.health());
         self.user_step_quiet(id, input, now)?;
         if let Some(status) = status {
             self.note_state(id, status, false, now);
+        }
+        if let Some(health) = health {
+            self.note_health(id, health, now);
         }
         Ok(())
     }
@@ -84,6 +89,9 @@ impl Supervisor {
             )));
         }
         let before = e.proc.clone();
+        // The user's latest request wins over a queued stop-all.
+        self.stop_queue.remove(id);
+        let e = self.procs.get_mut(id).expect("checked above");
         let fx = e
             .proc
             .step(input, now)
@@ -143,6 +151,11 @@ impl Supervisor {
                 );
                 self.pending.push(Pending::ready(reply, Ok(done), saves));
             }
+            Some(e) if !e.proc.waiting_for().is_empty() => {
+                let waiting = e.proc.waiting_for().join(", ");
+                let done = Done::one(format!("{message}: waiting for {waiting}"), id);
+                self.pending.push(Pending::ready(reply, Ok(done), saves));
+            }
             Some(_) => {
                 let done = Done::one(message, id);
                 self.pending.push(Pending::ready(reply, Ok(done), saves));
@@ -155,18 +168,24 @@ impl Supervisor {
     }
 
     fn all(&mut self, input: Input, kind: Kind, message: &str, now: Now, reply: Sender<Reply>) {
-        let ids: Vec<ProcessId> = self.procs.keys().cloned().collect();
+        let ids: Vec<ProcessId> = self
+            .procs
+            .iter()
+            .filter(|(_, e)| e.proc.want != Want::Removed)
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut watched = Vec::new();
-        let mut saves = false;
+        let saves = ids
+            .iter()
+            .any(|id| self.procs[id].proc.spec.save_for_next_run);
+        if input == Input::Stop {
+            // Dependents first: each stop goes once its dependents are down.
+            self.queue_stops(ids.clone(), input, now);
+        }
         for id in ids {
-            let Some(e) = self.procs.get(&id) else {
-                continue;
-            };
-            if e.proc.want == Want::Removed {
-                continue;
+            if input != Input::Stop {
+                self.step(&id, input, now);
             }
-            saves |= e.proc.spec.save_for_next_run;
-            self.step(&id, input, now);
             if let Some(e) = self.procs.get(&id) {
                 watched.push(Watched {
                     id: id.clone(),
@@ -194,6 +213,10 @@ impl Supervisor {
             return;
         }
         let saves = spec.save_for_next_run;
+        if let Err(e) = self.check_order(&[&spec], &[], |_| String::new()) {
+            self.pending.push(Pending::ready(reply, Err(e), false));
+            return;
+        }
         let verb = if crate::lifecycle::runs_at_start(&spec) {
             "added and started"
         } else {
@@ -205,7 +228,12 @@ impl Supervisor {
             "not saved: gone when exeio stops (save_for_next_run is false)"
         };
         let answer = self.add_one(spec, now).map(|()| {
-            let mut done = Done::one(format!("process '{id}' {verb}; {kept}"), &id);
+            let waiting = self.procs.get(&id).map(|e| e.proc.waiting_for().join(", "));
+            let said = match waiting.filter(|w| !w.is_empty()) {
+                Some(w) => format!("process '{id}' added: waiting for {w}; {kept}"),
+                None => format!("process '{id}' {verb}; {kept}"),
+            };
+            let mut done = Done::one(said, &id);
             done.extra.push(("saved", serde_json::Value::Bool(saves)));
             done
         });
@@ -216,7 +244,11 @@ impl Supervisor {
     fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
         let id = spec.id.clone();
         let saves = spec.save_for_next_run;
-        if !crate::lifecycle::runs_at_start(&spec) {
+        let held = !crate::lifecycle::order::unmet(&spec.depends_on, |dep| {
+            self.procs.get(dep).map(|e| e.proc.facts())
+        })
+        .is_empty();
+        if !crate::lifecycle::runs_at_start(&spec) || held {
             // Nothing starts now, so check what a start would need.
             crate::child::check(&spec).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
@@ -294,6 +326,10 @@ impl Supervisor {
             return;
         }
         let saves = e.proc.spec.save_for_next_run || new.save_for_next_run;
+        if let Err(e) = self.check_order(&[&new], &[], |_| String::new()) {
+            self.pending.push(Pending::ready(reply, Err(e), false));
+            return;
+        }
         match self.update_one(new, now) {
             Err(e) => self.pending.push(Pending::ready(reply, Err(e), false)),
             Ok(true) => {
@@ -356,6 +392,25 @@ impl Supervisor {
                 .filter(|e| e.proc.want != Want::Removed)
                 .map(|e| e.proc.spec.id.clone())
                 .collect();
+        }
+        let specs: Vec<&ProcessSpec> = a.processes.iter().collect();
+        // A pruned process that stays needed is a 409, as for /remove.
+        let order_ok = plan
+            .removed
+            .iter()
+            .try_for_each(|id| self.needed_by(id, &plan.removed, &specs))
+            .and_then(|()| {
+                self.check_order(&specs, &plan.removed, |id| {
+                    plan.order
+                        .iter()
+                        .position(|x| x == id)
+                        .map(|i| format!("processes[{i}]"))
+                        .unwrap_or_default()
+                })
+            });
+        if let Err(e) = order_ok {
+            self.pending.push(Pending::ready(reply, Err(e), false));
+            return;
         }
         if a.dry_run {
             let mut done = Done::message(format!("dry run: {}", plan.summary()));

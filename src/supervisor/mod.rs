@@ -15,6 +15,8 @@
 
 mod alerts;
 mod commands;
+mod health;
+mod order;
 mod publish;
 mod replies;
 mod signal;
@@ -41,6 +43,9 @@ use crate::view::{ProcView, Published};
 
 use replies::Pending;
 
+/// Messages handled in one turn of the loop at most.
+const MAX_BATCH: usize = 64;
+
 /// The longest a failed save waits before it is tried again.
 const MAX_SAVE_RETRY: Duration = Duration::from_secs(30);
 
@@ -49,6 +54,9 @@ struct Entry {
     log: Arc<LogFile>,
     link: Option<Arc<Link>>,
     usage: Arc<Usage>,
+    /// The run whose health checks are wanted (0: none); queued checks of
+    /// another run, or of a removed process, are skipped by the pool.
+    probing: Arc<std::sync::atomic::AtomicU64>,
     /// Finished runs of a job, oldest first.
     runs: Arc<Vec<RunRecord>>,
     runs_version: u64,
@@ -72,6 +80,8 @@ pub struct Setup {
     pub events: Arc<Bus>,
     pub cgroups: Option<Arc<Cgroups>>,
     pub notifier: crate::notify::Notifier,
+    /// The pool that runs health checks.
+    pub probes: crate::health::Probes,
 }
 
 /// The state of `processes.json`: what is wanted on disk and what is there.
@@ -102,6 +112,10 @@ pub struct Supervisor {
     peak: usize,
     /// Restart storms and memory samples (notifications).
     alerts: alerts::Alerts,
+    /// Stops (stop-all, shutdown) waiting for dependents to exit first.
+    stop_queue: BTreeMap<ProcessId, Input>,
+    /// When to take the health answers that came (see `health::Answers`).
+    answers_due: Option<Instant>,
 }
 
 impl Supervisor {
@@ -115,6 +129,8 @@ impl Supervisor {
             changed: true,
             peak: 0,
             alerts: alerts::Alerts::default(),
+            stop_queue: BTreeMap::new(),
+            answers_due: None,
         }
     }
 
@@ -155,6 +171,11 @@ impl Supervisor {
     /// Serve until shutdown has stopped every child.
     pub fn run(mut self) {
         loop {
+            if self.changed {
+                let now = Now::read();
+                self.deliver_stops(now);
+                self.release_held(now);
+            }
             self.flush_store(Instant::now());
             self.publish(Now::read());
             self.answer_pending(Instant::now());
@@ -167,6 +188,7 @@ impl Supervisor {
                 .values()
                 .filter_map(|e| e.proc.deadline())
                 .chain(self.store.retry_at)
+                .chain(self.answers_due)
                 .chain(self.pending.iter().filter_map(Pending::deadline))
                 .chain(self.alerts.deadline())
                 .min();
@@ -177,6 +199,14 @@ impl Supervisor {
                     Err(_) => break, // every sender is gone: nothing more can happen
                 },
                 recv(timer) -> _ => {}
+            }
+            // What else is already queued (health answers come in bursts)
+            // goes in the same turn: one deadline scan and one publish.
+            for _ in 0..MAX_BATCH {
+                match self.s.rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
             }
             self.fire_deadlines(Now::read());
         }
@@ -225,6 +255,7 @@ impl Supervisor {
                     now,
                 );
             }
+            Msg::Event(Event::ProbesAnswered) => self.probes_answered(),
             Msg::Event(Event::Saved {
                 target,
                 version,
@@ -243,12 +274,15 @@ impl Supervisor {
             return;
         }
         self.shutting_down = true;
-        self.sys("shutting down: stopping every process".into());
+        self.sys("shutting down: stopping every process (dependents first)".into());
         let now = Now::read();
         let ids: Vec<ProcessId> = self.procs.keys().cloned().collect();
-        for id in ids {
-            self.step(&id, Input::Shutdown, now);
+        for e in self.procs.values_mut() {
+            e.proc.halt();
+            e.dirty = true;
         }
+        self.changed = true;
+        self.queue_stops(ids, Input::Shutdown, now);
     }
 
     fn fire_deadlines(&mut self, now: Now) {
@@ -260,6 +294,9 @@ impl Supervisor {
             .collect();
         for id in due {
             self.step(&id, Input::Tick, now);
+        }
+        if self.answers_due.is_some_and(|t| t <= now.at) {
+            self.take_answers();
         }
         if self.store.retry_at.is_some_and(|t| t <= now.at) {
             self.store.retry_at = None;
@@ -274,6 +311,7 @@ impl Supervisor {
             return;
         };
         let before = e.proc.status();
+        let health = e.proc.health();
         let by_exit = matches!(input, Input::Exited { .. });
         if let Ok(fx) = e.proc.step(input, now) {
             e.dirty = true;
@@ -281,6 +319,7 @@ impl Supervisor {
             self.apply(id, fx, now);
         }
         self.note_state(id, before, by_exit, now);
+        self.note_health(id, health, now);
         // A calendar job that catches up after a restart needs its last
         // scheduled time on disk.
         if let Some(e) = self.procs.get(id)
@@ -322,7 +361,14 @@ impl Supervisor {
                 Effect::Persist => self.dirty_store_if_saved(id),
                 Effect::Record(record) => self.record(id, record),
                 Effect::Forget => self.forget(id),
+                Effect::Probe { generation, seq } => self.probe(id, generation, seq, now),
                 Effect::Spawn if self.shutting_down => {}
+                Effect::Spawn if !self.unmet_of(id).is_empty() => {
+                    let unmet = self.unmet_of(id);
+                    let e = self.procs.get_mut(id).expect("a known process");
+                    let fx = e.proc.hold(unmet);
+                    self.apply_effects(id, fx, now, undoable)?;
+                }
                 Effect::Spawn => {
                     if let Err(err) = self.spawn(id, now) {
                         let err = err.to_string();
@@ -352,6 +398,8 @@ impl Supervisor {
             })?),
             None => None,
         };
+        let generation = self.procs[id].proc.generation() + 1;
+        self.arm_log_probe(id, generation);
         let e = self.procs.get_mut(id).expect("spawn of a known process");
         let automatic = matches!(e.proc.state, crate::lifecycle::State::Backoff { .. });
         let run_number = e.proc.run_count + 1;
@@ -361,10 +409,11 @@ impl Supervisor {
             label: e.proc.spec.is_job().then_some(run_number),
             run_number,
             cgroup,
-            generation: e.proc.generation() + 1,
+            generation,
             tx: self.s.tx.clone(),
             logger: self.s.logger.clone(),
-        })?;
+        })
+        .inspect_err(|_| e.log.lines.disarm())?;
         e.proc.spawned(running.pid, now);
         e.usage.started(running.pid);
         e.link = Some(running.link);
@@ -409,6 +458,7 @@ impl Supervisor {
             log,
             link: None,
             usage,
+            probing: Arc::default(),
             runs,
             runs_version: 0,
             scheduled_saved: None,

@@ -50,6 +50,19 @@ pub(super) fn view_of(
         log: log.clone(),
         usage: usage.clone(),
         runs: runs.clone(),
+        waiting_for: p.waiting_for().to_vec(),
+        health: p.health(),
+        health_message: p.health.as_ref().and_then(|h| h.message.clone()),
+        health_checked_at: p.health.as_ref().and_then(|h| h.checked_at),
+        health_checks: p
+            .health
+            .as_ref()
+            .map(|h| h.checks.iter().cloned().collect())
+            .unwrap_or_default(),
+        health_counts: p
+            .health
+            .as_ref()
+            .map_or((0, 0), |h| (h.checks_ok, h.checks_failed)),
     }
 }
 

@@ -90,10 +90,10 @@ impl Supervisor {
         let pending = std::mem::take(&mut self.pending);
         for mut p in pending {
             if let Wait::Procs(w) = &p.wait {
-                let busy = w
-                    .watched
-                    .iter()
-                    .any(|x| self.procs.get(&x.id).is_some_and(|e| e.proc.is_stopping()));
+                let busy = w.watched.iter().any(|x| {
+                    self.stop_queue.contains_key(&x.id)
+                        || self.procs.get(&x.id).is_some_and(|e| e.proc.is_stopping())
+                });
                 if busy {
                     self.pending.push(p);
                     continue;

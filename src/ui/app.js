@@ -278,6 +278,7 @@
       status,
       badge,
       label,
+      health: cell(tr, 'Health', 'health'),
       pid: cell(tr, 'PID', 'num pid'),
       uptime: cell(tr, 'Uptime', 'num uptime'),
       restarts: cell(tr, 'Restarts', 'num restarts'),
@@ -343,6 +344,7 @@
     row.status.dataset.status = p.status;
     row.badge.className = 'badge s-' + p.status;
     row.label.textContent = LABELS[p.status] || p.status;
+    healthCell(row.health, p);
     row.pid.textContent = p.pid === null || p.pid === undefined ? '—' : String(p.pid);
     row.restarts.textContent = String(p.restart_count || 0);
     row.restarts.title =
@@ -422,6 +424,24 @@
         }
       }
     }, delay);
+  }
+
+  // The health of a process with a probe (text only), its last failure as the title.
+  function healthCell(td, p) {
+    const h = p.health && p.health !== 'none' ? p.health : '';
+    td.textContent = h || '—';
+    td.dataset.health = h;
+    td.title = h && p.health_message ? 'last failure: ' + p.health_message : '';
+  }
+
+  // A health event: show it at once.
+  function applyHealth(d) {
+    const p = S.procs.get(d.id);
+    const row = S.rows.get(d.id);
+    if (!p || !row) return;
+    p.health = d.to;
+    if (d.message) p.health_message = d.message;
+    healthCell(row.health, p);
   }
 
   // A state event: show it at once, then fetch the details.
@@ -521,6 +541,7 @@
       }
     });
     on('state', applyState);
+    on('health', applyHealth);
     on('added', () => listSoon(50));
     on('updated', () => listSoon(50));
     on('run', () => listSoon(50));

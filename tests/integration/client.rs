@@ -88,8 +88,8 @@ fn ls_is_a_plain_table_off_a_terminal_and_json_is_the_api_s() {
     assert_eq!(
         header,
         [
-            "ID", "STATUS", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", "NEXT", "RUN", "LAST",
-            "EXIT", "SAVED"
+            "ID", "STATUS", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", "NEXT", "RUN",
+            "LAST", "EXIT", "SAVED"
         ]
     );
     assert!(

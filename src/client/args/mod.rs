@@ -34,6 +34,8 @@ pub enum Command {
     Help(Option<&'static str>),
     Ls,
     Status(String),
+    /// `health ID`: the last health checks.
+    Health(String),
     Add(AddFrom),
     /// `start`, `stop`, `restart` or `rm` (the API's path verb) of some ids.
     Each(Verb, Vec<String>),
@@ -167,6 +169,7 @@ pub struct Invocation {
 pub const COMMANDS: &[&str] = &[
     "ls",
     "status",
+    "health",
     "add",
     "update",
     "start",
@@ -423,6 +426,10 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
         "status" => {
             exactly(1, "an ID")?;
             Command::Status(pos.remove(0))
+        }
+        "health" => {
+            exactly(1, "an ID")?;
+            Command::Health(pos.remove(0))
         }
         "add" => Command::Add(addflags::add(s)?),
         "start" => Command::Each(Verb::Start, some_ids(&pos)?),
