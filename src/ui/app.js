@@ -229,6 +229,9 @@
   // ---- the process table -------------------------------------------------
 
   function updateCount() {
+    // The Health column only when a process has a probe.
+    const probed = [...S.procs.values()].some((p) => p.health && p.health !== 'none');
+    $('table').classList.toggle('no-health', !probed);
     $('count').textContent = S.rows.size ? '(' + S.rows.size + ')' : '';
     $('empty').hidden = S.rows.size > 0;
   }
@@ -278,7 +281,7 @@
       status,
       badge,
       label,
-      health: cell(tr, 'Health', 'health'),
+      health: cell(tr, 'Health', 'health col-health'),
       pid: cell(tr, 'PID', 'num pid'),
       uptime: cell(tr, 'Uptime', 'num uptime'),
       restarts: cell(tr, 'Restarts', 'num restarts'),
@@ -442,6 +445,7 @@
     p.health = d.to;
     if (d.message) p.health_message = d.message;
     healthCell(row.health, p);
+    updateCount();
   }
 
   // A state event: show it at once, then fetch the details.

@@ -39,6 +39,7 @@ fn request_for(method: &str, path: &str, role: &str) -> (String, Option<String>)
         ("GET", "/list" | "/metrics" | "/keys" | "/audit") => (path.into(), None),
         ("GET", "/events") => ("/events?since=0".into(), None),
         ("GET", "/status/{id}") => ("/status/p".into(), None),
+        ("GET", "/health/{id}") => ("/health/p".into(), None),
         ("GET", "/logs/{id}") => ("/logs/p?page=1&page_size=5".into(), None),
         ("GET", "/runs/{id}") => (format!("/runs/job-{role}"), None),
         ("POST", "/start/{id}") => (format!("/start/start-{role}"), None),
