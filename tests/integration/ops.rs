@@ -60,13 +60,13 @@ fn ls_restarts_is_the_dashboards_restart_count_and_saved_is_shown() {
     let out = ok(&d, &["ls"]);
     let lines: Vec<&str> = out.lines().collect();
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header[4], "RESTARTS", "{out}");
+    assert_eq!(header[5], "RESTARTS", "{out}");
     assert_eq!(header.last(), Some(&"SAVED"), "{out}");
     let row = |id: &str| -> Vec<String> {
         let l = lines.iter().find(|l| l.starts_with(id)).unwrap();
         l.split_whitespace().map(str::to_owned).collect()
     };
-    assert_eq!(row("flaky")[4], "0", "RESTARTS is restart_count: {out}");
+    assert_eq!(row("flaky")[5], "0", "RESTARTS is restart_count: {out}");
     assert_eq!(row("flaky").last().unwrap(), "no", "{out}");
     assert_eq!(row("kept").last().unwrap(), "yes", "{out}");
 }
@@ -182,7 +182,7 @@ fn bad_daemon_flags_and_unknown_commands_are_named() {
     assert_eq!(code(&o), 2);
     let e = stderr(&o);
     assert!(e.contains("unknown command \"updte\""), "{e}");
-    assert!(e.contains("ls, status, add"), "{e}");
+    assert!(e.contains("ls, status, health, add"), "{e}");
 }
 
 #[test]
