@@ -135,11 +135,16 @@ impl Api {
         audited: &mut bool,
     ) -> Result<Answer, ApiError> {
         let now = Instant::now();
-        let ip = ex.peer().ip();
+        let ip = crate::http::group(ex.peer().ip());
         if let Some(secs) = self.throttle.locked(ip, now) {
             return Err(ApiError::Throttled(secs));
         }
-        let (route, params) = routes::find(ex.method(), ex.path()).map_err(|m| match m {
+        // HEAD is answered for every GET route (the exchange sends no body).
+        let method = match ex.method() {
+            "HEAD" => "GET",
+            m => m,
+        };
+        let (route, params) = routes::find(method, ex.path()).map_err(|m| match m {
             Miss::NotFound => ApiError::NotFound(format!(
                 "no such endpoint: {} (GET /info lists them)",
                 ex.path()
@@ -150,10 +155,15 @@ impl Api {
         let caller = self.identify(ex, now);
         if let Some(c) = &caller {
             *name = Some(c.who.name.clone());
+            ex.authenticated();
         }
         if let Access::Key(needed) = route.access {
             let Some(c) = &caller else {
-                self.throttle.failed(ip, now);
+                // Only a wrong key counts: a request without one guesses
+                // nothing, and must not lock out whoever shares its address.
+                if matches!(auth::presented(|n| ex.header(n)), auth::Presented::Key(_)) {
+                    self.throttle.failed(ip, now);
+                }
                 return Err(ApiError::Unauthorized);
             };
             if c.who.role < needed {

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::Limits;
 use super::exchange::Exchange;
-use super::request::{HeadError, parse_head};
+use super::request::{HeadError, HeadReader};
+use super::slots::Slot;
 use super::tls::TlsStream;
 use crate::sys;
 
@@ -81,13 +82,15 @@ pub struct Conn {
     buf: Vec<u8>,
     filled: usize,
     read_timeout: Option<Duration>,
+    /// Its place in the connection table (none in tests).
+    pub slot: Option<Slot>,
 }
 
 /// Size of a connection's read buffer.
 const BUF: usize = 8 * 1024;
 
 impl Conn {
-    pub fn new(io: Transport, peer: SocketAddr, limits: Arc<Limits>) -> Conn {
+    pub fn new(io: Transport, peer: SocketAddr, limits: Arc<Limits>, slot: Option<Slot>) -> Conn {
         Conn {
             io,
             peer,
@@ -95,6 +98,7 @@ impl Conn {
             buf: vec![0; BUF],
             filled: 0,
             read_timeout: None,
+            slot,
         }
     }
 
@@ -138,6 +142,19 @@ impl Conn {
         }
     }
 
+    /// Tell the connection table whether this connection is idle; false
+    /// when it should close instead (exeio is stopping).
+    fn set_idle(&self, idle: bool) -> bool {
+        self.slot.as_ref().is_none_or(|s| s.set_idle(idle))
+    }
+
+    /// A request on this connection authenticated: it keeps its slot.
+    pub fn authenticated(&self) {
+        if let Some(s) = &self.slot {
+            s.state.authenticated();
+        }
+    }
+
     /// Drop the first `n` bytes of the data.
     pub fn consume(&mut self, n: usize) {
         self.buf.copy_within(n..self.filled, 0);
@@ -153,6 +170,7 @@ impl Conn {
 pub fn serve(mut conn: Conn, service: &dyn super::Service) {
     let limits = conn.limits.clone();
     let mut first = true;
+    let mut reader = HeadReader::default();
     loop {
         // Wait for the first byte: the head timeout on a new connection, the
         // idle timeout between requests.
@@ -166,8 +184,11 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
         if started && !first {
             head_deadline = Instant::now() + limits.head_timeout;
         }
+        if !conn.set_idle(!started) {
+            return;
+        }
         let head = loop {
-            match parse_head(conn.data()) {
+            match reader.parse(conn.data()) {
                 Ok(Some((head, used))) => {
                     conn.consume(used);
                     break head;
@@ -179,6 +200,7 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
                 Ok(0) => return,
                 Ok(_) if !started => {
                     started = true;
+                    conn.set_idle(false);
                     if !first {
                         head_deadline = Instant::now() + limits.head_timeout;
                     }

@@ -2,7 +2,7 @@
 //! pooled thread per admitted connection. No async runtime.
 //!
 //! ```text
-//! accept thread ── over a cap? ──▶ canned 503 (or close, under TLS), at once
+//! accept thread ── over a cap? ──▶ displace the oldest idle/keyless one, or a whole 503 (refuse.rs)
 //!       │ admitted (a Slot: global and per-address counts)
 //!       ▼
 //! idle pool thread, or a new one ──▶ conn::serve: head ▶ Service::serve ▶ reply, keep-alive
@@ -20,7 +20,9 @@
 mod conn;
 mod exchange;
 mod listener;
+mod refuse;
 pub mod request;
+mod slots;
 pub mod tls;
 
 use std::sync::atomic::AtomicU64;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 pub use exchange::{BodyError, BodyWriter, Exchange, Response, Stream, reason};
 pub use listener::{Server, start};
+pub use slots::group;
 
 /// Budgets of the edge (SPEC 3a).
 #[derive(Clone, Debug)]
@@ -68,7 +71,8 @@ pub struct EdgeStats {
     /// Connections being served now.
     pub open: AtomicU64,
     pub accepted: AtomicU64,
-    /// Connections closed at once because a cap was reached.
+    /// Connections closed because a cap was reached: refused at once, or
+    /// displaced (idle or unauthenticated) to admit a newer one.
     pub refused: AtomicU64,
     /// `accept` failures (fds exhausted, ...), each retried after a backoff.
     pub accept_errors: AtomicU64,
