@@ -31,7 +31,7 @@ impl Transport {
     pub fn socket(&self) -> &TcpStream {
         match self {
             Transport::Plain(s) => s,
-            Transport::Tls(s) => &s.sock,
+            Transport::Tls(s) => &s.sock.sock,
         }
     }
 
@@ -117,9 +117,14 @@ impl Conn {
         // Whole 100 ms steps, so a keep-alive loop does not set the socket
         // option again on every request.
         let want = Duration::from_millis(left.as_millis().div_ceil(100).max(1) as u64 * 100);
-        if self.read_timeout != Some(want) {
-            self.io.socket().set_read_timeout(Some(want))?;
-            self.read_timeout = Some(want);
+        match &mut self.io {
+            // Each of rustls' reads of the socket ends at the deadline.
+            Transport::Tls(s) => s.sock.deadline = Some(deadline),
+            Transport::Plain(s) if self.read_timeout != Some(want) => {
+                s.set_read_timeout(Some(want))?;
+                self.read_timeout = Some(want);
+            }
+            Transport::Plain(_) => {}
         }
         if self.buf.len() - self.filled < 1024 {
             let grown = (self.buf.len() * 2).min(super::request::MAX_HEAD + 2 * BUF);

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use rustls::ServerConfig;
 
+use super::budget::Handshakes;
 use super::conn::{Conn, Transport};
 use super::slots::{Slot, Slots};
 use super::{EdgeStats, Limits, Service, refuse, tls};
@@ -121,6 +122,8 @@ struct Acceptor {
     spare: Option<File>,
     backoff: Duration,
     errors: ErrorReport,
+    /// TLS handshakes each address may start (`budget`).
+    handshakes: Handshakes,
 }
 
 impl Acceptor {
@@ -141,6 +144,7 @@ impl Acceptor {
             spare: File::open("/dev/null").ok(),
             backoff: Duration::ZERO,
             errors: ErrorReport::default(),
+            handshakes: Handshakes::default(),
         }
     }
 
@@ -214,6 +218,14 @@ impl Acceptor {
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr) -> bool {
         let stats = &self.shared.stats;
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if self.shared.tls.is_some()
+            && !self
+                .handshakes
+                .allow(super::slots::group(peer.ip()), Instant::now())
+        {
+            self.refuse(sock);
+            return true;
+        }
         let handle = sock.try_clone().ok();
         let slots = &self.shared.slots;
         let before = slots.displaced.load(Ordering::Relaxed);

@@ -17,6 +17,7 @@
 //! The service (`api`) sees an `Exchange`: the head, the body on demand, and
 //! the ways to answer. It never sees a socket.
 
+mod budget;
 mod conn;
 mod exchange;
 mod listener;
