@@ -104,6 +104,7 @@ pub fn run(cfg: Config) -> Result<()> {
         tls: tls.is_some(),
         isolation,
         stopping: AtomicBool::new(false),
+        audit_summary: Default::default(),
     });
     let limits = Limits {
         max_connections: cfg.max_connections,

@@ -15,6 +15,7 @@ mod client_hosts;
 mod client_tls;
 mod dashboard;
 mod edge;
+mod edge_audit;
 mod edge_capacity;
 mod edge_parse;
 mod hardening;
