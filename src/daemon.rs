@@ -113,6 +113,8 @@ pub fn run(cfg: Config) -> Result<()> {
         idle_timeout: cfg.idle_timeout,
         body_timeout: cfg.head_timeout,
         write_timeout: cfg.write_timeout,
+        trusted: cfg.trusted_proxies.clone(),
+        proxy_protocol: cfg.proxy_protocol,
     };
     let report = {
         let logger = logger.clone();

@@ -62,6 +62,8 @@ pub struct Exchange<'c> {
     status: u16,
     /// A `HEAD` request: every reply is its head only (RFC 9110 9.3.2).
     head_only: bool,
+    /// The client: the peer, or whom a trusted proxy names (`proxy`).
+    client: SocketAddr,
 }
 
 impl<'c> Exchange<'c> {
@@ -69,6 +71,16 @@ impl<'c> Exchange<'c> {
         let framing = head.framing()?;
         let close = !head.keep_alive();
         let head_only = head.method == "HEAD";
+        let client = if conn.limits.trusted.is_empty() {
+            conn.peer
+        } else {
+            let xff = head
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|(_, v)| v.as_str());
+            super::proxy::forwarded_for(&conn.limits.trusted, conn.peer, xff)
+        };
         Ok(Exchange {
             conn,
             head,
@@ -78,6 +90,7 @@ impl<'c> Exchange<'c> {
             close,
             status: 0,
             head_only,
+            client,
         })
     }
 
@@ -97,8 +110,9 @@ impl<'c> Exchange<'c> {
         self.head.header(name)
     }
 
+    /// The client's address (behind a trusted proxy: the one it names).
     pub fn peer(&self) -> SocketAddr {
-        self.conn.peer
+        self.client
     }
 
     /// The request presented a valid key or session: the connection is no

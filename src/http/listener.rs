@@ -312,7 +312,20 @@ fn pool_thread(mut job: Job, rx: Receiver<Job>, shared: Arc<Shared>) {
 fn serve(job: Job, shared: &Shared) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let Job { sock, peer, slot } = job;
+        let Job {
+            mut sock,
+            mut peer,
+            slot,
+        } = job;
+        let limits = &shared.limits;
+        if limits.proxy_protocol && super::proxy::trusted(&limits.trusted, peer.ip()) {
+            let _ = sock.set_read_timeout(Some(limits.head_timeout));
+            match super::proxy::read_header(&mut sock) {
+                Ok(Some(client)) => peer = client,
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
         let _ = sock.set_nodelay(true);
         let _ = sock.set_write_timeout(Some(shared.limits.write_timeout));
         let io = match &shared.tls {

@@ -21,6 +21,7 @@ mod budget;
 mod conn;
 mod exchange;
 mod listener;
+pub mod proxy;
 mod refuse;
 pub mod request;
 mod slots;
@@ -46,6 +47,10 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Each write to a client that does not read fails after this.
     pub write_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` (or PROXY header) names the client.
+    pub trusted: Vec<proxy::Cidr>,
+    /// Trusted peers start each connection with a PROXY v1/v2 header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -57,6 +62,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            trusted: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }

@@ -18,6 +18,7 @@ mod edge;
 mod edge_audit;
 mod edge_capacity;
 mod edge_parse;
+mod edge_proxy;
 mod hardening;
 mod intent;
 mod lifecycle;
