@@ -17,6 +17,7 @@ mod dashboard;
 mod edge;
 mod edge_audit;
 mod edge_capacity;
+mod edge_differential;
 mod edge_parse;
 mod edge_proxy;
 mod hardening;
