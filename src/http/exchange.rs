@@ -362,7 +362,7 @@ impl<'c> Exchange<'c> {
 /// extension)`, `None` if incomplete. Stricter than `httparse` alone: the
 /// line starts with a hex digit, and whitespace after the size may only be
 /// followed by the line's end (as in h11 and RFC 9112 7.1).
-fn chunk_size(data: &[u8]) -> Result<Option<(usize, u64, usize)>, &'static str> {
+pub(super) fn chunk_size(data: &[u8]) -> Result<Option<(usize, u64, usize)>, &'static str> {
     const BAD: &str = "bad chunk size";
     let digits = data.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 && !data.is_empty() {

@@ -21,6 +21,8 @@ mod budget;
 mod conn;
 mod exchange;
 mod listener;
+#[cfg(test)]
+mod proptests;
 pub mod proxy;
 mod refuse;
 pub mod request;
