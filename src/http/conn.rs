@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::Limits;
 use super::exchange::Exchange;
 use super::request::{HeadError, HeadReader};
-use super::slots::Slot;
+use super::slots::{Phase, Slot};
 use super::tls::TlsStream;
 use crate::sys;
 
@@ -147,10 +147,10 @@ impl Conn {
         }
     }
 
-    /// Tell the connection table whether this connection is idle; false
-    /// when it should close instead (exeio is stopping).
-    fn set_idle(&self, idle: bool) -> bool {
-        self.slot.as_ref().is_none_or(|s| s.set_idle(idle))
+    /// Tell the connection table where this connection is; false when it
+    /// should close instead of waiting (exeio is stopping).
+    fn set_phase(&self, phase: Phase) -> bool {
+        self.slot.as_ref().is_none_or(|s| s.set_phase(phase))
     }
 
     /// A request on this connection authenticated: it keeps its slot.
@@ -189,13 +189,14 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
         if started && !first {
             head_deadline = Instant::now() + limits.head_timeout;
         }
-        if !conn.set_idle(!started) {
+        if !conn.set_phase(if started { Phase::Head } else { Phase::Idle }) {
             return;
         }
         let head = loop {
             match reader.parse(conn.data()) {
                 Ok(Some((head, used))) => {
                     conn.consume(used);
+                    conn.set_phase(Phase::Busy);
                     break head;
                 }
                 Ok(None) => {}
@@ -205,7 +206,7 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
                 Ok(0) => return,
                 Ok(_) if !started => {
                     started = true;
-                    conn.set_idle(false);
+                    conn.set_phase(Phase::Head);
                     if !first {
                         head_deadline = Instant::now() + limits.head_timeout;
                     }

@@ -360,8 +360,9 @@ impl<'c> Exchange<'c> {
 
 /// A chunk-size line at the start of `data`: `(bytes used, size, bytes of
 /// extension)`, `None` if incomplete. Stricter than `httparse` alone: the
-/// line starts with a hex digit, and whitespace after the size may only be
-/// followed by the line's end (as in h11 and RFC 9112 7.1).
+/// line starts with a hex digit, ends with CRLF (no bare LF anywhere), and
+/// whitespace after the size may only be followed by the line's end (as in
+/// h11 and RFC 9112 7.1).
 pub(super) fn chunk_size(data: &[u8]) -> Result<Option<(usize, u64, usize)>, &'static str> {
     const BAD: &str = "bad chunk size";
     let digits = data.iter().take_while(|b| b.is_ascii_hexdigit()).count();
@@ -374,6 +375,12 @@ pub(super) fn chunk_size(data: &[u8]) -> Result<Option<(usize, u64, usize)>, &'s
             .iter()
             .find(|b| !matches!(b, b' ' | b'\t'))
             .is_some_and(|&b| b != b'\r')
+    {
+        return Err(BAD);
+    }
+    // A bare LF ends no line (httparse lets one pass inside an extension).
+    if let Some(i) = data.iter().position(|&b| b == b'\n')
+        && (i == 0 || data[i - 1] != b'\r')
     {
         return Err(BAD);
     }

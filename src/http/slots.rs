@@ -2,18 +2,20 @@
 //! "Capacity").
 //!
 //! Every admitted connection has an entry: its client's address group, when
-//! it came, whether it has made an authenticated request yet, whether it is
-//! idle (waiting for a request), and a handle to shut its socket. A new
-//! connection over a cap takes the place of the oldest connection that is
-//! idle or has not authenticated (its socket is shut, its thread sees the
+//! it came, whether it has made an authenticated request yet, its phase
+//! (waiting for a request, receiving a head, being served), and a handle to
+//! shut its socket. A new connection over a cap takes the place of the
+//! oldest connection that is idle, or still sending the head of a request
+//! without having authenticated (its socket is shut, its thread sees the
 //! end and leaves). Connections that have not authenticated never hold the
 //! last `reserve` slots. So a key holder gets in while any number of
-//! keyless clients, from any number of addresses, hold connections; only
-//! busy authenticated connections are never displaced.
+//! keyless clients, from any number of addresses, hold connections. A
+//! request being served is never cut: when only those are in the way, the
+//! new connection gets the whole 503 (`refuse`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -21,7 +23,21 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub struct ConnState {
     authenticated: AtomicBool,
-    idle: AtomicBool,
+    /// A `Phase` as u8.
+    phase: AtomicU8,
+}
+
+/// Where a connection is in its life (before all of these, 0: accepted and
+/// not yet picked up by a thread; never displaced, it is about to start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Waiting for the first byte of a request.
+    Idle = 1,
+    /// Receiving a request head.
+    Head = 2,
+    /// A request is being served.
+    Busy = 3,
 }
 
 impl ConnState {
@@ -30,13 +46,21 @@ impl ConnState {
         self.authenticated.store(true, Ordering::Relaxed);
     }
 
-    /// Waiting for the first byte of a request (true), or serving one.
-    pub fn set_idle(&self, idle: bool) {
-        self.idle.store(idle, Ordering::Relaxed);
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Idle, or sending a head without having authenticated.
     fn displaceable(&self) -> bool {
-        !self.authenticated.load(Ordering::Relaxed) || self.idle.load(Ordering::Relaxed)
+        match self.phase() {
+            p if p == Phase::Idle as u8 => true,
+            p if p == Phase::Head as u8 => !self.authenticated.load(Ordering::Relaxed),
+            _ => false,
+        }
     }
 }
 
@@ -160,7 +184,9 @@ impl Slots {
             .count();
         if unauthenticated >= self.max - self.reserve {
             let id = t
-                .oldest(|e| !e.state.authenticated.load(Ordering::Relaxed))
+                .oldest(|e| {
+                    !e.state.authenticated.load(Ordering::Relaxed) && e.state.displaceable()
+                })
                 .ok_or(Full::Total)?;
             self.displace(&mut t, id);
         }
@@ -192,7 +218,7 @@ impl Slots {
         let idle: Vec<u64> = t
             .conns
             .iter()
-            .filter(|(_, e)| e.state.idle.load(Ordering::Relaxed))
+            .filter(|(_, e)| e.state.phase() == Phase::Idle as u8)
             .map(|(id, _)| *id)
             .collect();
         for id in idle {
@@ -227,11 +253,11 @@ fn close(t: &mut Table, id: u64) {
 }
 
 impl Slot {
-    /// Mark the connection idle (waiting for a request) or busy. False when
-    /// it should close instead of waiting: exeio is stopping.
-    pub fn set_idle(&self, idle: bool) -> bool {
-        self.state.set_idle(idle);
-        !(idle && self.slots.stopping.load(Ordering::SeqCst))
+    /// Record the connection's phase. False when it should close instead
+    /// of waiting for a request: exeio is stopping.
+    pub fn set_phase(&self, phase: Phase) -> bool {
+        self.state.set_phase(phase);
+        !(phase == Phase::Idle && self.slots.stopping.load(Ordering::SeqCst))
     }
 }
 
@@ -273,6 +299,7 @@ mod tests {
         for i in 0..20u64 {
             // keyless clients from many addresses, each taking a slot
             let s = slots.take(ip(&format!("10.0.0.{i}")), None, at(i)).unwrap();
+            s.state.set_phase(Phase::Head);
             held.push(s);
         }
         // never more than the cap less the reserve unauthenticated
@@ -280,10 +307,13 @@ mod tests {
         // an owner's connection gets in and authenticates, busy
         let owner = slots.take(ip("10.1.1.1"), None, at(30)).unwrap();
         owner.state.authenticated();
+        owner.state.set_phase(Phase::Busy);
         assert_eq!(slots.counts(), (7, 1));
         // a flood never displaces the busy authenticated connection
         for i in 0..50u64 {
-            held.push(slots.take(ip("10.0.0.99"), None, at(40 + i)).unwrap());
+            let s = slots.take(ip("10.0.0.99"), None, at(40 + i)).unwrap();
+            s.state.set_phase(Phase::Idle);
+            held.push(s);
         }
         assert_eq!(slots.counts(), (8, 1), "the owner keeps its slot");
         // the flood's address holds at most its cap
@@ -291,12 +321,14 @@ mod tests {
         assert_eq!(t.per.get(&ip("10.0.0.99")), Some(&4));
         drop(t);
         // once idle it may be displaced (the oldest idle goes first)
-        owner.state.set_idle(true);
+        owner.state.set_phase(Phase::Idle);
         let others: Vec<_> = (0..8u64)
             .map(|i| {
-                slots
+                let s = slots
                     .take(ip(&format!("10.2.0.{i}")), None, at(100 + i))
-                    .unwrap()
+                    .unwrap();
+                s.state.set_phase(Phase::Idle);
+                s
             })
             .collect();
         assert_eq!(slots.counts(), (7, 0));
@@ -313,11 +345,21 @@ mod tests {
         let b = slots.take(ip("10.0.0.1"), None, now).unwrap();
         a.state.authenticated();
         b.state.authenticated();
+        a.state.set_phase(Phase::Busy);
+        b.state.set_phase(Phase::Busy);
         assert_eq!(
             slots.take(ip("10.0.0.1"), None, now).err(),
             Some(Full::Address)
         );
-        let _c = slots.take(ip("10.0.0.2"), None, now).unwrap();
+        let c = slots.take(ip("10.0.0.2"), None, now).unwrap();
         assert_eq!(slots.counts(), (3, 2));
+        // nor is a keyless request being served: the newcomer is refused
+        let d = slots.take(ip("10.0.0.3"), None, now).unwrap();
+        d.state.set_phase(Phase::Busy);
+        c.state.set_phase(Phase::Busy);
+        assert_eq!(
+            slots.take(ip("10.0.0.4"), None, now).err(),
+            Some(Full::Total)
+        );
     }
 }
