@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::chunked::chunk_size;
 use super::conn::{Conn, Transport};
 use super::request::{Framing, Head, HeadError};
 use crate::sys;
@@ -355,41 +356,6 @@ impl<'c> Exchange<'c> {
             ));
         }
         !self.close && self.body_read
-    }
-}
-
-/// A chunk-size line at the start of `data`: `(bytes used, size, bytes of
-/// extension)`, `None` if incomplete. Stricter than `httparse` alone: the
-/// line starts with a hex digit, ends with CRLF (no bare LF anywhere), and
-/// whitespace after the size may only be followed by the line's end (as in
-/// h11 and RFC 9112 7.1).
-pub(super) fn chunk_size(data: &[u8]) -> Result<Option<(usize, u64, usize)>, &'static str> {
-    const BAD: &str = "bad chunk size";
-    let digits = data.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 && !data.is_empty() {
-        return Err(BAD);
-    }
-    let after = &data[digits..];
-    if after.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
-        && after
-            .iter()
-            .find(|b| !matches!(b, b' ' | b'\t'))
-            .is_some_and(|&b| b != b'\r')
-    {
-        return Err(BAD);
-    }
-    // A bare LF ends no line (httparse lets one pass inside an extension).
-    if let Some(i) = data.iter().position(|&b| b == b'\n')
-        && (i == 0 || data[i - 1] != b'\r')
-    {
-        return Err(BAD);
-    }
-    match httparse::parse_chunk_size(data) {
-        Ok(httparse::Status::Complete((used, size))) => {
-            Ok(Some((used, size, used.saturating_sub(digits + 2))))
-        }
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(BAD),
     }
 }
 

@@ -18,6 +18,7 @@
 //! the ways to answer. It never sees a socket.
 
 mod budget;
+mod chunked;
 mod conn;
 mod exchange;
 mod listener;

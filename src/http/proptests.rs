@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 
-use super::exchange::chunk_size;
+use super::chunked::chunk_size;
 use super::request::{HeadError, HeadReader, MAX_HEAD, MAX_LINE, parse_head};
 
 const CASES: u32 = 10_000;
