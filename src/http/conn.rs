@@ -189,7 +189,12 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
         if started && !first {
             head_deadline = Instant::now() + limits.head_timeout;
         }
-        if !conn.set_phase(if started { Phase::Head } else { Phase::Idle }) {
+        let phase = match (started, first) {
+            (true, _) => Phase::Head,
+            (false, true) => Phase::Fresh,
+            (false, false) => Phase::Idle,
+        };
+        if !conn.set_phase(phase) {
             return;
         }
         let head = loop {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the connection's own thread tells the table about it.
 #[derive(Debug, Default)]
@@ -32,13 +32,20 @@ pub struct ConnState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
-    /// Waiting for the first byte of a request.
-    Idle = 1,
+    /// Waiting for the first byte of its first request.
+    Fresh = 1,
+    /// Kept alive, waiting for the first byte of another request.
+    Idle = 2,
     /// Receiving a request head.
-    Head = 2,
+    Head = 3,
     /// A request is being served.
-    Busy = 3,
+    Busy = 4,
 }
+
+/// A fresh connection is not displaced before this age: its request may
+/// already be on its way (a burst of clients must get whole answers or
+/// 503s, not connections closed under them).
+const GRACE: Duration = Duration::from_millis(100);
 
 impl ConnState {
     /// A request on this connection presented a valid key or session.
@@ -54,9 +61,11 @@ impl ConnState {
         self.phase.load(Ordering::Relaxed)
     }
 
-    /// Idle, or sending a head without having authenticated.
-    fn displaceable(&self) -> bool {
+    /// Idle (fresh ones after `GRACE`), or sending a head without having
+    /// authenticated.
+    fn displaceable(&self, age: Duration) -> bool {
         match self.phase() {
+            p if p == Phase::Fresh as u8 => age >= GRACE,
             p if p == Phase::Idle as u8 => true,
             p if p == Phase::Head as u8 => !self.authenticated.load(Ordering::Relaxed),
             _ => false,
@@ -169,12 +178,14 @@ impl Slots {
         let mine = t.per.get(&group).copied().unwrap_or(0);
         if mine >= self.per_address {
             let id = t
-                .oldest(|e| e.group == group && e.state.displaceable())
+                .oldest(|e| e.group == group && e.state.displaceable(now - e.since))
                 .ok_or(Full::Address)?;
             self.displace(&mut t, id);
         }
         if t.conns.len() >= self.max {
-            let id = t.oldest(|e| e.state.displaceable()).ok_or(Full::Total)?;
+            let id = t
+                .oldest(|e| e.state.displaceable(now - e.since))
+                .ok_or(Full::Total)?;
             self.displace(&mut t, id);
         }
         let unauthenticated = t
@@ -185,7 +196,8 @@ impl Slots {
         if unauthenticated >= self.max - self.reserve {
             let id = t
                 .oldest(|e| {
-                    !e.state.authenticated.load(Ordering::Relaxed) && e.state.displaceable()
+                    !e.state.authenticated.load(Ordering::Relaxed)
+                        && e.state.displaceable(now - e.since)
                 })
                 .ok_or(Full::Total)?;
             self.displace(&mut t, id);
@@ -218,7 +230,10 @@ impl Slots {
         let idle: Vec<u64> = t
             .conns
             .iter()
-            .filter(|(_, e)| e.state.phase() == Phase::Idle as u8)
+            .filter(|(_, e)| {
+                let p = e.state.phase();
+                p == Phase::Fresh as u8 || p == Phase::Idle as u8
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in idle {
@@ -257,7 +272,8 @@ impl Slot {
     /// of waiting for a request: exeio is stopping.
     pub fn set_phase(&self, phase: Phase) -> bool {
         self.state.set_phase(phase);
-        !(phase == Phase::Idle && self.slots.stopping.load(Ordering::SeqCst))
+        let waiting = matches!(phase, Phase::Fresh | Phase::Idle);
+        !(waiting && self.slots.stopping.load(Ordering::SeqCst))
     }
 }
 
@@ -361,5 +377,12 @@ mod tests {
             slots.take(ip("10.0.0.4"), None, now).err(),
             Some(Full::Total)
         );
+        // a fresh connection may have its request on the way: not at once
+        d.state.set_phase(Phase::Fresh);
+        assert_eq!(
+            slots.take(ip("10.0.0.4"), None, now).err(),
+            Some(Full::Total)
+        );
+        assert!(slots.take(ip("10.0.0.4"), None, now + GRACE).is_ok());
     }
 }
