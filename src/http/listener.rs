@@ -289,11 +289,10 @@ impl Acceptor {
         self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         let plain = self.shared.tls.is_none();
         if let Err(e) = self.refuser.try_send((sock, plain)) {
-            // The lingering thread is behind: answer and close at once.
+            // The lingering thread is behind: answer, take in what has
+            // arrived, and close at once.
             let (sock, plain) = e.into_inner();
-            if plain {
-                sys::send_nowait(&sock, &refuse::refusal());
-            }
+            refuse::answer_and_drain(&sock, plain, &refuse::refusal());
         }
     }
 }

@@ -91,14 +91,30 @@ fn run(rx: Receiver<(TcpStream, bool)>) {
     }
 }
 
-fn add(socks: &mut VecDeque<Lingering>, (sock, plain): (TcpStream, bool), canned: &[u8]) {
+/// Answer at once (plain HTTP), shut our side for writing, and read what
+/// has already arrived: a socket closed with nothing unread is not reset.
+pub fn answer_and_drain(sock: &TcpStream, plain: bool, canned: &[u8]) {
     let _ = sock.set_nonblocking(true);
     if plain {
-        sys::send_nowait(&sock, canned);
+        sys::send_nowait(sock, canned);
     }
     let _ = sock.shutdown(Shutdown::Write);
-    if socks.len() >= MAX_LINGERING {
-        socks.pop_front();
+    let mut buf = [0u8; 4096];
+    let mut left = BUDGET;
+    while left > 0 {
+        match (&*sock).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+fn add(socks: &mut VecDeque<Lingering>, (sock, plain): (TcpStream, bool), canned: &[u8]) {
+    answer_and_drain(&sock, plain, canned);
+    if socks.len() >= MAX_LINGERING
+        && let Some(oldest) = socks.pop_front()
+    {
+        answer_and_drain(&oldest.sock, false, canned);
     }
     socks.push_back(Lingering {
         sock,
