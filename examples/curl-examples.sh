@@ -204,7 +204,7 @@ status 401 "$URL/list" -H "exeio-api-key: $READ_KEY"
 
 step "POST /session: a browser session (cookie); changes need X-Exeio-CSRF: 1"
 JAR=$(mktemp)
-curl -fsS -c "$JAR" -X POST "$URL/session" -d '{"key": "'"$KEY"'"}'
+curl -fsS -c "$JAR" -X POST "$URL/session" -H 'Content-Type: application/json' -d '{"key": "'"$KEY"'"}'
 echo
 status 403 -b "$JAR" -X POST "$URL/restart/$PREFIX-web"
 status 200 -b "$JAR" -X POST "$URL/restart/$PREFIX-web" -H 'X-Exeio-CSRF: 1'

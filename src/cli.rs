@@ -35,6 +35,9 @@ Options:
       --auth-fail-window S ...within S seconds lock it out for S seconds
                            (default 10 within 60)
       --apply-dir DIR      at start, apply every *.json in DIR (as exeio apply -f DIR)
+      --trusted-proxy CIDR a reverse proxy (repeatable): the client is the rightmost
+                           X-Forwarded-For address that is not a trusted proxy
+      --proxy-protocol     trusted proxies send a PROXY v1/v2 header first
       --no-cgroups         use process groups even where cgroups are available
   -h, --help               print this help
   -V, --version            print the version
@@ -71,6 +74,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub cgroups: bool,
+    pub trusted_proxies: Vec<crate::http::proxy::Cidr>,
+    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -93,6 +98,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             cgroups: true,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -154,6 +161,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
     let idle_timeout = seconds("--idle-timeout", d.idle_timeout)?;
     let write_timeout = seconds("--write-timeout", d.write_timeout)?;
     let no_cgroups = p.contains("--no-cgroups");
+    let trusted_proxies: Vec<crate::http::proxy::Cidr> = p
+        .values_from_str("--trusted-proxy")
+        .map_err(|e| named("--trusted-proxy", e))?;
+    let proxy_protocol = p.contains("--proxy-protocol");
+    if proxy_protocol && trusted_proxies.is_empty() {
+        return Err(Error::Usage(
+            "--proxy-protocol needs --trusted-proxy (whose PROXY headers to believe)".into(),
+        ));
+    }
     let rest = p.finish();
     if let Some(first) = rest.first() {
         let first = first.to_string_lossy();
@@ -210,6 +226,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         idle_timeout,
         write_timeout,
         cgroups: !no_cgroups,
+        trusted_proxies,
+        proxy_protocol,
     })))
 }
 

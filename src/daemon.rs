@@ -117,6 +117,7 @@ pub fn run(cfg: Config) -> Result<()> {
         isolation,
         stopping: AtomicBool::new(false),
         notify: notifier.clone(),
+        audit_summary: Default::default(),
     });
     let limits = Limits {
         max_connections: cfg.max_connections,
@@ -125,6 +126,8 @@ pub fn run(cfg: Config) -> Result<()> {
         idle_timeout: cfg.idle_timeout,
         body_timeout: cfg.head_timeout,
         write_timeout: cfg.write_timeout,
+        trusted: cfg.trusted_proxies.clone(),
+        proxy_protocol: cfg.proxy_protocol,
     };
     let report = {
         let logger = logger.clone();

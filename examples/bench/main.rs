@@ -22,6 +22,7 @@
 //! measure (a missed target is reported, not an error).
 
 mod edge;
+mod edge_owner;
 mod exeio;
 mod health;
 mod http;

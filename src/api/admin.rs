@@ -59,11 +59,26 @@ struct Login {
 
 /// `POST /session {"key"}`: a cookie for browsers (and `EventSource`).
 pub fn login(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
+    // No form login: a cross-site `text/plain` or form post cannot carry
+    // this type without a CORS preflight, which exeio never grants.
+    let json = ex.header("content-type").is_some_and(|t| {
+        let media = t.split(';').next().unwrap_or("");
+        media
+            .trim_matches([' ', '\t'])
+            .eq_ignore_ascii_case("application/json")
+    });
+    if !json {
+        return Ok(Answer::Reply(Response::json(
+            415,
+            br#"{"success":false,"message":"POST /session needs 'Content-Type: application/json'"}"#
+                .to_vec(),
+        )));
+    }
     let body = api.body(ex)?;
     let login: Login = spec::parse_object(&body).map_err(ApiError::Invalid)?;
     let now = Instant::now();
     let Some(who) = api.keys.verify(login.key.trim()) else {
-        api.throttle.failed(ex.peer().ip(), now);
+        api.throttle.failed(crate::http::group(ex.peer().ip()), now);
         return Err(ApiError::Unauthorized);
     };
     let (name, role) = (who.name.clone(), who.role);

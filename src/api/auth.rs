@@ -16,6 +16,9 @@ use crate::keys::{Identity, Keys};
 pub const COOKIE: &str = "exeio_session";
 pub const SESSION_LIFE: Duration = Duration::from_secs(12 * 3600);
 const MAX_SESSIONS: usize = 10_000;
+/// Open sessions of one key: a new one ends that key's oldest (SPEC 3a), so
+/// no key holder can fill the table.
+pub const SESSIONS_PER_KEY: usize = 32;
 const MAX_TRACKED: usize = 65_536;
 
 /// A caller that proved who it is.
@@ -76,6 +79,15 @@ impl Sessions {
     pub fn open(&self, who: Identity, now: Instant) -> Option<String> {
         let token = crate::keys::random_hex(32).ok()?;
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = || map.iter().filter(|(_, s)| s.who.kid == who.kid);
+        if mine().count() >= SESSIONS_PER_KEY {
+            let oldest = mine()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(t, _)| t.clone());
+            if let Some(t) = oldest {
+                map.remove(&t);
+            }
+        }
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| s.expires > now);
             if map.len() >= MAX_SESSIONS {
@@ -211,6 +223,26 @@ mod tests {
             Presented::Nothing
         ));
         assert!(matches!(presented(hs(&[])), Presented::Nothing));
+    }
+
+    #[test]
+    fn a_key_holds_at_most_32_sessions_and_a_new_one_ends_the_oldest() {
+        let who = |kid: &str| Identity {
+            name: kid.into(),
+            role: crate::keys::Role::Read,
+            kid: kid.into(),
+        };
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let tokens: Vec<String> = (0..SESSIONS_PER_KEY as u64 + 1)
+            .map(|i| s.open(who("a"), t0 + Duration::from_secs(i)).unwrap())
+            .collect();
+        let other = s.open(who("b"), t0).unwrap();
+        let open = |t: &str| s.map.lock().unwrap().contains_key(t);
+        assert!(!open(&tokens[0]), "the oldest of 'a' ended");
+        assert!(tokens[1..].iter().all(|t| open(t)));
+        assert!(open(&other), "another key's session is untouched");
+        assert_eq!(s.map.lock().unwrap().len(), SESSIONS_PER_KEY + 1);
     }
 
     #[test]

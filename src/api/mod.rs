@@ -11,6 +11,7 @@
 //! the one place where an `ApiError` becomes an HTTP status (`status_of`).
 
 mod admin;
+mod audit;
 mod auth;
 mod events;
 mod health;
@@ -75,6 +76,8 @@ pub struct Api {
     pub stopping: AtomicBool,
     /// Notification targets and the way to the dispatcher (SPEC 4d).
     pub notify: crate::notify::Notifier,
+    /// Keyless refusals, summarised per address (`audit`).
+    pub audit_summary: audit::Summary,
 }
 
 /// The decoded `{...}` segments of the path, and the caller.
@@ -110,7 +113,15 @@ impl Service for Api {
         let mut name = None;
         let mut audited = false;
         let mut shown = Shown::EnvNames;
-        match self.handle(ex, &mut name, &mut shown, &mut audited) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handle(ex, &mut name, &mut shown, &mut audited)
+        }));
+        let outcome = outcome.unwrap_or_else(|_| {
+            // Audited like any fault; the connection thread lives on.
+            audited = true;
+            Err(ApiError::Internal("the request handler failed".into()))
+        });
+        match outcome {
             Ok(Answer::Json(body)) => ex.respond(Response::json(200, body)),
             Ok(Answer::Reply(r)) => ex.respond(r),
             Ok(Answer::Done(done)) => {
@@ -125,8 +136,32 @@ impl Service for Api {
         }
         let status = ex.status();
         self.counts.count(status);
-        if audited || matches!(status, 401 | 403 | 429) {
-            self.audit(ex.peer(), name.as_deref(), ex, status, started.elapsed());
+        let keyless =
+            matches!(auth::presented(|n| ex.header(n)), auth::Presented::Nothing) && name.is_none();
+        // Refusals that prove nothing about the caller: at most one line
+        // per address and minute, with a count (SPEC 3a "Audit volume").
+        // (404 and 405 come before any key is looked at; a failed login is
+        // a failed authentication, its own line, bounded by the throttle.)
+        let summarised = matches!(status, 404 | 405 | 429)
+            || (keyless && status == 401 && ex.path() != "/session");
+        if summarised && (audited || matches!(status, 401 | 429)) {
+            let group = crate::http::group(ex.peer().ip());
+            if let Some(hidden) = self.audit_summary.note(group, Instant::now()) {
+                let more = match hidden {
+                    0 => String::new(),
+                    n => format!(" (+{n} like it from this address, not logged one by one)"),
+                };
+                self.audit(ex.peer(), None, ex, status, started.elapsed(), &more);
+            }
+        } else if audited || matches!(status, 401 | 403 | 429) {
+            self.audit(
+                ex.peer(),
+                name.as_deref(),
+                ex,
+                status,
+                started.elapsed(),
+                "",
+            );
         }
     }
 }
@@ -140,25 +175,38 @@ impl Api {
         audited: &mut bool,
     ) -> Result<Answer, ApiError> {
         let now = Instant::now();
-        let ip = ex.peer().ip();
+        let ip = crate::http::group(ex.peer().ip());
         if let Some(secs) = self.throttle.locked(ip, now) {
             return Err(ApiError::Throttled(secs));
         }
-        let (route, params) = routes::find(ex.method(), ex.path()).map_err(|m| match m {
+        // HEAD is answered for every GET route (the exchange sends no body).
+        let method = match ex.method() {
+            "HEAD" => "GET",
+            m => m,
+        };
+        let route = routes::find(method, ex.path()).map_err(|m| match m {
             Miss::NotFound => ApiError::NotFound(format!(
                 "no such endpoint: {} (GET /info lists them)",
                 ex.path()
             )),
             Miss::Method(allow) => ApiError::MethodNotAllowed(allow),
-        })?;
+        });
+        // An unknown path or method that would change state is audited.
+        *audited = !matches!(method, "GET" | "OPTIONS");
+        let (route, params) = route?;
         *audited = route.changes_state();
         let caller = self.identify(ex, now);
         if let Some(c) = &caller {
             *name = Some(c.who.name.clone());
+            ex.authenticated();
         }
         if let Access::Key(needed) = route.access {
             let Some(c) = &caller else {
-                self.throttle.failed(ip, now);
+                // Only a wrong key counts: a request without one guesses
+                // nothing, and must not lock out whoever shares its address.
+                if matches!(auth::presented(|n| ex.header(n)), auth::Presented::Key(_)) {
+                    self.throttle.failed(ip, now);
+                }
                 return Err(ApiError::Unauthorized);
             };
             if c.who.role < needed {
@@ -278,9 +326,10 @@ impl Api {
         ex: &Exchange<'_>,
         status: u16,
         took: Duration,
+        more: &str,
     ) {
         let line = format!(
-            "{} {} {} {} {status} {}ms",
+            "{} {} {} {} {status} {}ms{more}",
             peer.ip(),
             name.unwrap_or("-"),
             ex.method(),

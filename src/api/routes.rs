@@ -186,7 +186,7 @@ pub static ROUTES: &[Route] = &[
     route!("GET" "/info", Open, admin::info, "Name, version, uptime, mode and endpoints", None -> Info, []),
     route!("GET" "/openapi.json", Open, openapi::openapi, "This API as an OpenAPI 3.0.3 document", None -> Document, []),
     route!("GET" "/session", Open, admin::session, "Who the session cookie belongs to (401 without one)", None -> Session, [401]),
-    route!("POST" "/session", Open, admin::login, "Log in with a key: sets the session cookie", Login -> Session, [400, 401, 413, 429, 503]),
+    route!("POST" "/session", Open, admin::login, "Log in with a key (Content-Type: application/json): sets the session cookie", Login -> Session, [400, 401, 413, 415, 429, 503]),
     route!("POST" "/session/logout", Open, admin::logout, "End the session", None -> Message, [413]),
     route!("GET" "/list", Key(Read), procs::list, "Every process object", None -> List, []),
     route!("GET" "/status/{id}", Key(Read), procs::status, "One process object", None -> Process, [404]),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::Limits;
 use super::exchange::Exchange;
-use super::request::{HeadError, parse_head};
+use super::request::{HeadError, HeadReader};
+use super::slots::{Phase, Slot};
 use super::tls::TlsStream;
 use crate::sys;
 
@@ -30,7 +31,7 @@ impl Transport {
     pub fn socket(&self) -> &TcpStream {
         match self {
             Transport::Plain(s) => s,
-            Transport::Tls(s) => &s.sock,
+            Transport::Tls(s) => &s.sock.sock,
         }
     }
 
@@ -81,13 +82,15 @@ pub struct Conn {
     buf: Vec<u8>,
     filled: usize,
     read_timeout: Option<Duration>,
+    /// Its place in the connection table (none in tests).
+    pub slot: Option<Slot>,
 }
 
 /// Size of a connection's read buffer.
 const BUF: usize = 8 * 1024;
 
 impl Conn {
-    pub fn new(io: Transport, peer: SocketAddr, limits: Arc<Limits>) -> Conn {
+    pub fn new(io: Transport, peer: SocketAddr, limits: Arc<Limits>, slot: Option<Slot>) -> Conn {
         Conn {
             io,
             peer,
@@ -95,6 +98,7 @@ impl Conn {
             buf: vec![0; BUF],
             filled: 0,
             read_timeout: None,
+            slot,
         }
     }
 
@@ -113,9 +117,14 @@ impl Conn {
         // Whole 100 ms steps, so a keep-alive loop does not set the socket
         // option again on every request.
         let want = Duration::from_millis(left.as_millis().div_ceil(100).max(1) as u64 * 100);
-        if self.read_timeout != Some(want) {
-            self.io.socket().set_read_timeout(Some(want))?;
-            self.read_timeout = Some(want);
+        match &mut self.io {
+            // Each of rustls' reads of the socket ends at the deadline.
+            Transport::Tls(s) => s.sock.deadline = Some(deadline),
+            Transport::Plain(s) if self.read_timeout != Some(want) => {
+                s.set_read_timeout(Some(want))?;
+                self.read_timeout = Some(want);
+            }
+            Transport::Plain(_) => {}
         }
         if self.buf.len() - self.filled < 1024 {
             let grown = (self.buf.len() * 2).min(super::request::MAX_HEAD + 2 * BUF);
@@ -138,6 +147,19 @@ impl Conn {
         }
     }
 
+    /// Tell the connection table where this connection is; false when it
+    /// should close instead of waiting (exeio is stopping).
+    fn set_phase(&self, phase: Phase) -> bool {
+        self.slot.as_ref().is_none_or(|s| s.set_phase(phase))
+    }
+
+    /// A request on this connection authenticated: it keeps its slot.
+    pub fn authenticated(&self) {
+        if let Some(s) = &self.slot {
+            s.state.authenticated();
+        }
+    }
+
     /// Drop the first `n` bytes of the data.
     pub fn consume(&mut self, n: usize) {
         self.buf.copy_within(n..self.filled, 0);
@@ -153,6 +175,7 @@ impl Conn {
 pub fn serve(mut conn: Conn, service: &dyn super::Service) {
     let limits = conn.limits.clone();
     let mut first = true;
+    let mut reader = HeadReader::default();
     loop {
         // Wait for the first byte: the head timeout on a new connection, the
         // idle timeout between requests.
@@ -166,10 +189,19 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
         if started && !first {
             head_deadline = Instant::now() + limits.head_timeout;
         }
+        let phase = match (started, first) {
+            (true, _) => Phase::Head,
+            (false, true) => Phase::Fresh,
+            (false, false) => Phase::Idle,
+        };
+        if !conn.set_phase(phase) {
+            return;
+        }
         let head = loop {
-            match parse_head(conn.data()) {
+            match reader.parse(conn.data()) {
                 Ok(Some((head, used))) => {
                     conn.consume(used);
+                    conn.set_phase(Phase::Busy);
                     break head;
                 }
                 Ok(None) => {}
@@ -179,6 +211,7 @@ pub fn serve(mut conn: Conn, service: &dyn super::Service) {
                 Ok(0) => return,
                 Ok(_) if !started => {
                     started = true;
+                    conn.set_phase(Phase::Head);
                     if !first {
                         head_deadline = Instant::now() + limits.head_timeout;
                     }

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::chunked::chunk_size;
 use super::conn::{Conn, Transport};
 use super::request::{Framing, Head, HeadError};
 use crate::sys;
@@ -60,12 +61,27 @@ pub struct Exchange<'c> {
     close: bool,
     /// The status sent, for the caller's records.
     status: u16,
+    /// A `HEAD` request: every reply is its head only (RFC 9110 9.3.2).
+    head_only: bool,
+    /// The client: the peer, or whom a trusted proxy names (`proxy`).
+    client: SocketAddr,
 }
 
 impl<'c> Exchange<'c> {
     pub(super) fn new(conn: &'c mut Conn, head: Head) -> Result<Exchange<'c>, HeadError> {
         let framing = head.framing()?;
         let close = !head.keep_alive();
+        let head_only = head.method == "HEAD";
+        let client = if conn.limits.trusted.is_empty() {
+            conn.peer
+        } else {
+            let xff = head
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|(_, v)| v.as_str());
+            super::proxy::forwarded_for(&conn.limits.trusted, conn.peer, xff)
+        };
         Ok(Exchange {
             conn,
             head,
@@ -74,6 +90,8 @@ impl<'c> Exchange<'c> {
             responded: false,
             close,
             status: 0,
+            head_only,
+            client,
         })
     }
 
@@ -93,8 +111,15 @@ impl<'c> Exchange<'c> {
         self.head.header(name)
     }
 
+    /// The client's address (behind a trusted proxy: the one it names).
     pub fn peer(&self) -> SocketAddr {
-        self.conn.peer
+        self.client
+    }
+
+    /// The request presented a valid key or session: the connection is no
+    /// longer one that a new one may displace while it is busy (SPEC 3a).
+    pub fn authenticated(&self) {
+        self.conn.authenticated();
     }
 
     pub fn is_tls(&self) -> bool {
@@ -157,42 +182,77 @@ impl<'c> Exchange<'c> {
         Ok(body)
     }
 
+    /// A chunked body (RFC 9112 7.1). Sizes go through
+    /// `httparse::parse_chunk_size` (plus `chunk_size`'s stricter rules) and
+    /// checked arithmetic; chunk extensions and trailer fields count toward
+    /// `limit` like the data, so none of it can grow without bound.
     fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, BodyError> {
         let mut body = Vec::new();
+        // Bytes of extensions so far.
+        let mut extra = 0usize;
         loop {
-            let line = self.line(deadline)?;
-            let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| BodyError::Malformed("bad chunk size"))?;
-            if size == 0 {
-                // Trailer fields, then an empty line.
-                while !self.line(deadline)?.is_empty() {}
-                return Ok(body);
-            }
-            if body.len() + size > limit {
+            let (used, size, ext) = loop {
+                match chunk_size(self.conn.data()) {
+                    Ok(Some(found)) => break found,
+                    Ok(None) if self.conn.data().len() > limit - body.len() - extra + 32 => {
+                        return Err(BodyError::TooLarge);
+                    }
+                    Ok(None) => self.more(deadline)?,
+                    Err(m) => return Err(BodyError::Malformed(m)),
+                }
+            };
+            self.conn.consume(used);
+            extra += ext;
+            let total = usize::try_from(size)
+                .ok()
+                .and_then(|n| n.checked_add(body.len()))
+                .and_then(|n| n.checked_add(extra))
+                .ok_or(BodyError::Malformed("chunk size out of range"))?;
+            if total > limit {
                 return Err(BodyError::TooLarge);
             }
-            let chunk = self.read_exact(size, deadline)?;
-            body.extend_from_slice(&chunk);
-            if !self.line(deadline)?.is_empty() {
+            if size == 0 {
+                return self.trailers(limit - total, deadline).map(|()| body);
+            }
+            let mut left = total - body.len() - extra;
+            while left > 0 {
+                if self.conn.data().is_empty() {
+                    self.more(deadline)?;
+                }
+                let take = left.min(self.conn.data().len());
+                body.extend_from_slice(&self.conn.data()[..take]);
+                self.conn.consume(take);
+                left -= take;
+            }
+            while self.conn.data().len() < 2 {
+                self.more(deadline)?;
+            }
+            if &self.conn.data()[..2] != b"\r\n" {
                 return Err(BodyError::Malformed("chunk longer than its size"));
             }
+            self.conn.consume(2);
         }
     }
 
-    /// One CRLF-terminated line of chunked framing (at most 1 KiB).
-    fn line(&mut self, deadline: Instant) -> Result<String, BodyError> {
+    /// The trailer section after the last chunk: header fields, then an
+    /// empty line, in at most `room` bytes (what the body cap leaves).
+    fn trailers(&mut self, room: usize, deadline: Instant) -> Result<(), BodyError> {
         loop {
-            let data = self.conn.data();
-            if let Some(i) = data.iter().position(|&b| b == b'\n') {
-                let line = String::from_utf8_lossy(&data[..i]).trim_end().to_owned();
-                self.conn.consume(i + 1);
-                return Ok(line);
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            match httparse::parse_headers(self.conn.data(), &mut fields) {
+                Ok(httparse::Status::Complete((used, _))) if used > room + 2 => {
+                    return Err(BodyError::TooLarge);
+                }
+                Ok(httparse::Status::Complete((used, _))) => {
+                    self.conn.consume(used);
+                    return Ok(());
+                }
+                Ok(httparse::Status::Partial) if self.conn.data().len() > room + 2 => {
+                    return Err(BodyError::TooLarge);
+                }
+                Ok(httparse::Status::Partial) => self.more(deadline)?,
+                Err(_) => return Err(BodyError::Malformed("bad trailer fields")),
             }
-            if data.len() > 1024 {
-                return Err(BodyError::Malformed("chunk header too long"));
-            }
-            self.more(deadline)?;
         }
     }
 
@@ -225,7 +285,9 @@ impl<'c> Exchange<'c> {
             self.close,
             self.head.minor,
         );
-        let sent = if r.body.len() <= 64 * 1024 {
+        let sent = if self.head_only {
+            self.conn.io.write_all(&out)
+        } else if r.body.len() <= 64 * 1024 {
             out.extend_from_slice(&r.body);
             self.conn.io.write_all(&out)
         } else {
@@ -260,6 +322,10 @@ impl<'c> Exchange<'c> {
         }
         self.conn.io.write_all(&out)?;
         self.conn.io.flush()?;
+        if self.head_only {
+            // The head is the whole answer: the handler's stream ends here.
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         Ok(Stream {
             io: &mut self.conn.io,
             chunked,
@@ -359,7 +425,9 @@ impl BodyWriter<'_, '_> {
                 chunked
             }
         };
-        let r = if chunked {
+        let r = if ex.head_only {
+            Ok(())
+        } else if chunked {
             write_chunk(&mut ex.conn.io, &self.buf)
         } else {
             ex.conn.io.write_all(&self.buf)
@@ -397,7 +465,7 @@ impl BodyWriter<'_, '_> {
                     return;
                 }
                 let io = &mut self.ex.conn.io;
-                let end = if chunked {
+                let end = if chunked && !self.ex.head_only {
                     io.write_all(b"0\r\n\r\n")
                 } else {
                     Ok(())
@@ -473,6 +541,13 @@ fn head(
     }
     for (k, v) in headers {
         let _ = write!(out, "{k}: {v}\r\n");
+    }
+    // Every reply: no browser guesses a type from a body (SPEC 3a).
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("x-content-type-options"))
+    {
+        out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");

@@ -11,22 +11,23 @@
 //! and retried after a backoff of at most half a second, so exeio serves
 //! again as soon as the resource comes back, with no restart.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use rustls::ServerConfig;
 
+use super::budget::Handshakes;
 use super::conn::{Conn, Transport};
-use super::{EdgeStats, Limits, Service, tls};
+use super::slots::{Slot, Slots};
+use super::{EdgeStats, Limits, Service, refuse, tls};
 use crate::sys;
 
 /// Stack of a connection thread: handlers keep big buffers on the heap.
@@ -38,23 +39,23 @@ const POOL_WAIT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Retry-After: 1\r\nConnection: close\r\nContent-Length: 70\r\n\r\n\
-{\"success\":false,\"message\":\"too many connections; try again shortly\"}";
-
 /// The running server; `stop` ends the accept loop.
 pub struct Server {
     wake: io::PipeWriter,
     thread: Option<JoinHandle<()>>,
+    slots: Arc<Slots>,
 }
 
 impl Server {
-    /// Stop accepting. Connections being served end on their own.
+    /// Stop accepting, and close every idle connection at once (a kept-alive
+    /// dashboard must not hold up the exit); a connection being served closes
+    /// after its reply.
     pub fn stop(mut self) {
         let _ = self.wake.write_all(b"x");
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.slots.stop();
     }
 }
 
@@ -64,7 +65,7 @@ struct Shared {
     tls: Option<Arc<ServerConfig>>,
     limits: Arc<Limits>,
     stats: Arc<EdgeStats>,
-    slots: Slots,
+    slots: Arc<Slots>,
     /// Pool threads alive: never more than the connection cap.
     threads: AtomicUsize,
     report: Box<dyn Fn(String) + Send + Sync>,
@@ -81,10 +82,12 @@ pub fn start(
 ) -> io::Result<Server> {
     listener.set_nonblocking(true)?;
     let (wake_r, wake) = io::pipe()?;
+    let slots = Slots::new(limits.max_connections, limits.max_per_address);
+    let refuser = refuse::start()?;
     let shared = Arc::new(Shared {
         service,
         tls,
-        slots: Slots::new(limits.max_connections, limits.max_per_address),
+        slots: slots.clone(),
         threads: AtomicUsize::new(0),
         limits: Arc::new(limits),
         stats,
@@ -93,17 +96,18 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("http-accept".into())
         .stack_size(128 * 1024)
-        .spawn(move || Acceptor::new(listener, wake_r, shared).run())?;
+        .spawn(move || Acceptor::new(listener, wake_r, shared, refuser).run())?;
     Ok(Server {
         wake,
         thread: Some(thread),
+        slots,
     })
 }
 
 struct Job {
     sock: TcpStream,
     peer: SocketAddr,
-    _slot: Slot,
+    slot: Slot,
 }
 
 struct Acceptor {
@@ -112,14 +116,23 @@ struct Acceptor {
     shared: Arc<Shared>,
     pool: Sender<Job>,
     pool_rx: Receiver<Job>,
+    /// Refused connections, to be answered and lingered on (`refuse`).
+    refuser: Sender<(TcpStream, bool)>,
     /// Closed to make room for one `accept` when fds run out.
     spare: Option<File>,
     backoff: Duration,
     errors: ErrorReport,
+    /// TLS handshakes each address may start (`budget`).
+    handshakes: Handshakes,
 }
 
 impl Acceptor {
-    fn new(listener: TcpListener, wake: io::PipeReader, shared: Arc<Shared>) -> Acceptor {
+    fn new(
+        listener: TcpListener,
+        wake: io::PipeReader,
+        shared: Arc<Shared>,
+        refuser: Sender<(TcpStream, bool)>,
+    ) -> Acceptor {
         let (pool, pool_rx) = bounded(0);
         Acceptor {
             listener,
@@ -127,9 +140,11 @@ impl Acceptor {
             shared,
             pool,
             pool_rx,
+            refuser,
             spare: File::open("/dev/null").ok(),
             backoff: Duration::ZERO,
             errors: ErrorReport::default(),
+            handshakes: Handshakes::default(),
         }
     }
 
@@ -203,21 +218,40 @@ impl Acceptor {
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr) -> bool {
         let stats = &self.shared.stats;
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = self.shared.slots.take(peer.ip(), &self.shared) else {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            if self.shared.tls.is_none() {
-                sys::send_nowait(&sock, REFUSAL);
-            }
+        if self.shared.tls.is_some()
+            && !self
+                .handshakes
+                .allow(super::slots::group(peer.ip()), Instant::now())
+        {
+            self.refuse(sock);
+            return true;
+        }
+        let handle = sock.try_clone().ok();
+        let slots = &self.shared.slots;
+        let before = slots.displaced.load(Ordering::Relaxed);
+        let taken = slots.take(peer.ip(), handle, Instant::now());
+        // A connection closed to make room counts as refused too.
+        let displaced = slots.displaced.load(Ordering::Relaxed) - before;
+        stats.refused.fetch_add(displaced, Ordering::Relaxed);
+        let Ok(slot) = taken else {
+            self.refuse(sock);
             return true;
         };
-        let job = Job {
-            sock,
-            peer,
-            _slot: slot,
-        };
+        let job = Job { sock, peer, slot };
         let job = match self.pool.try_send(job) {
             Ok(()) => return true,
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+        };
+        // A displaced connection's thread is on its way back to the pool:
+        // wait for it rather than start another (a flood that churns its
+        // own slots must not churn threads).
+        let job = if displaced > 0 {
+            match self.pool.send_timeout(job, POOL_WAIT) {
+                Ok(()) => return true,
+                Err(e) => e.into_inner(),
+            }
+        } else {
+            job
         };
         // Every thread busy. At the cap, one of them has just given back
         // its slot (that is how this connection got one) and is on its way
@@ -225,10 +259,7 @@ impl Acceptor {
         let threads = &self.shared.threads;
         if threads.load(Ordering::Relaxed) >= self.shared.limits.max_connections {
             if let Err(e) = self.pool.send_timeout(job, POOL_WAIT) {
-                stats.refused.fetch_add(1, Ordering::Relaxed);
-                if self.shared.tls.is_none() {
-                    sys::send_nowait(&e.into_inner().sock, REFUSAL);
-                }
+                self.refuse(e.into_inner().sock);
             }
             return true;
         }
@@ -252,6 +283,20 @@ impl Acceptor {
     }
 }
 
+impl Acceptor {
+    /// Over a cap: a whole 503 (plain HTTP), then a linger, never a reset.
+    fn refuse(&self, sock: TcpStream) {
+        self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let plain = self.shared.tls.is_none();
+        if let Err(e) = self.refuser.try_send((sock, plain)) {
+            // The lingering thread is behind: answer, take in what has
+            // arrived, and close at once.
+            let (sock, plain) = e.into_inner();
+            refuse::answer_and_drain(&sock, plain, &refuse::refusal());
+        }
+    }
+}
+
 fn pool_thread(mut job: Job, rx: Receiver<Job>, shared: Arc<Shared>) {
     loop {
         serve(job, &shared);
@@ -266,7 +311,20 @@ fn pool_thread(mut job: Job, rx: Receiver<Job>, shared: Arc<Shared>) {
 fn serve(job: Job, shared: &Shared) {
     shared.stats.open.fetch_add(1, Ordering::Relaxed);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let Job { sock, peer, _slot } = job;
+        let Job {
+            mut sock,
+            mut peer,
+            slot,
+        } = job;
+        let limits = &shared.limits;
+        if limits.proxy_protocol && super::proxy::trusted(&limits.trusted, peer.ip()) {
+            let _ = sock.set_read_timeout(Some(limits.head_timeout));
+            match super::proxy::read_header(&mut sock) {
+                Ok(Some(client)) => peer = client,
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
         let _ = sock.set_nodelay(true);
         let _ = sock.set_write_timeout(Some(shared.limits.write_timeout));
         let io = match &shared.tls {
@@ -276,7 +334,8 @@ fn serve(job: Job, shared: &Shared) {
                 None => return,
             },
         };
-        super::conn::serve(Conn::new(io, peer, shared.limits.clone()), &*shared.service);
+        let conn = Conn::new(io, peer, shared.limits.clone(), Some(slot));
+        super::conn::serve(conn, &*shared.service);
     }));
     shared.stats.open.fetch_sub(1, Ordering::Relaxed);
     if outcome.is_err() {
@@ -317,59 +376,6 @@ fn tls_transport(
     tls::wrap(config, sock)
         .ok()
         .map(|s| Transport::Tls(Box::new(s)))
-}
-
-/// Connection counts, global and per address.
-struct Slots {
-    max: usize,
-    per_address: usize,
-    counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-/// One admitted connection's place in `Slots`; given back on drop.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Slots {
-    fn new(max: usize, per_address: usize) -> Slots {
-        Slots {
-            max,
-            per_address,
-            counts: Mutex::new((0, HashMap::new())),
-        }
-    }
-
-    fn take(&self, ip: IpAddr, shared: &Arc<Shared>) -> Option<Slot> {
-        let mut g = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let (total, per) = &mut *g;
-        let mine = per.get(&ip).copied().unwrap_or(0);
-        if *total >= self.max || mine >= self.per_address {
-            return None;
-        }
-        *total += 1;
-        per.insert(ip, mine + 1);
-        Some(Slot {
-            shared: shared.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let slots = &self.shared.slots;
-        let mut g = slots.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let (total, per) = &mut *g;
-        *total -= 1;
-        if let Some(n) = per.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Reports the first error at once, then at most one summary per 10 s.

@@ -2,7 +2,7 @@
 //! pooled thread per admitted connection. No async runtime.
 //!
 //! ```text
-//! accept thread ── over a cap? ──▶ canned 503 (or close, under TLS), at once
+//! accept thread ── over a cap? ──▶ displace the oldest idle/keyless one, or a whole 503 (refuse.rs)
 //!       │ admitted (a Slot: global and per-address counts)
 //!       ▼
 //! idle pool thread, or a new one ──▶ conn::serve: head ▶ Service::serve ▶ reply, keep-alive
@@ -17,10 +17,17 @@
 //! The service (`api`) sees an `Exchange`: the head, the body on demand, and
 //! the ways to answer. It never sees a socket.
 
+mod budget;
+mod chunked;
 mod conn;
 mod exchange;
 mod listener;
+#[cfg(test)]
+mod proptests;
+pub mod proxy;
+mod refuse;
 pub mod request;
+mod slots;
 pub mod tls;
 
 use std::sync::atomic::AtomicU64;
@@ -28,6 +35,7 @@ use std::time::Duration;
 
 pub use exchange::{BodyError, BodyWriter, Exchange, Response, Stream, reason};
 pub use listener::{Server, start};
+pub use slots::group;
 
 /// Budgets of the edge (SPEC 3a).
 #[derive(Clone, Debug)]
@@ -42,6 +50,10 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Each write to a client that does not read fails after this.
     pub write_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` (or PROXY header) names the client.
+    pub trusted: Vec<proxy::Cidr>,
+    /// Trusted peers start each connection with a PROXY v1/v2 header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -53,6 +65,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            trusted: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -68,7 +82,8 @@ pub struct EdgeStats {
     /// Connections being served now.
     pub open: AtomicU64,
     pub accepted: AtomicU64,
-    /// Connections closed at once because a cap was reached.
+    /// Connections closed because a cap was reached: refused at once, or
+    /// displaced (idle or unauthenticated) to admit a newer one.
     pub refused: AtomicU64,
     /// `accept` failures (fds exhausted, ...), each retried after a backoff.
     pub accept_errors: AtomicU64,

@@ -1,10 +1,13 @@
-//! Parsing a request head: the request line and the header fields, from
-//! bytes already read, with hard caps on line and head length.
+//! Parsing a request head: `httparse` (the fuzzed parser under hyper) reads
+//! the request line and the header fields; this module adds the caps, the
+//! checks HTTP/1.1 asks of a server (one `Host`, one framing, exact framing
+//! values), and incremental reading.
 //!
-//! Pure: the connection loop (`conn.rs`) reads into a buffer and asks
-//! `parse_head` whether a whole head is there yet. Nothing is buffered past
-//! the caps: a head that would exceed them is refused as soon as the cap is
-//! crossed, whether or not its end has arrived.
+//! Pure: the connection loop (`conn.rs`) reads into a buffer and asks a
+//! `HeadReader` whether a whole head is there yet. The reader remembers how
+//! far it has looked, so each read scans only the new bytes; `httparse` runs
+//! once, on a complete head. Nothing is buffered past the caps: a head that
+//! would exceed them is refused as soon as the cap is crossed.
 
 /// Longest accepted line of a request head (request line or one header).
 pub const MAX_LINE: usize = 16 * 1024;
@@ -17,10 +20,13 @@ const MAX_HEADERS: usize = 100;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub method: String,
-    /// The raw request target (`/logs/a?page=2`), not decoded.
+    /// The request target in origin form (`/logs/a?page=2`), not decoded;
+    /// an absolute-form target (`http://host/x`) is reduced to its path.
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
+    /// Names as sent; values without surrounding SP/HTAB (obs-text, bytes
+    /// 0x80 and up, as U+FFFD).
     pub headers: Vec<(String, String)>,
 }
 
@@ -65,7 +71,11 @@ impl Head {
     /// Does the client want the connection kept open after this exchange?
     pub fn keep_alive(&self) -> bool {
         let tokens = self.header("connection").unwrap_or("");
-        let has = |t: &str| tokens.split(',').any(|x| x.trim().eq_ignore_ascii_case(t));
+        let has = |t: &str| {
+            tokens
+                .split(',')
+                .any(|x| trim_str(x).eq_ignore_ascii_case(t))
+        };
         if self.minor == 0 {
             has("keep-alive")
         } else {
@@ -75,18 +85,19 @@ impl Head {
 
     /// The body framing (RFC 9112 6.3). A request with both framings, a
     /// transfer coding other than chunked, or conflicting lengths is refused:
-    /// those are how requests get smuggled past proxies.
+    /// those are how requests get smuggled past proxies. Values are compared
+    /// exactly, after trimming only SP and HTAB.
     pub fn framing(&self) -> Result<Framing, HeadError> {
         let mut length: Option<u64> = None;
         let mut chunked = false;
         for (k, v) in &self.headers {
+            let v = trim_str(v);
             if k.eq_ignore_ascii_case("transfer-encoding") {
-                if !v.trim().eq_ignore_ascii_case("chunked") || chunked {
+                if !v.eq_ignore_ascii_case("chunked") || chunked {
                     return Err(HeadError::Malformed("unsupported Transfer-Encoding"));
                 }
                 chunked = true;
             } else if k.eq_ignore_ascii_case("content-length") {
-                let v = v.trim();
                 if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(HeadError::Malformed("invalid Content-Length"));
                 }
@@ -109,107 +120,179 @@ impl Head {
     }
 }
 
-/// Look for a complete head at the start of `buf`. `Ok(None)`: not complete
-/// yet, and within the caps so far. `Ok(Some((head, used)))`: the head and
-/// how many bytes of `buf` it took (the rest is body or the next request).
-pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
-    // Blank lines before a request line are allowed (RFC 9112 2.2).
-    let mut start = 0;
-    while buf[start..].starts_with(b"\r\n") || buf[start..].starts_with(b"\n") {
-        start += if buf[start] == b'\r' { 2 } else { 1 };
-        if start > MAX_LINE {
-            return Err(HeadError::TooLarge(
-                "too many blank lines before the request",
-            ));
-        }
-    }
-    let mut lines: Vec<&[u8]> = Vec::new();
-    let mut at = start;
-    loop {
-        let rest = &buf[at..];
-        let Some(nl) = memchr(b'\n', &rest[..rest.len().min(MAX_LINE + 1)]) else {
-            if rest.len() > MAX_LINE {
+/// Finds the end of a head as bytes arrive, looking at each byte once.
+#[derive(Debug, Default, Clone)]
+pub struct HeadReader {
+    /// Bytes of the buffer already looked at.
+    checked: usize,
+    /// Where the current line starts.
+    line_start: usize,
+    /// A non-empty line has been seen (blank lines before the request
+    /// line are skipped, RFC 9112 2.2).
+    seen_line: bool,
+    lines: usize,
+}
+
+impl HeadReader {
+    /// Look for a complete head at the start of `buf`, which holds what was
+    /// given before plus new bytes. `Ok(None)`: not complete yet, within the
+    /// caps so far. `Ok(Some((head, used)))`: the head and how many bytes of
+    /// `buf` it took (the rest is body or the next request); the reader is
+    /// then ready for the next head, at the start of what is left.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+        let mut at = self.checked.min(buf.len());
+        while let Some(nl) = memchr(b'\n', &buf[at..]) {
+            let end = at + nl;
+            let line = &buf[self.line_start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > MAX_LINE {
                 return Err(HeadError::TooLarge("a request line or header is too long"));
             }
-            if buf.len() > MAX_HEAD {
+            at = end + 1;
+            self.line_start = at;
+            if line.is_empty() {
+                if self.seen_line {
+                    *self = HeadReader::default();
+                    return parse_complete(&buf[..at]).map(|h| Some((h, at)));
+                }
+                if at > MAX_LINE {
+                    return Err(HeadError::TooLarge(
+                        "too many blank lines before the request",
+                    ));
+                }
+            } else {
+                self.seen_line = true;
+                self.lines += 1;
+                if self.lines > MAX_HEADERS + 1 {
+                    return Err(HeadError::TooLarge("too many header fields"));
+                }
+            }
+            if at > MAX_HEAD {
                 return Err(HeadError::TooLarge("the request head is too large"));
             }
-            return Ok(None);
-        };
-        let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
-        at += nl + 1;
-        if at - start > MAX_HEAD {
+        }
+        self.checked = buf.len();
+        if buf.len() - self.line_start > MAX_LINE {
+            return Err(HeadError::TooLarge("a request line or header is too long"));
+        }
+        if buf.len() > MAX_HEAD {
             return Err(HeadError::TooLarge("the request head is too large"));
         }
-        if line.is_empty() {
-            break;
-        }
-        if lines.len() > MAX_HEADERS {
+        Ok(None)
+    }
+}
+
+/// `HeadReader::parse` from scratch (tests, fuzzing).
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+    HeadReader::default().parse(buf)
+}
+
+/// A whole head (through its blank line), through `httparse`.
+fn parse_complete(raw: &[u8]) -> Result<Head, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("an incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => {
             return Err(HeadError::TooLarge("too many header fields"));
         }
-        lines.push(line);
+        Err(httparse::Error::Version) => return Err(version_error(raw)),
+        Err(e) => return Err(HeadError::Malformed(parse_error(e))),
     }
-    let Some((request_line, fields)) = lines.split_first() else {
-        return Err(HeadError::Malformed("empty request"));
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("an incomplete request line"));
     };
-    let (method, target, minor) = request_line_parts(request_line)?;
-    let mut headers = Vec::with_capacity(fields.len());
-    for field in fields {
-        if field[0] == b' ' || field[0] == b'\t' {
-            return Err(HeadError::Malformed("obsolete header line folding"));
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(HeadError::Malformed("an invalid request target"));
+    }
+    let target = origin_form(target)?;
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut hosts = 0;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         }
-        let colon = memchr(b':', field).ok_or(HeadError::Malformed("a header line without ':'"))?;
-        let name = &field[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
-            return Err(HeadError::Malformed("an invalid header name"));
-        }
-        let value = trim(&field[colon + 1..]);
-        if value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n') {
-            return Err(HeadError::Malformed("a control character in a header"));
-        }
+        let value = trim(h.value);
         headers.push((
-            String::from_utf8_lossy(name).into_owned(),
+            h.name.to_owned(),
             String::from_utf8_lossy(value).into_owned(),
         ));
     }
-    let head = Head {
-        method,
+    if minor == 1 && hosts != 1 {
+        return Err(HeadError::Malformed(
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
+    if hosts > 1 {
+        return Err(HeadError::Malformed("more than one Host header"));
+    }
+    Ok(Head {
+        method: method.to_owned(),
         target,
         minor,
         headers,
-    };
-    Ok(Some((head, at)))
+    })
 }
 
-fn request_line_parts(line: &[u8]) -> Result<(String, String, u8), HeadError> {
-    let text =
-        std::str::from_utf8(line).map_err(|_| HeadError::Malformed("non-ASCII request line"))?;
-    let mut parts = text.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HeadError::Malformed(
-            "a request line is METHOD TARGET VERSION",
-        ));
-    };
-    if method.is_empty() || !method.bytes().all(is_token) {
-        return Err(HeadError::Malformed("an invalid method"));
+/// 505 for another HTTP version, 400 for something that is not one.
+fn version_error(raw: &[u8]) -> HeadError {
+    let line = raw
+        .split(|&b| b == b'\n')
+        .find(|l| !trim(l).is_empty() && *l != b"\r");
+    let version = line
+        .and_then(|l| l.rsplit(|&b| b == b' ').next())
+        .unwrap_or(b"");
+    let version = version.strip_suffix(b"\r").unwrap_or(version);
+    if version.starts_with(b"HTTP/") {
+        HeadError::Version
+    } else {
+        HeadError::Malformed("an invalid HTTP version")
     }
-    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(HeadError::Malformed("an invalid request target"));
-    }
-    let minor = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
-        v if v.starts_with("HTTP/") => return Err(HeadError::Version),
-        _ => return Err(HeadError::Malformed("an invalid HTTP version")),
-    };
-    Ok((method.to_owned(), target.to_owned(), minor))
 }
 
-/// tchar of RFC 9110 5.6.2.
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+fn parse_error(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "an invalid header name",
+        httparse::Error::HeaderValue => "a control character in a header value",
+        httparse::Error::NewLine => "a bad line ending",
+        httparse::Error::Status | httparse::Error::Version => "an invalid HTTP version",
+        httparse::Error::Token => "an invalid method or request target",
+        httparse::Error::TooManyHeaders => "too many header fields",
+    }
+}
+
+/// The path and query of a target: origin form as it is, absolute form
+/// (`http://host:port/path?q`, RFC 9112 3.2.2) reduced to its path.
+fn origin_form(target: &str) -> Result<String, HeadError> {
+    if target.starts_with('/') {
+        return Ok(target.to_owned());
+    }
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &target[7..]
+    } else if lower.starts_with("https://") {
+        &target[8..]
+    } else {
+        // authority-form (CONNECT) and asterisk-form (OPTIONS): routed as
+        // they are, to a 404.
+        return Ok(target.to_owned());
+    };
+    let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
+    if path_at == 0 {
+        return Err(HeadError::Malformed("an absolute target without a host"));
+    }
+    let path = &rest[path_at..];
+    Ok(if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    })
+}
+
+/// Without surrounding SP and HTAB (and nothing else: not `str::trim`).
+fn trim_str(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -276,7 +359,9 @@ mod tests {
         let h = head("POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\n");
         assert!(!h.keep_alive());
         assert_eq!(h.framing(), Ok(Framing::Length(5)));
-        let h = head("POST / HTTP/1.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let h = head(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
         assert!(!h.keep_alive());
         assert_eq!(h.framing(), Ok(Framing::Chunked));
     }
@@ -304,7 +389,10 @@ mod tests {
             Err(HeadError::TooLarge(_))
         ));
         // just under the line cap is fine
-        let ok = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_LINE - 20));
+        let ok = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(MAX_LINE - 20)
+        );
         assert!(parse_head(ok.as_bytes()).unwrap().is_some());
     }
 
@@ -318,6 +406,17 @@ mod tests {
             "GET / HTTP/1.1\r\nNo colon\r\n\r\n",
             "GET / HTTP/1.1\r\n folded: x\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x1bb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: \x0b2\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0c\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \x0bchunked\r\n\r\n",
+            "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
         ];
         for raw in bad {
             assert!(
@@ -333,7 +432,8 @@ mod tests {
 
     #[test]
     fn framing_refuses_smuggling() {
-        let framing = |extra: &str| head(&format!("POST / HTTP/1.1\r\n{extra}\r\n")).framing();
+        let framing =
+            |extra: &str| head(&format!("POST / HTTP/1.1\r\nHost: x\r\n{extra}\r\n")).framing();
         assert!(framing("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n").is_err());
         assert!(framing("Content-Length: 1\r\nContent-Length: 2\r\n").is_err());
         assert_eq!(
@@ -350,6 +450,49 @@ mod tests {
             framing("Content-Length: 1000000000000000\r\n"),
             Ok(Framing::Length(1_000_000_000_000_000))
         );
+    }
+
+    #[test]
+    fn framing_values_are_exact() {
+        let framing =
+            |extra: &str| head(&format!("POST / HTTP/1.1\r\nHost: x\r\n{extra}\r\n")).framing();
+        assert!(framing("Transfer-Encoding: chunked\u{3000}\r\n").is_err());
+        assert!(framing("Transfer-Encoding: chunked, chunked\r\n").is_err());
+        assert!(framing("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n").is_err());
+        assert!(framing("Content-Length: +2\r\n").is_err());
+        assert!(framing("Content-Length: 2 2\r\n").is_err());
+        assert_eq!(
+            framing("Transfer-Encoding: \tChunked \r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(framing("Content-Length:  2\t\r\n"), Ok(Framing::Length(2)));
+    }
+
+    #[test]
+    fn heads_are_read_incrementally() {
+        let raw = b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut r = HeadReader::default();
+        let mut found = None;
+        for n in 1..=raw.len() {
+            if let Some(done) = r.parse(&raw[..n]).unwrap() {
+                found = Some((n, done));
+                break;
+            }
+            assert_eq!(r.checked, n, "each byte is looked at once");
+        }
+        let (n, (h, used)) = found.unwrap();
+        assert_eq!((h.path(), used, n), ("/a", 30, 30));
+        let (h, used) = r.parse(&raw[used..]).unwrap().unwrap();
+        assert_eq!((h.path(), used), ("/b", 28));
+    }
+
+    #[test]
+    fn absolute_form_targets_are_reduced_to_their_path() {
+        let h = head("GET http://example.com:8080/list?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/list", "x=1"));
+        let h = head("GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(h.path(), "/");
+        assert!(parse_head(b"GET http:///x HTTP/1.1\r\nHost: x\r\n\r\n").is_err());
     }
 
     #[test]

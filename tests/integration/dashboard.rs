@@ -111,7 +111,7 @@ fn get_session_names_the_cookie_holder_only() {
         d.addr(),
         "POST",
         "/session",
-        &[],
+        &[("Content-Type", "application/json")],
         Some(json!({"key": KEY}).to_string().as_bytes()),
     );
     assert_eq!(login.status, 200, "{}", login.body);

@@ -213,7 +213,7 @@ fn login(d: &Daemon, key: &str) -> String {
         d.addr(),
         "POST",
         "/session",
-        &[],
+        &[("Content-Type", "application/json")],
         Some(json!({"key": key}).to_string().as_bytes()),
     )
     .unwrap();
@@ -267,7 +267,7 @@ fn sessions_need_the_csrf_header_to_change_state_and_end_at_logout() {
         d.addr(),
         "POST",
         "/session",
-        &[],
+        &[("Content-Type", "application/json")],
         Some(br#"{"key":"wrong"}"#),
     )
     .unwrap();
@@ -529,6 +529,8 @@ fn tls_serves_https_and_plain_http_to_it_fails_cleanly() {
         "-i",
         "-X",
         "POST",
+        "-H",
+        "Content-Type: application/json",
         "-d",
         r#"{"key":"test"}"#,
         &format!("{url}/session"),

@@ -17,7 +17,7 @@ use crate::util::short;
 use crate::util::{self, Daemon};
 
 const KEY: &str = "k3y-SECRET-123";
-const ALLOWED: &[u16] = &[200, 400, 401, 403, 404, 405, 408, 409, 413, 431, 503];
+const ALLOWED: &[u16] = &[200, 400, 401, 403, 404, 405, 408, 409, 413, 415, 431, 503];
 const DEFAULT_CASES: usize = 2000;
 const DEFAULT_SEED: u64 = 0x5eed_e7e1_0f00_d001;
 
@@ -448,7 +448,13 @@ fn verdict(case: &Case, resp: &util::Response) -> Option<String> {
         // Routing comes first (from the route table), then the key.
         use exeio::api::routes::{Access, Miss, find};
         let path = case.path.split('?').next().unwrap_or("");
-        let want = match find(&case.method, path) {
+        // HEAD is routed as GET (SPEC 3).
+        let method = if case.method == "HEAD" {
+            "GET"
+        } else {
+            &case.method
+        };
+        let want = match find(method, path) {
             Ok((route, _)) if route.access == Access::Open => None,
             Ok(_) => Some(401),
             Err(Miss::NotFound) => Some(404),
