@@ -29,8 +29,8 @@
 //!   nothing polls.
 //! - `http` is the edge (caps and timeouts on everything a client holds);
 //!   `api` is the route table and the handlers. Raw OS calls live in `sys`
-//!   (with `sys::thread`, threads on stacks exeio unmaps itself) and in
-//!   `child::clone` (the vfork-style child).
+//!   and in `child::clone` (the vfork-style child). Threads are
+//!   `std::thread` with an explicit small stack.
 //! - The dashboard (`src/ui/`, served by `api::ui`) is static files compiled
 //!   into the binary: a client of the API like any other, with a session cookie.
 //! - `client` is `exeio COMMAND ...`, a separate program in the same binary:

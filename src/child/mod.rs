@@ -37,7 +37,9 @@ use crate::spec::{ProcessId, ProcessSpec};
 use crate::sys;
 
 /// Stack of a child thread: it only moves bytes; buffers live on the heap.
-const THREAD_STACK: usize = 32 * 1024;
+/// Only the pages it touches count (about two); the rest is address space,
+/// kept roomy so that a panic's unwinding never reaches the guard page.
+const THREAD_STACK: usize = 64 * 1024;
 /// Input queued for a child and not yet read by it.
 pub const MAX_QUEUED_INPUT: usize = 2 << 20;
 
@@ -259,10 +261,11 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         logger: s.logger,
     };
     let (out, err, inp) = (started.stdout, started.stderr, started.stdin);
-    let thread =
-        crate::sys::thread::spawn(&format!("child-{}", spec.id), THREAD_STACK, move || {
-            watcher.run(out, err, inp, exit_fd)
-        });
+    // Detached: the thread ends after it has reported the exit.
+    let thread = std::thread::Builder::new()
+        .name(format!("child-{}", spec.id))
+        .stack_size(THREAD_STACK)
+        .spawn(move || watcher.run(out, err, inp, exit_fd));
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.
         s.log.detach();
