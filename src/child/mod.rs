@@ -16,6 +16,7 @@
 pub mod cgroup;
 mod clone;
 mod exec;
+mod portable;
 mod watch;
 
 pub use clone::reserve_slots;
