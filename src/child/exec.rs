@@ -194,14 +194,16 @@ pub fn find_program(program: &str, env: &BTreeMap<String, String>) -> io::Result
 }
 
 /// An environment as `KEY=value` strings, and its PATH.
-struct Environment {
-    vars: Vec<CString>,
-    path: Option<OsString>,
+pub(super) struct Environment {
+    pub(super) vars: Vec<CString>,
+    pub(super) path: Option<OsString>,
 }
 
 impl Environment {
     /// Later pairs override earlier ones with the same name.
-    fn build(pairs: impl Iterator<Item = (OsString, OsString)>) -> io::Result<Environment> {
+    pub(super) fn build(
+        pairs: impl Iterator<Item = (OsString, OsString)>,
+    ) -> io::Result<Environment> {
         let vars: BTreeMap<OsString, OsString> = pairs.collect();
         let path = vars.get(OsStr::new("PATH")).cloned();
         let vars = vars
@@ -235,7 +237,7 @@ fn base_env(drop_env: &str) -> &'static Environment {
 
 /// Where execve is tried, as execvp would: the name itself if it has a
 /// `/`, else each directory of PATH.
-fn candidates(program: &str, path: Option<&OsStr>) -> io::Result<Vec<CString>> {
+pub(super) fn candidates(program: &str, path: Option<&OsStr>) -> io::Result<Vec<CString>> {
     let to_c =
         |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     if program.contains('/') {
@@ -382,8 +384,15 @@ mod tests {
         let e = start(plan(plain.to_str().unwrap(), &[], &none, None))
             .err()
             .unwrap();
-        std::fs::remove_file(&plain).unwrap();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        // Executable but not a program: an error, not a /bin/sh script.
+        std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let e = start(plan(plain.to_str().unwrap(), &[], &none, None))
+            .err()
+            .unwrap();
+        std::fs::remove_file(&plain).unwrap();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOEXEC), "{e}");
         let e = start(plan("sh", &[], &none, Some(Path::new("/no/such/dir"))))
             .err()
             .unwrap();
