@@ -88,7 +88,7 @@ fn set_mask(set: u64, old: Option<&mut u64>) -> io::Result<()> {
 
 /// The three low fds a child's stdio passes through, and /dev/null to park
 /// them on between spawns.
-struct Slots {
+struct StdioSlots {
     fds: [RawFd; 3],
     null: OwnedFd,
     /// Held from the move into the slots to the clone: spawns come from the
@@ -96,7 +96,7 @@ struct Slots {
     busy: Mutex<()>,
 }
 
-static SLOTS: OnceLock<Slots> = OnceLock::new();
+static SLOTS: OnceLock<StdioSlots> = OnceLock::new();
 /// Whether children may share the fd table until they unshare it.
 static SHARE_FILES: AtomicBool = AtomicBool::new(true);
 /// Whether this path can start children at all (see `ChildPlan::cloexec_failed`).
@@ -137,7 +137,7 @@ pub fn reserve_slots() {
         std::mem::forget(fd);
         raw
     });
-    let _ = SLOTS.set(Slots {
+    let _ = SLOTS.set(StdioSlots {
         fds,
         null,
         busy: Mutex::new(()),

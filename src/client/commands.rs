@@ -8,7 +8,7 @@ use std::io::Read;
 use serde_json::{Map, Value, json};
 
 use super::args::{AddFrom, Command};
-use super::http::{Client, Reply, encode};
+use super::http::{Client, Received, encode};
 use super::table::{self, Align, Style, Table, cell};
 use super::{Ctx, Failure, Report, apply, logs};
 
@@ -62,7 +62,7 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
 /// The new key alone on stdout (`KEY=$(exeio keys add ...)`), a note on stderr.
 fn keys_add(
     ctx: &Ctx<'_>,
-    got: Result<Reply, Failure>,
+    got: Result<Received, Failure>,
     name: &str,
     role: &str,
     r: &mut Report,
@@ -87,14 +87,14 @@ fn eprintln_note(line: &str) {
 }
 
 /// The body as one line (the API's JSON is compact already).
-fn json_line(reply: &Reply) -> String {
+fn json_line(reply: &Received) -> String {
     let mut s = reply.text().replace('\n', " ");
     s.push('\n');
     s
 }
 
 /// Print the answer's `message` (or its JSON).
-fn said(ctx: &Ctx<'_>, got: Result<Reply, Failure>, r: &mut Report) -> Result<(), Failure> {
+fn said(ctx: &Ctx<'_>, got: Result<Received, Failure>, r: &mut Report) -> Result<(), Failure> {
     let reply = got?;
     if ctx.json {
         r.out.push_str(&json_line(&reply));

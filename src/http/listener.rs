@@ -64,7 +64,7 @@ struct Shared {
     tls: Option<Arc<ServerConfig>>,
     limits: Arc<Limits>,
     stats: Arc<EdgeStats>,
-    slots: Slots,
+    slots: ConnSlots,
     /// Pool threads alive: never more than the connection cap.
     threads: AtomicUsize,
     report: Box<dyn Fn(String) + Send + Sync>,
@@ -84,7 +84,7 @@ pub fn start(
     let shared = Arc::new(Shared {
         service,
         tls,
-        slots: Slots::new(limits.max_connections, limits.max_per_address),
+        slots: ConnSlots::new(limits.max_connections, limits.max_per_address),
         threads: AtomicUsize::new(0),
         limits: Arc::new(limits),
         stats,
@@ -321,21 +321,21 @@ fn tls_transport(
 }
 
 /// Connection counts, global and per address.
-struct Slots {
+struct ConnSlots {
     max: usize,
     per_address: usize,
     counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
-/// One admitted connection's place in `Slots`; given back on drop.
+/// One admitted connection's place in `ConnSlots`; given back on drop.
 struct Slot {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
 
-impl Slots {
-    fn new(max: usize, per_address: usize) -> Slots {
-        Slots {
+impl ConnSlots {
+    fn new(max: usize, per_address: usize) -> ConnSlots {
+        ConnSlots {
             max,
             per_address,
             counts: Mutex::new((0, HashMap::new())),

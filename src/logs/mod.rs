@@ -157,6 +157,13 @@ pub struct LogFile {
     health: Mutex<Option<String>>,
 }
 
+/// Shown by its path (`View`'s `Debug` prints it).
+impl std::fmt::Debug for LogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogFile({})", self.path().display())
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     ops: Vec<Op>,
