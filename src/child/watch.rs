@@ -203,7 +203,11 @@ impl Watcher {
                         // Queued lines go after the output the child wrote
                         // before they were queued: read the pipes dry (what
                         // they hold now, no more), write it, then the lines.
-                        for i in [OUT, ERR] {
+                        // Such output made its pipe readable in this same
+                        // poll (the bell rang after it was written); a pipe
+                        // that was not has nothing to read first.
+                        let readable = |p: usize| revents.iter().any(|&(j, r)| j == p && r);
+                        for i in [OUT, ERR].into_iter().filter(|&i| readable(i)) {
                             let mut budget = BIG_PIPE as usize;
                             while budget > 0 {
                                 match output.read(i, &self.log, self.label) {
