@@ -8,7 +8,8 @@
 //! Why the clone by default: std's `Command` with `pre_exec` forces a real
 //! `fork`, which copies every mapping of exeio (a stack and a signal stack
 //! per child thread), so each spawn gets slower as children accumulate: on
-//! the bench, adding 100 processes took about twice as long that way. A
+//! the bench (a busy 2-core machine), adding 1,000 processes one by one
+//! took 23 s that way against 3.7 s with the clone. A
 //! vfork-style child shares exeio's memory and runs only until `execve`:
 //! nothing is copied. A kernel too old for it (before 5.11) gets the
 //! portable path by itself.
