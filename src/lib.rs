@@ -18,19 +18,17 @@
 //! - `supervisor` owns every `lifecycle::Proc`; all state transitions are
 //!   `lifecycle::Proc::step`, pure and unit-tested. It decides what is saved;
 //!   the `persist` thread writes it.
-//! - Each log has one writer at a time (`logs::LogFile::post`): its child's
-//!   thread while the child runs, else the logger thread. (A run's "started
-//!   run" line is queued just before the log passes to the child's thread,
-//!   so the logger may still be writing it then; whoever drains takes the
-//!   write lock before letting go of the queue.) So lines of one log keep
-//!   their order.
+//! - One owner per log file (the rule is in `logs`): its child's thread
+//!   from the spawn to the exit line, else the logger thread. Everyone else
+//!   queues lines (`logs::LogFile::post`) and wakes the owner. So lines of
+//!   one log keep their order.
 //! - Timers (backoff, job times, stop grace periods, save retries) are
 //!   deadlines in the supervisor's `select!`; no thread sleeps for them and
 //!   nothing polls.
 //! - `http` is the edge (caps and timeouts on everything a client holds);
 //!   `api` is the route table and the handlers. Raw OS calls live in `sys`
-//!   (with `sys::thread`, threads on stacks exeio unmaps itself) and in
-//!   `child::clone` (the vfork-style child).
+//!   and in `child::clone` (the vfork-style child). Threads are
+//!   `std::thread` with an explicit small stack.
 //! - The dashboard (`src/ui/`, served by `api::ui`) is static files compiled
 //!   into the binary: a client of the API like any other, with a session cookie.
 //! - `client` is `exeio COMMAND ...`, a separate program in the same binary:

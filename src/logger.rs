@@ -1,12 +1,9 @@
 //! Routing writes to logs, and the logger thread.
 //!
-//! Every log has one writer at a time (`logs::LogFile::post`): the thread
-//! of its running child, or else the logger thread. The supervisor and the
-//! HTTP threads only queue lines (or a clear, or a reopen) and wake that
-//! writer, so none of them ever waits on a file, and the lines of one log
-//! keep the order in which they were queued (a run's first line, queued
-//! just before its child's thread takes the log, may still be written by
-//! the logger thread; `LogFile::drain` keeps the order across the handover).
+//! The owner rule is in `logs`: while a process runs, its child's thread
+//! writes its log; otherwise the logger thread does. The supervisor and the
+//! HTTP threads only queue lines (or a clear, or a reopen) through a
+//! `Logger` and wake that owner, so none of them ever waits on a file.
 //! exeio.log and audit.log are always written by the logger thread.
 
 use std::sync::Arc;
@@ -69,9 +66,22 @@ impl Logger {
         let _ = self.tx.send(log.clone());
     }
 
+    /// Give back a log whose child's thread never started (the spawn
+    /// failed after `attach`): what is queued is the logger thread's now.
+    pub fn release(&self, log: &Arc<LogFile>) {
+        if let Post::Drain = log.release() {
+            let _ = self.tx.send(log.clone());
+        }
+    }
+
     /// A SYSTEM line in a process's log.
     pub fn system(&self, log: &Arc<LogFile>, line: String) {
         self.post(log, Op::Line(line));
+    }
+
+    /// A run's first line in a process's log (see `Op::Started`).
+    pub fn started(&self, log: &Arc<LogFile>, line: String) {
+        self.post(log, Op::Started(line));
     }
 
     /// A line in exeio.log.
@@ -105,15 +115,15 @@ fn run(rx: Receiver<Arc<LogFile>>) {
         };
         match rx.recv_timeout(wait) {
             Ok(log) => {
-                log.drain();
-                if log.retry() && !failing.iter().any(|f| Arc::ptr_eq(f, &log)) {
+                log.drain_unowned();
+                if log.retry_unowned() && !failing.iter().any(|f| Arc::ptr_eq(f, &log)) {
                     failing.push(log);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => failing.retain(|log| log.retry()),
+            Err(RecvTimeoutError::Timeout) => failing.retain(|log| log.retry_unowned()),
             Err(RecvTimeoutError::Disconnected) => {
                 for log in failing {
-                    log.retry();
+                    log.retry_unowned();
                 }
                 return;
             }

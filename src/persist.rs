@@ -17,17 +17,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use crate::protocol::{Event, Msg};
-use crate::spec::ProcessId;
-
-/// Which file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// `<config-dir>/processes.json`.
-    Processes,
-    /// `<data-dir>/runs/<id>.json`: a job's run history.
-    Runs(ProcessId),
-}
+use crate::protocol::{Event, Msg, Target};
 
 struct Job {
     target: Target,
@@ -145,6 +135,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::ProcessId;
 
     #[test]
     fn writes_the_newest_version_and_reports_each_outcome() {

@@ -36,6 +36,14 @@ pub struct Usage {
     refreshing: Mutex<()>,
 }
 
+/// Shown as its name only: the figures change under the reader (`View`'s
+/// `Debug` prints it).
+impl std::fmt::Debug for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Usage")
+    }
+}
+
 /// Figures as served.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Figures {

@@ -12,13 +12,12 @@ use crossbeam_channel::Sender;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::persist::Target;
 use crate::policy::ExitStatus;
 use crate::spec::{ProcessId, ProcessSpec};
 
 /// One message on the supervisor channel.
 pub enum Msg {
-    Call(Call, Sender<Reply>),
+    Call(Call, Sender<Outcome>),
     Event(Event),
     /// SIGTERM / SIGINT: the same path as `POST /shutdown`, without a reply.
     Shutdown,
@@ -74,7 +73,17 @@ pub enum Event {
     },
 }
 
-pub type Reply = Result<Done, ApiError>;
+/// Which file the persister writes (`persist`), as its `Saved` event says.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// `<config-dir>/processes.json`.
+    Processes,
+    /// `<data-dir>/runs/<id>.json`: a job's run history.
+    Runs(ProcessId),
+}
+
+/// What the supervisor answers a `Call` with.
+pub type Outcome = Result<Done, ApiError>;
 
 /// A request carried out.
 #[derive(Debug, Default)]

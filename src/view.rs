@@ -53,18 +53,6 @@ pub struct ProcView {
     pub health_counts: (u64, u64),
 }
 
-impl std::fmt::Debug for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Usage")
-    }
-}
-
-impl std::fmt::Debug for LogFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LogFile({})", self.path().display())
-    }
-}
-
 impl ProcView {
     pub fn id(&self) -> &ProcessId {
         &self.spec.id

@@ -14,6 +14,11 @@
 //! below K only. Its pipes are moved to three slots below K beforehand:
 //! fds exeio reserves at start and keeps on /dev/null between spawns.
 //! Where the kernel cannot, exeio falls back to the plain clone for good.
+//!
+//! Signals are blocked around the clone with the raw `rt_sigprocmask`
+//! (glibc's `pthread_sigmask` will not block the two signals glibc itself
+//! uses), the child's stack is aligned by its type, and every return code
+//! is checked: a spawn that cannot be done safely is an error, not a risk.
 
 use std::ffi::CString;
 use std::io;
@@ -26,15 +31,64 @@ use nix::libc;
 /// Stack of the short-lived child routine (it runs until execve).
 const CHILD_STACK_SIZE: usize = 64 * 1024;
 
+/// The child routine's stack: aligned by its type, as the ABI wants a
+/// stack's top (its size is a multiple of the alignment).
+#[repr(C, align(16))]
+struct ChildStack([u8; CHILD_STACK_SIZE]);
+
+impl ChildStack {
+    /// On the heap, zeroed, without passing through the caller's stack.
+    fn new() -> Box<ChildStack> {
+        let layout = std::alloc::Layout::new::<ChildStack>();
+        // SAFETY: a non-zero-sized layout; all-zero bytes are a valid
+        // `ChildStack`, and the allocation is handed to the Box it was
+        // made for (same layout).
+        unsafe {
+            let p = std::alloc::alloc_zeroed(layout).cast::<ChildStack>();
+            if p.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Box::from_raw(p)
+        }
+    }
+}
+
 thread_local! {
     /// The child routine's stack, kept: spawns happen on one thread (the
     /// supervisor's), one at a time.
-    static CHILD_STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHILD_STACK_SIZE]);
+    static CHILD_STACK: std::cell::RefCell<Box<ChildStack>> =
+        std::cell::RefCell::new(ChildStack::new());
+}
+
+/// Every signal, as the kernel's `rt_sigprocmask` takes them (64 bits on
+/// Linux's x86_64 and aarch64). glibc's `sigfillset` leaves out the two
+/// it uses itself (SIGCANCEL, SIGSETXID), which must not run in the child
+/// either: hence the raw system call.
+const ALL_SIGNALS: u64 = !0;
+const NO_SIGNALS: u64 = 0;
+
+/// `rt_sigprocmask(SIG_SETMASK, set, old)` for the calling thread.
+fn set_mask(set: u64, old: Option<&mut u64>) -> io::Result<()> {
+    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut u64);
+    // SAFETY: pointers to two 8-byte sets (or null), the kernel's size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &set as *const u64,
+            old,
+            std::mem::size_of::<u64>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The three low fds a child's stdio passes through, and /dev/null to park
 /// them on between spawns.
-struct Slots {
+struct StdioSlots {
     fds: [RawFd; 3],
     null: OwnedFd,
     /// Held from the move into the slots to the clone: spawns come from the
@@ -42,9 +96,17 @@ struct Slots {
     busy: Mutex<()>,
 }
 
-static SLOTS: OnceLock<Slots> = OnceLock::new();
+static SLOTS: OnceLock<StdioSlots> = OnceLock::new();
 /// Whether children may share the fd table until they unshare it.
 static SHARE_FILES: AtomicBool = AtomicBool::new(true);
+/// Whether this path can start children at all (see `ChildPlan::cloexec_failed`).
+static USABLE: AtomicBool = AtomicBool::new(true);
+
+/// False once this kernel has shown it cannot run this path: then
+/// `exec::start` uses the portable one.
+pub(super) fn usable() -> bool {
+    USABLE.load(Ordering::Relaxed)
+}
 
 /// Reserve the stdio slots (at start, while fd numbers are low). Without
 /// them every child copies exeio's whole fd table.
@@ -75,7 +137,7 @@ pub fn reserve_slots() {
         std::mem::forget(fd);
         raw
     });
-    let _ = SLOTS.set(Slots {
+    let _ = SLOTS.set(StdioSlots {
         fds,
         null,
         busy: Mutex::new(()),
@@ -105,6 +167,9 @@ pub(super) struct ChildPlan {
     keep_below: libc::c_uint,
     /// Written by the child: the unshare failed (an old kernel).
     unshare_failed: bool,
+    /// Written by the child: marking fds close-on-exec failed (a kernel
+    /// before 5.11): this path cannot keep exeio's fds from the child.
+    cloexec_failed: bool,
 }
 
 impl ChildPlan {
@@ -142,6 +207,7 @@ impl ChildPlan {
             join_cgroup: true,
             keep_below: 0,
             unshare_failed: false,
+            cloexec_failed: false,
         }
     }
 }
@@ -172,7 +238,7 @@ fn caught_signals() -> &'static [libc::c_int] {
 /// Clone the child routine for `plan`, into the cgroup at `cgroup_dir` when
 /// the kernel can. Returns its pid and, with clone3, a pidfd. The child has
 /// exec'd or failed (then `plan.error` says why, and it must be reaped).
-pub(super) fn clone(
+fn clone_any(
     plan: &mut ChildPlan,
     cgroup_dir: Option<RawFd>,
 ) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
@@ -193,9 +259,18 @@ pub(super) fn clone(
             plan.keep_below = 0;
             started
         });
-        for slot in slots.fds {
+        let parked = slots.fds.iter().all(|&slot| {
             // SAFETY: back onto /dev/null (this drops the pipe's extra fd).
-            unsafe { libc::dup3(slots.null.as_raw_fd(), slot, libc::O_CLOEXEC) };
+            unsafe { libc::dup3(slots.null.as_raw_fd(), slot, libc::O_CLOEXEC) == slot }
+        });
+        if !parked {
+            // A slot may still hold a pipe's end: never use them again.
+            SHARE_FILES.store(false, Ordering::Relaxed);
+            crate::diag::warn(&format!(
+                "cannot park the spawn's stdio slots on /dev/null ({}): every spawn \
+                 copies exeio's fd table from now on",
+                io::Error::last_os_error()
+            ));
         }
         match started {
             Some(Ok((pid, _))) if plan.unshare_failed => {
@@ -215,11 +290,33 @@ pub(super) fn clone(
     clone_blocked(plan, cgroup_dir, 0)
 }
 
+/// `clone_any`, and the end of this path on a kernel that cannot mark
+/// fds close-on-exec (an error; `usable` says so from then on).
+pub(super) fn clone(
+    plan: &mut ChildPlan,
+    cgroup_dir: Option<RawFd>,
+) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    match clone_any(plan, cgroup_dir) {
+        Ok((pid, _)) if plan.cloexec_failed => {
+            reap(pid);
+            USABLE.store(false, Ordering::Relaxed);
+            crate::diag::warn(
+                "this kernel cannot mark fds close-on-exec with close_range \
+                 (Linux 5.11): children are started the portable way",
+            );
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        started => started,
+    }
+}
+
 /// Reap a child that failed before it exec'd.
 pub(super) fn reap(pid: libc::pid_t) {
     let mut status = 0;
     // SAFETY: waitpid on our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
 }
 
 /// `clone_child` with every signal blocked, so no handler runs in the child
@@ -230,18 +327,18 @@ fn clone_blocked(
     extra: u64,
 ) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
     CHILD_STACK.with_borrow_mut(|stack| {
-        // SAFETY: the child runs `child_main` on `stack` with `plan`, both
-        // alive until the clone returns (CLONE_VFORK suspends us until the
-        // child execs or exits).
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let started = clone_child(stack, plan, cgroup_dir, extra);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            started
+        let mut old = NO_SIGNALS;
+        set_mask(ALL_SIGNALS, Some(&mut old))?;
+        // SAFETY: every signal is blocked; the child runs `child_main` on
+        // `stack` with `plan`, both alive until the clone returns
+        // (CLONE_VFORK suspends us until the child execs or exits).
+        let started = unsafe { clone_child(&mut stack.0, plan, cgroup_dir, extra) };
+        if let Err(e) = set_mask(old, None) {
+            crate::diag::warn(&format!(
+                "cannot restore the signal mask after a spawn: {e}"
+            ));
         }
+        started
     })
 }
 
@@ -352,7 +449,8 @@ unsafe fn clone_child(
     }
     plan.join_cgroup = true;
     let _ = cgroup_dir;
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // Aligned: the stack's type is, and its size a multiple of that.
+    let top = stack.as_mut_ptr() as usize + stack.len();
     // SAFETY: as above, with glibc's clone(3).
     let pid = unsafe {
         libc::clone(
@@ -405,7 +503,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // Every caught signal back to its default (exeio's handlers must
         // never run here); SIGPIPE too, which Rust ignores.
         for &sig in plan.caught {
-            libc::signal(sig, libc::SIG_DFL);
+            if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                fail(plan);
+            }
         }
         if libc::setpgid(0, 0) != 0 {
             fail(plan);
@@ -434,12 +534,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // here again). Marking, not closing: with a copy of exeio's whole
         // table, closing would hold exeio (suspended by CLONE_VFORK) for all
         // of it, while execve closes them after it has let exeio go.
-        libc::syscall(
+        if libc::syscall(
             libc::SYS_close_range,
             3u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
-        );
+        ) != 0
+        {
+            plan.cloexec_failed = true;
+            fail(plan);
+        }
         // Raw system calls: glibc's wrappers would try to change the ids of
         // every thread of exeio (its setxid broadcast), and this child is
         // not those threads.
@@ -455,9 +559,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         {
             fail(plan);
         }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        if set_mask(NO_SIGNALS, None).is_err() {
+            fail(plan);
+        }
         let mut denied = false;
         for path in &plan.candidates {
             libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
@@ -467,11 +571,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 _ => break,
             }
         }
-        // Block signals again: the parent must not see a handler run on our stack.
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
+        // Block signals again: the parent must not see a handler run on our
+        // stack. (It cannot fail: the set is valid; nothing to do if it did.)
         let errno = *libc::__errno_location();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        let _ = set_mask(ALL_SIGNALS, None);
         *libc::__errno_location() = if denied && errno == libc::ENOENT {
             libc::EACCES
         } else {

@@ -7,14 +7,16 @@
 //! Each child gets one thread (`watch::Watcher`). It polls the child's stdout and
 //! stderr, a pidfd (readable at the exit), a doorbell rung when there is
 //! something for it, and the child's stdin while input is queued. It is the
-//! only writer of the child's log while the child lives: output lines, and
-//! the SYSTEM lines the supervisor queues, in order. At the exit it drains
-//! the pipes (bounded, in case a grandchild holds them), writes the exit
-//! line, hands the log back, and only then reports `Event::Exited`.
+//! only writer of the child's log while the child lives (the rule is in
+//! `logs`): output lines, and the SYSTEM lines the supervisor queues, in
+//! order. At the exit it drains the pipes (bounded, in case a grandchild
+//! holds them), writes the exit line, hands the log back, and only then
+//! reports `Event::Exited`.
 
 pub mod cgroup;
 mod clone;
 mod exec;
+mod portable;
 mod watch;
 
 pub use clone::reserve_slots;
@@ -37,7 +39,9 @@ use crate::spec::{ProcessId, ProcessSpec};
 use crate::sys;
 
 /// Stack of a child thread: it only moves bytes; buffers live on the heap.
-const THREAD_STACK: usize = 32 * 1024;
+/// Only the pages it touches count (about two); the rest is address space,
+/// kept roomy so that a panic's unwinding never reaches the guard page.
+const THREAD_STACK: usize = 64 * 1024;
 /// Input queued for a child and not yet read by it.
 pub const MAX_QUEUED_INPUT: usize = 2 << 20;
 
@@ -271,20 +275,18 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         Some(fd) => ExitFd::PidFd(fd),
         None => ExitFd::open(pid),
     };
-    // Queued before the log is handed to the child's thread, so the logger
-    // thread writes it (the supervisor never writes a log): the child's
-    // thread then usually has nothing to write until its child does, and
-    // does not touch the heap, so it has no malloc cache of its own. Either
-    // way the line comes before any output: the child's thread first
-    // writes what is queued.
+    // The log is the child's thread's from here to the exit (see `logs`):
+    // the run's first line is queued for that thread, which writes it (and
+    // what was queued before it) as soon as it starts, before any output.
+    let waker_link = link.clone();
+    s.log.attach(Arc::new(move || waker_link.ring()));
     let started_line = format!(
         "started run {} (pid {pid}): {}",
         s.run_number,
         command_line(spec)
     );
-    s.logger.system(&s.log, started_line);
-    let waker_link = link.clone();
-    s.log.attach(Arc::new(move || waker_link.ring()));
+    s.logger.started(&s.log, started_line);
+    let (log, logger) = (s.log.clone(), s.logger.clone());
     let watcher = Watcher {
         pid,
         log: s.log.clone(),
@@ -296,13 +298,14 @@ pub fn spawn(s: Start<'_>) -> Result<Running, SpawnError> {
         logger: s.logger,
     };
     let (out, err, inp) = (started.stdout, started.stderr, started.stdin);
-    let thread =
-        crate::sys::thread::spawn(&format!("child-{}", spec.id), THREAD_STACK, move || {
-            watcher.run(out, err, inp, exit_fd)
-        });
+    // Detached: the thread ends after it has reported the exit.
+    let thread = std::thread::Builder::new()
+        .name(format!("child-{}", spec.id))
+        .stack_size(THREAD_STACK)
+        .spawn(move || watcher.run(out, err, inp, exit_fd));
     if let Err(e) = thread {
         // No thread, no watcher: kill and reap here rather than leak a child.
-        s.log.detach();
+        logger.release(&log);
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let _ = reap(pid);
         return Err(SpawnError::Watcher(e));

@@ -106,24 +106,25 @@ impl Watcher {
     /// Pump output until the child exits and its pipes are drained, then
     /// log the exit, hand the log back, and report.
     fn watch(&self, out: OwnedFd, err: OwnedFd, inp: OwnedFd, exit_fd: &ExitFd) {
-        // Made on the first output, with the read buffer: until its child
-        // writes (or a line is logged), this thread does not touch the heap,
-        // so it has no malloc cache.
-        let mut pump: Option<Pump> = None;
-        let mut pipes = [Some(File::from(out)), Some(File::from(err))];
+        // The run's first line, before any output is read.
+        self.log.drain_through_start();
+        let mut output = Output {
+            pipes: [Some(File::from(out)), Some(File::from(err))],
+            buf: Vec::new(),
+            grown: [false; 2],
+            pump: None,
+        };
         let mut stdin = Some(File::from(inp));
-        for p in pipes.iter().flatten().chain(stdin.iter()) {
+        for p in output.pipes.iter().flatten().chain(stdin.iter()) {
             sys::set_nonblocking(p);
         }
-        let mut buf: Vec<u8> = Vec::new();
-        let mut grown = [false; 2];
         let mut exited_at: Option<Instant> = None;
         let mut last_data = Instant::now();
         let mut dirty = false;
         let mut health = LogHealth::default();
         let mut held_open = false;
         loop {
-            if pipes.iter().all(Option::is_none) && exited_at.is_some() {
+            if output.pipes.iter().all(Option::is_none) && exited_at.is_some() {
                 break;
             }
             if let Some(t) = exited_at {
@@ -150,10 +151,10 @@ impl Watcher {
             let mut which = [BELL; 5];
             let mut n = 0;
             let wanted = [
-                pipes[OUT]
+                output.pipes[OUT]
                     .as_ref()
                     .map(|f| (f.as_fd(), PollFlags::POLLIN, OUT)),
-                pipes[ERR]
+                output.pipes[ERR]
                     .as_ref()
                     .map(|f| (f.as_fd(), PollFlags::POLLIN, ERR)),
                 exited_at
@@ -183,9 +184,7 @@ impl Watcher {
             };
             if ready == 0 {
                 if dirty {
-                    if let Some(pump) = &mut pump {
-                        pump.flush();
-                    }
+                    output.flush();
                     dirty = false;
                     health.check(&self.log, &self.logger, &self.id);
                 }
@@ -211,12 +210,26 @@ impl Watcher {
                     }
                     BELL => {
                         sys::eventfd_clear(&self.link.bell);
-                        // Output read so far goes before the queued lines.
-                        if let Some(pump) = &mut pump {
-                            pump.flush();
+                        // Queued lines go after the output the child wrote
+                        // before they were queued: read the pipes dry (what
+                        // they hold now, no more), write it, then the lines.
+                        // Such output made its pipe readable in this same
+                        // poll (the bell rang after it was written); a pipe
+                        // that was not has nothing to read first.
+                        let readable = |p: usize| revents.iter().any(|&(j, r)| j == p && r);
+                        for i in [OUT, ERR].into_iter().filter(|&i| readable(i)) {
+                            let mut budget = BIG_PIPE as usize;
+                            while budget > 0 {
+                                match output.read(i, &self.log, self.label) {
+                                    Some(n) if n > 0 => budget = budget.saturating_sub(n),
+                                    _ => break,
+                                }
+                            }
                         }
+                        output.flush();
                         dirty = false;
                         self.log.drain();
+                        self.log.retry();
                     }
                     IN if stdin_gone => {
                         self.close_input();
@@ -228,37 +241,11 @@ impl Watcher {
                         }
                     }
                     OUT | ERR => {
-                        let stream = if i == OUT {
-                            Stream::Stdout
-                        } else {
-                            Stream::Stderr
-                        };
-                        if buf.is_empty() {
-                            buf = vec![0; READ_CHUNK];
-                        }
-                        let file = pipes[i].as_mut().expect("polled pipe is open");
-                        match file.read(&mut buf) {
-                            Ok(0) => pipes[i] = None,
-                            Ok(n) => {
-                                pump.get_or_insert_with(|| {
-                                    // The lines queued before this run's
-                                    // output (its "started run" line, which
-                                    // the logger thread has usually written
-                                    // by now) go first.
-                                    self.log.drain();
-                                    Pump::new(self.log.clone(), self.label)
-                                })
-                                .feed(stream, &buf[..n]);
-                                dirty = true;
-                                last_data = Instant::now();
-                                if n == buf.len() && !grown[i] {
-                                    grown[i] = true;
-                                    sys::grow_pipe(file, BIG_PIPE);
-                                }
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(_) => pipes[i] = None,
+                        if let Some(n) = output.read(i, &self.log, self.label)
+                            && n > 0
+                        {
+                            dirty = true;
+                            last_data = Instant::now();
                         }
                     }
                     _ => unreachable!("a slot of the poll set"),
@@ -267,7 +254,7 @@ impl Watcher {
         }
         drop(stdin);
         self.close_input();
-        if let Some(pump) = &mut pump {
+        if let Some(pump) = &mut output.pump {
             pump.finish();
         }
         health.check(&self.log, &self.logger, &self.id);
@@ -334,6 +321,62 @@ impl Watcher {
     }
 }
 
+/// The child's stdout and stderr, and the pump that turns them into lines.
+struct Output {
+    pipes: [Option<File>; 2],
+    /// The read buffer: allocated only once the child writes something.
+    buf: Vec<u8>,
+    grown: [bool; 2],
+    /// Made on the first output: until its child writes, this thread
+    /// keeps no buffers.
+    pump: Option<Pump>,
+}
+
+impl Output {
+    /// One read from pipe `i` into the log: the bytes read, `Some(0)` at
+    /// its end (it is closed), `None` when it has nothing now.
+    fn read(&mut self, i: usize, log: &Arc<LogFile>, label: Option<u64>) -> Option<usize> {
+        let file = self.pipes[i].as_mut()?;
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_CHUNK];
+        }
+        match file.read(&mut self.buf) {
+            Ok(0) => {
+                self.pipes[i] = None;
+                Some(0)
+            }
+            Ok(n) => {
+                let stream = if i == OUT {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
+                self.pump
+                    .get_or_insert_with(|| Pump::new(log.clone(), label))
+                    .feed(stream, &self.buf[..n]);
+                if n == self.buf.len() && !self.grown[i] {
+                    self.grown[i] = true;
+                    sys::grow_pipe(file, BIG_PIPE);
+                }
+                Some(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(_) => {
+                self.pipes[i] = None;
+                Some(0)
+            }
+        }
+    }
+
+    /// Write the lines made so far.
+    fn flush(&mut self) {
+        if let Some(pump) = &mut self.pump {
+            pump.flush();
+        }
+    }
+}
+
 /// Tells exeio.log when a process's log stops taking writes, and when it
 /// recovers (the error itself is also in the process's `/status`).
 #[derive(Default)]
@@ -371,5 +414,122 @@ fn exit_status(pid: u32) -> ExitStatus {
             Err(nix::errno::Errno::EINTR) => {}
             _ => return ExitStatus::Code(-1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::LogConfig;
+    use crate::protocol::Event;
+    use std::time::Duration;
+
+    /// Each line of the log after its `[YYYY-MM-DD HH:MM:SS] ` stamp.
+    fn bodies(log: &LogFile) -> Vec<String> {
+        std::fs::read_to_string(log.path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l[22..].to_owned())
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The owner rule of `logs`, on a child's thread fed through pipes the
+    /// test holds: the run's first line comes before its output; a line
+    /// queued during the run comes after the output written before it
+    /// (here 400 KB still in the pipe, more than one read); the exit line
+    /// comes after the last output byte.
+    #[test]
+    fn a_run_log_keeps_the_order_of_output_and_queued_lines() {
+        let dir = std::env::temp_dir().join(format!("exeio-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let new_log = |name: &str| Arc::new(LogFile::new(dir.join(name), LogConfig::default()));
+        let log = new_log("p.log");
+        let (logger, _logger_thread) =
+            Logger::start(new_log("exeio.log"), new_log("audit.log")).unwrap();
+        let link = Arc::new(Link::new().unwrap());
+        // A real child for the exit status (the thread waits with WNOWAIT).
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        let (out_r, out_w) = std::io::pipe().unwrap();
+        let (err_r, err_w) = std::io::pipe().unwrap();
+        let (_in_r, in_w) = std::io::pipe().unwrap();
+        let (exit_r, exit_w) = std::io::pipe().unwrap();
+        let mut out_w = File::from(OwnedFd::from(out_w));
+        sys::grow_pipe(&out_w, 1 << 20);
+        let mut err_w = File::from(OwnedFd::from(err_w));
+
+        // As `child::spawn` does: attach, then queue the first line.
+        let bell = link.clone();
+        log.attach(Arc::new(move || bell.ring()));
+        logger.started(&log, "started run 1".into());
+        let n = 50_000;
+        let text: String = (0..n).map(|i| format!("o {i:05}\n")).collect();
+        assert!(text.len() > 2 * READ_CHUNK);
+        out_w.write_all(text.as_bytes()).unwrap();
+        err_w.write_all(b"e 1\n").unwrap();
+        logger.system(&log, "stopping".into());
+
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let watcher = Watcher {
+            pid: child.id(),
+            log: log.clone(),
+            link,
+            label: None,
+            id: ProcessId::parse("p").unwrap(),
+            generation: 1,
+            tx,
+            logger,
+        };
+        let exit_fd = ExitFd::Pipe(OwnedFd::from(exit_r));
+        let thread = std::thread::spawn(move || {
+            watcher.run(out_r.into(), err_r.into(), in_w.into(), exit_fd)
+        });
+        wait_for("the queued line", || {
+            bodies(&log).contains(&"SYSTEM: stopping".to_owned())
+        });
+        out_w.write_all(b"after\nlast, no newline").unwrap();
+        drop((out_w, err_w, exit_w)); // the exit, as the thread sees it
+        let got = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(matches!(got, Msg::Event(Event::Exited { .. })));
+        thread.join().unwrap();
+        child.wait().unwrap(); // the thread only looked (WNOWAIT)
+
+        let lines = bodies(&log);
+        let pos = |l: &str| {
+            lines
+                .iter()
+                .position(|x| x == l)
+                .unwrap_or_else(|| panic!("{l:?} in {lines:?}"))
+        };
+        assert_eq!(lines[0], "SYSTEM: started run 1");
+        let stop = pos("SYSTEM: stopping");
+        let outs: Vec<&String> = lines[1..stop]
+            .iter()
+            .filter(|l| l.starts_with("STDOUT: o "))
+            .collect();
+        assert_eq!(
+            outs.len(),
+            n,
+            "all the output written before the line precedes it"
+        );
+        assert!(pos("STDERR: e 1") < stop);
+        assert_eq!(
+            lines[stop + 1..stop + 3],
+            ["STDOUT: after", "STDOUT: last, no newline"]
+        );
+        assert_eq!(lines[stop + 3], "SYSTEM: exited with code 3");
+        assert_eq!(lines.len(), stop + 4);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

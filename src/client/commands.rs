@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::args::{AddFrom, Command};
-use super::http::{Client, Reply, encode};
+use super::http::{Client, Received, encode};
 use super::table::{self, Align, Style, Table, cell};
 use super::{Ctx, Failure, Report, apply, logs, ops};
 
@@ -68,7 +68,7 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
 /// The new key alone on stdout (`KEY=$(exeio keys add ...)`), a note on stderr.
 fn keys_add(
     ctx: &Ctx<'_>,
-    got: Result<Reply, Failure>,
+    got: Result<Received, Failure>,
     name: &str,
     role: &str,
     r: &mut Report,
@@ -93,7 +93,7 @@ pub(super) fn eprintln_note(line: &str) {
 }
 
 /// The body as one line (the API's JSON is compact already).
-pub fn json_line(reply: &Reply) -> String {
+pub fn json_line(reply: &Received) -> String {
     let mut s = reply.text().replace('\n', " ");
     s.push('\n');
     s
@@ -102,7 +102,7 @@ pub fn json_line(reply: &Reply) -> String {
 /// Print the answer's `message` (or its JSON).
 pub(super) fn said(
     ctx: &Ctx<'_>,
-    got: Result<Reply, Failure>,
+    got: Result<Received, Failure>,
     r: &mut Report,
 ) -> Result<(), Failure> {
     let reply = got?;

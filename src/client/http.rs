@@ -18,12 +18,12 @@ const MAX_BODY: u64 = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A successful answer: its status and body.
-pub struct Reply {
+pub struct Received {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
-impl Reply {
+impl Received {
     pub fn json(&self) -> Result<Value, Failure> {
         serde_json::from_slice(&self.body).map_err(|e| {
             Failure::Other(format!(
@@ -63,7 +63,7 @@ impl Client {
         }
     }
 
-    pub fn get(&self, path: &str) -> Result<Reply, Failure> {
+    pub fn get(&self, path: &str) -> Result<Received, Failure> {
         let mut req = self.agent.get(format!("{}{path}", self.url));
         if let Some(k) = &self.key {
             req = req.header("exeio-api-key", k);
@@ -72,7 +72,7 @@ impl Client {
     }
 
     /// POST with a JSON body, or an empty one.
-    pub fn post(&self, path: &str, body: Option<&Value>) -> Result<Reply, Failure> {
+    pub fn post(&self, path: &str, body: Option<&Value>) -> Result<Received, Failure> {
         let mut req = self.agent.post(format!("{}{path}", self.url));
         if let Some(k) = &self.key {
             req = req.header("exeio-api-key", k);
@@ -87,7 +87,7 @@ impl Client {
     }
 
     /// PUT a JSON body.
-    pub fn put(&self, path: &str, body: &[u8]) -> Result<Reply, Failure> {
+    pub fn put(&self, path: &str, body: &[u8]) -> Result<Received, Failure> {
         let mut req = self.agent.put(format!("{}{path}", self.url));
         if let Some(k) = &self.key {
             req = req.header("exeio-api-key", k);
@@ -121,7 +121,7 @@ impl Client {
     fn finish(
         &self,
         sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<Received, Failure> {
         let resp = sent.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let body = resp
@@ -133,7 +133,7 @@ impl Client {
         if status >= 400 {
             return Err(api_failure(status, &body));
         }
-        Ok(Reply { status, body })
+        Ok(Received { status, body })
     }
 
     fn unreachable(&self, e: ureq::Error) -> Failure {

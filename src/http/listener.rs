@@ -265,9 +265,10 @@ impl Acceptor {
         }
         threads.fetch_add(1, Ordering::Relaxed);
         let (shared, rx) = (self.shared.clone(), self.pool_rx.clone());
-        let spawned = crate::sys::thread::spawn("http-conn", CONN_STACK, move || {
-            pool_thread(job, rx, shared)
-        });
+        let spawned = std::thread::Builder::new()
+            .name("http-conn".into())
+            .stack_size(CONN_STACK)
+            .spawn(move || pool_thread(job, rx, shared));
         match spawned {
             Ok(_) => true,
             Err(e) => {

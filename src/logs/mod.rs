@@ -2,11 +2,28 @@
 //! STDOUT|STDERR|SYSTEM: text` lines in UTC, size-based rotation (`id.log` ->
 //! `id.log.1` ...), pages newest-first and followers.
 //!
-//! Who calls what: a child's `Pump` (owned by its child thread) is the only
-//! writer of output lines; the logger thread writes SYSTEM lines (`system`) and
-//! calls `reopen` on SIGHUP; HTTP workers read (`page`, `total_lines`,
-//! `follow`) and `clear`. One mutex per `LogFile` serialises writers; readers
-//! take it only to snapshot sizes and dup fds, never while reading file data.
+//! One owner per log file. The rule: **while a process runs, its child's
+//! thread is the only writer of its log; at any other time the logger
+//! thread is.** A run's ownership starts when the supervisor attaches the
+//! log to the new child's thread (`attach`, before it queues the run's
+//! first line) and ends when that thread, after the exit line, hands it
+//! back (`detach`). Everyone else (the supervisor, HTTP workers, the
+//! signal thread) only queues an `Op` (`post`: a SYSTEM line, a clear, a
+//! reopen) and wakes the owner; the logger thread drains only logs that no
+//! child's thread owns (`drain_unowned`). What follows for one log:
+//! - lines are written in the order they were queued, output included;
+//! - a run's "started" line comes before its first output, and its exit
+//!   line after its last output byte (the child's thread writes both);
+//! - a SYSTEM line queued during a run (a stop) comes after the output
+//!   the child wrote before it was queued (the child's thread reads its
+//!   pipes dry before it writes queued lines).
+//!
+//! At the two handovers the old owner may still be writing what it took
+//! from the queue: whoever takes operations from the queue takes the write
+//! lock (`inner`) before it lets go of the queue, so the next owner writes
+//! after it. Readers (`page`, `total_lines`, `follow`, on HTTP workers)
+//! take `inner` only to snapshot sizes and dup fds, never while reading
+//! file data.
 //!
 //! Here: `LogConfig`, `Page`, `LogFile` (the whole public API) and its locked
 //! `Inner` state. Inside: `pump` (`Stream`, `Pump`: output bytes -> lines),
@@ -102,6 +119,9 @@ impl Filter {
 pub enum Op {
     /// A `SYSTEM:` line.
     Line(String),
+    /// A run's first line (a `SYSTEM:` line): what is queued before it
+    /// comes before the run, what is queued after it after its output.
+    Started(String),
     /// A line of exeio's own (`[ts] text`): the audit log.
     Raw(String),
     /// Truncate the log and remove its backups; the result goes back.
@@ -139,6 +159,13 @@ pub struct LogFile {
     health: Mutex<Option<String>>,
     /// A `log` health probe's pattern, offered each output line.
     pub lines: LineHook,
+}
+
+/// Shown by its path (`View`'s `Debug` prints it).
+impl std::fmt::Debug for LogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogFile({})", self.path().display())
+    }
 }
 
 #[derive(Default)]
@@ -207,20 +234,38 @@ impl LogFile {
         }
     }
 
-    /// Make the calling thread (a child's) this log's writer until `detach`.
+    /// Make a child's thread (woken by `waker`) this log's only writer,
+    /// until it calls `detach`. Called by the supervisor when it spawns the
+    /// child, before it queues the run's first line.
     pub fn attach(&self, waker: Waker) {
         lock(&self.queue).writer = Some(waker);
     }
 
-    /// Stop being the writer, and write what is queued.
+    /// The child's thread gives the log back to the logger thread, after
+    /// it has written what is queued (its exit line last).
     pub fn detach(&self) {
-        lock(&self.queue).writer = None;
-        self.drain();
+        let mut q = lock(&self.queue);
+        q.writer = None;
+        let ops = std::mem::take(&mut q.ops);
+        let g = self.lock();
+        drop(q);
+        self.run(g, ops);
     }
 
-    /// Carry out the queued operations, in order. Whoever drains takes the
-    /// write lock before letting go of the queue, so two drainers can never
-    /// reorder lines.
+    /// The supervisor gives back a log whose child's thread never started;
+    /// what is queued is the logger thread's to write (`Post::Drain`).
+    pub fn release(&self) -> Post {
+        let mut q = lock(&self.queue);
+        q.writer = None;
+        if q.ops.is_empty() || q.drain_scheduled {
+            return Post::Nothing;
+        }
+        q.drain_scheduled = true;
+        Post::Drain
+    }
+
+    /// Carry out the queued operations, in order: called by the log's
+    /// owner (its child's thread while attached; tests).
     pub fn drain(&self) {
         let mut q = lock(&self.queue);
         q.drain_scheduled = false;
@@ -228,11 +273,60 @@ impl LogFile {
             return;
         }
         let ops = std::mem::take(&mut q.ops);
+        let g = self.lock();
+        drop(q);
+        self.run(g, ops);
+    }
+
+    /// A run's start, on its child's thread before it reads any output:
+    /// write what is queued up to its `Op::Started` line.
+    pub fn drain_through_start(&self) {
+        let q = &mut *lock(&self.queue);
+        let n = q
+            .ops
+            .iter()
+            .position(|op| matches!(op, Op::Started(_)))
+            .map_or(q.ops.len(), |i| i + 1);
+        let ops: Vec<Op> = q.ops.drain(..n).collect();
+        let g = self.lock();
+        self.run(g, ops);
+    }
+
+    /// The logger thread's drain: nothing while a child's thread owns the
+    /// log (what is queued is that thread's to write).
+    pub fn drain_unowned(&self) {
+        let mut q = lock(&self.queue);
+        q.drain_scheduled = false;
+        if q.writer.is_some() || q.ops.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut q.ops);
+        let g = self.lock();
+        drop(q);
+        self.run(g, ops);
+    }
+
+    /// The logger thread's `retry`: a log a child's thread owns is only
+    /// woken (its thread retries). True while lines are held back.
+    pub fn retry_unowned(&self) -> bool {
+        let q = lock(&self.queue);
+        if let Some(wake) = &q.writer {
+            wake();
+            return true;
+        }
         let mut g = self.lock();
         drop(q);
+        if !g.pending.is_empty() {
+            g.write_through(&self.path, &[]);
+            self.publish_health(&g);
+        }
+        !g.pending.is_empty()
+    }
+
+    fn run(&self, mut g: MutexGuard<'_, Inner>, ops: Vec<Op>) {
         for op in ops {
             match op {
-                Op::Line(msg) => g.write_through(&self.path, &system_line(&msg)),
+                Op::Line(msg) | Op::Started(msg) => g.write_through(&self.path, &system_line(&msg)),
                 Op::Raw(text) => g.write_through(&self.path, &raw_line(&text)),
                 Op::Clear(reply) => {
                     let _ = reply.send(g.clear(&self.path));
@@ -251,7 +345,7 @@ impl LogFile {
     }
 
     /// Write what failed to be written before, if anything; true while
-    /// some of it still cannot be written.
+    /// some of it still cannot be written. Called by the log's owner.
     pub fn retry(&self) -> bool {
         let mut g = self.lock();
         if !g.pending.is_empty() {

@@ -14,11 +14,11 @@ use crate::child::InputError;
 use crate::error::ApiError;
 use crate::lifecycle::{Input, Now, Want};
 use crate::logs::{LogConfig, Op};
-use crate::protocol::{Apply, Call, Done, Reply};
+use crate::protocol::{Apply, Call, Done, Outcome};
 use crate::spec::{ProcessId, ProcessSpec};
 
 impl Supervisor {
-    pub(super) fn call(&mut self, call: Call, reply: Sender<Reply>) {
+    pub(super) fn call(&mut self, call: Call, reply: Sender<Outcome>) {
         if self.shutting_down {
             let _ = reply.send(Err(ApiError::Unavailable("exeio is shutting down".into())));
             return;
@@ -114,7 +114,7 @@ impl Supervisor {
         kind: Kind,
         verb: &str,
         now: Now,
-        reply: Sender<Reply>,
+        reply: Sender<Outcome>,
     ) {
         let saves = self
             .procs
@@ -167,7 +167,7 @@ impl Supervisor {
         }
     }
 
-    fn all(&mut self, input: Input, kind: Kind, message: &str, now: Now, reply: Sender<Reply>) {
+    fn all(&mut self, input: Input, kind: Kind, message: &str, now: Now, reply: Sender<Outcome>) {
         let ids: Vec<ProcessId> = self
             .procs
             .iter()
@@ -205,7 +205,7 @@ impl Supervisor {
         self.pending.push(Pending::wait(reply, waiter, saves));
     }
 
-    fn add(&mut self, spec: ProcessSpec, now: Now, reply: Sender<Reply>) {
+    fn add(&mut self, spec: ProcessSpec, now: Now, reply: Sender<Outcome>) {
         let id = spec.id.clone();
         if self.procs.contains_key(&id) {
             let e = ApiError::Conflict(format!("a process with id '{id}' already exists"));
@@ -312,7 +312,7 @@ impl Supervisor {
         Ok(restart)
     }
 
-    fn update(&mut self, new: ProcessSpec, now: Now, reply: Sender<Reply>) {
+    fn update(&mut self, new: ProcessSpec, now: Now, reply: Sender<Outcome>) {
         let id = new.id.clone();
         let Some(e) = self.procs.get(&id) else {
             let e = ApiError::unknown_process(id.as_str());
@@ -357,7 +357,7 @@ impl Supervisor {
     }
 
     /// `POST /apply`: reconcile with a whole configuration.
-    fn apply_config(&mut self, a: Apply, now: Now, reply: Sender<Reply>) {
+    fn apply_config(&mut self, a: Apply, now: Now, reply: Sender<Outcome>) {
         let mut plan = Plan {
             order: a.processes.iter().map(|s| s.id.clone()).collect(),
             ..Plan::default()
@@ -507,7 +507,7 @@ impl Supervisor {
             .collect()
     }
 
-    fn input(&mut self, id: &ProcessId, bytes: &[u8]) -> Reply {
+    fn input(&mut self, id: &ProcessId, bytes: &[u8]) -> Outcome {
         let e = self
             .procs
             .get(id)

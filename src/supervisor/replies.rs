@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Supervisor;
 use crate::error::ApiError;
-use crate::protocol::{Done, Reply};
+use crate::protocol::{Done, Outcome};
 use crate::spec::ProcessId;
 
 /// How long a reply waits for its save before it goes out saying so.
@@ -44,12 +44,12 @@ pub(super) struct Waiter {
 }
 
 enum Wait {
-    Ready(Reply),
+    Ready(Outcome),
     Procs(Waiter),
 }
 
 pub(super) struct Pending {
-    reply: Sender<Reply>,
+    reply: Sender<Outcome>,
     wait: Wait,
     /// The request concerns a saved process: its reply waits for the save.
     saves: bool,
@@ -59,7 +59,7 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    pub(super) fn ready(reply: Sender<Reply>, answer: Reply, saves: bool) -> Pending {
+    pub(super) fn ready(reply: Sender<Outcome>, answer: Outcome, saves: bool) -> Pending {
         Pending {
             reply,
             wait: Wait::Ready(answer),
@@ -69,7 +69,7 @@ impl Pending {
         }
     }
 
-    pub(super) fn wait(reply: Sender<Reply>, waiter: Waiter, saves: bool) -> Pending {
+    pub(super) fn wait(reply: Sender<Outcome>, waiter: Waiter, saves: bool) -> Pending {
         Pending {
             reply,
             wait: Wait::Procs(waiter),
@@ -125,7 +125,7 @@ impl Supervisor {
         }
     }
 
-    fn resolve(&self, w: &Waiter) -> Reply {
+    fn resolve(&self, w: &Waiter) -> Outcome {
         if w.many {
             return Ok(Done {
                 message: w.message.clone(),
@@ -183,7 +183,7 @@ impl Supervisor {
 }
 
 /// A reply whose effect happened but is not (yet) saved for the next run.
-fn not_saved(answer: Reply, why: &str) -> Reply {
+fn not_saved(answer: Outcome, why: &str) -> Outcome {
     answer.map(|mut done| {
         done.message = format!(
             "{}, but it is not saved for the next run yet ({why}); exeio retries the save",

@@ -7,11 +7,11 @@ use super::Supervisor;
 use crate::child;
 use crate::error::ApiError;
 use crate::lifecycle::Status;
-use crate::protocol::{Done, Reply};
+use crate::protocol::{Done, Outcome};
 use crate::spec::ProcessId;
 
 impl Supervisor {
-    pub(super) fn signal_process(&mut self, id: &ProcessId, number: i32, name: &str) -> Reply {
+    pub(super) fn signal_process(&mut self, id: &ProcessId, number: i32, name: &str) -> Outcome {
         let e = self
             .procs
             .get(id)

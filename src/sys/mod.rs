@@ -1,11 +1,9 @@
 //! The one home for raw OS calls (STYLE 18): every `unsafe` block of exeio
 //! outside the spawn itself (`child::clone`) is here, each with a SAFETY
-//! comment, behind a safe function. Callers: `http` (sockets, threads),
-//! `child` (pipes, pidfds, threads), `daemon` (limits, inherited fds,
-//! malloc), `supervisor` (heap trim), `procfs`. `thread`: threads on stacks
-//! exeio maps and unmaps itself.
-
-pub mod thread;
+//! comment, behind a safe function. Callers: `http` (sockets), `child`
+//! (pipes, pidfds), `daemon` (limits, inherited fds, malloc), `supervisor`
+//! (heap trim), `procfs`. Threads are `std::thread`, each with an explicit
+//! small stack.
 
 use std::fs::File;
 use std::io;

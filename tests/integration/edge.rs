@@ -1,7 +1,9 @@
 //! The edge under load from clients without a key (issue "Safe on a network"):
 //! every client has a bounded cost, released when it goes, and no stalled
 //! client holds what the others need. Other loopback addresses stand for
-//! other clients. Times are bounded generously (the benchmark measures them).
+//! other clients. These tests check behaviour (answered, refused, freed);
+//! how fast, and under how much load, is the benchmark's (`--only edge`):
+//! times here are only generous deadlines, the loads small.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,6 +13,10 @@ use std::time::{Duration, Instant};
 use crate::util::{
     self, Daemon, Options, TempDir, Usage, add_ok, connect_from, sh, usage, wait_until,
 };
+
+/// How long a GET /list may take here: a server blocked by the stalled
+/// clients (still held while it asks) never answers; the bench says how fast.
+const SERVED: Duration = Duration::from_secs(10);
 
 /// A GET /list from 127.0.0.1 on a new connection, answered within `bound`
 /// (three tries, so a busy machine does not fail it; a blocked server fails all).
@@ -54,19 +60,20 @@ fn baseline(d: &Daemon) -> Usage {
 }
 
 #[test]
-fn ten_thousand_huge_declared_bodies_leave_nothing_behind() {
+fn huge_declared_bodies_get_their_401_and_leave_nothing_behind() {
     let d = start(&[]);
-    let _ = list_answers(&d, Duration::from_secs(5));
+    let _ = list_answers(&d, SERVED);
     let base = baseline(&d);
     let addr = d.addr().to_string();
-    // 100 at a time: ten clients on each of ten addresses.
-    let clients: Vec<_> = (0..100)
+    // 20 at a time, two clients on each of ten addresses (the bench sends
+    // 10,000, 100 at a time).
+    let clients: Vec<_> = (0..20)
         .map(|c| {
             let addr = addr.clone();
             thread::spawn(move || {
                 let from = format!("127.0.0.{}", 20 + c % 10);
                 let mut answered = 0;
-                for i in 0..100u64 {
+                for i in 0..25u64 {
                     let len = 10u64.pow(8 + ((c as u64 + i) % 8) as u32);
                     let head =
                         format!("POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
@@ -85,7 +92,7 @@ fn ten_thousand_huge_declared_bodies_leave_nothing_behind() {
         })
         .collect();
     let answered: usize = clients.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!(answered, 10_000, "every request got its 401 at once");
+    assert_eq!(answered, 500, "every request got its 401 at once");
     assert!(util::pid_alive(d.pid()));
     // RSS: +4 MiB in a release build (the benchmark); a debug build's
     // frames are larger, and glibc keeps the stacks of ended threads.
@@ -100,7 +107,7 @@ fn ten_thousand_huge_declared_bodies_leave_nothing_behind() {
 #[test]
 fn five_thousand_idle_connections_get_one_address_its_cap_and_no_more() {
     let d = start(&["--head-timeout", "120"]);
-    let _ = list_answers(&d, Duration::from_secs(5));
+    let _ = list_answers(&d, SERVED);
     let base = baseline(&d);
     let mut held = Vec::new();
     let mut most_threads = 0;
@@ -125,7 +132,7 @@ fn five_thousand_idle_connections_get_one_address_its_cap_and_no_more() {
     );
     let refused = metric(&d, "exeio_http_connections_refused_total");
     assert!(refused >= (5000 - cap) as f64, "refused {refused}");
-    let took = list_answers(&d, Duration::from_secs(2))
+    let took = list_answers(&d, SERVED)
         .unwrap_or_else(|e| panic!("GET /list from 127.0.0.1 during the flood: {e}"));
     println!("GET /list during 5,000 idle connections from 127.0.0.2: {took:?}");
     drop(held);
@@ -145,7 +152,7 @@ fn slowloris_heads_are_closed_within_the_head_timeout() {
     let request = b"GET /list HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut sent = 0;
     // One header byte every 250 ms to each; note when each connection closes.
-    while began.elapsed() < Duration::from_secs(10) && conns.iter().any(|c| c.1.is_none()) {
+    while began.elapsed() < Duration::from_secs(20) && conns.iter().any(|c| c.1.is_none()) {
         for (s, closed) in conns.iter_mut().filter(|c| c.1.is_none()) {
             let mut buf = [0u8; 512];
             let gone = match s.read(&mut buf) {
@@ -161,21 +168,19 @@ fn slowloris_heads_are_closed_within_the_head_timeout() {
         }
         sent += 1;
         if sent == 4 {
-            let took = list_answers(&d, Duration::from_secs(2))
+            let took = list_answers(&d, SERVED)
                 .unwrap_or_else(|e| panic!("GET /list during the slowloris: {e}"));
             println!("GET /list during 500 slowloris connections: {took:?}");
         }
         thread::sleep(Duration::from_millis(250));
     }
-    let late: Vec<Duration> = conns
-        .iter()
-        .map(|c| c.1.map_or(began.elapsed(), |t| t - began))
-        .filter(|t| *t > Duration::from_secs(2 + 3))
-        .collect();
-    assert!(
-        late.is_empty(),
-        "{} of {} slow connections outlived the 2 s head timeout (+3 s): {late:?}",
-        late.len(),
+    // Bytes kept coming: only the head timeout (a deadline for the whole
+    // head) closes them. How soon after 2 s is the bench's.
+    let open = conns.iter().filter(|c| c.1.is_none()).count();
+    assert_eq!(
+        open,
+        0,
+        "{open} of {} slow connections were still open after 20 s (head timeout 2 s)",
         conns.len()
     );
 }
@@ -192,7 +197,7 @@ fn clients_that_declare_a_body_and_send_nothing_hold_no_worker() {
         let _ = s.write_all(b"POST /add HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n");
         held.push(s);
     }
-    let took = list_answers(&d, Duration::from_secs(2))
+    let took = list_answers(&d, SERVED)
         .unwrap_or_else(|e| panic!("GET /list with 600 silent bodies pending: {e}"));
     println!("GET /list with 600 silent declared bodies: {took:?}");
     // Each of them got its answer at once.
@@ -318,8 +323,8 @@ fn readers_that_stop_reading_a_big_page_cost_little_and_time_out() {
         peak = peak.max(usage(d.pid()).rss_kib);
         thread::sleep(Duration::from_millis(50));
     }
-    let took = list_answers(&d, Duration::from_secs(2))
-        .unwrap_or_else(|e| panic!("GET /list while 4 readers stall: {e}"));
+    let took =
+        list_answers(&d, SERVED).unwrap_or_else(|e| panic!("GET /list while 4 readers stall: {e}"));
     println!(
         "GET /list while 4 readers stall on 60 MiB pages: {took:?}; peak RSS +{} KiB",
         peak - base.rss_kib
@@ -346,21 +351,20 @@ fn an_idle_kept_alive_connection_is_closed() {
     s.write_all(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let began = Instant::now();
     let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all); // the answer, then EOF when exeio closes
+    // The answer, then EOF when exeio closes (10 s without: an error).
+    let closed = s.read_to_end(&mut all);
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
-        began.elapsed() < Duration::from_secs(8),
-        "the idle connection stayed open {:?}",
-        began.elapsed()
+        closed.is_ok(),
+        "the idle connection stayed open: {closed:?}"
     );
 }
 
 /// Run exeio under a limit; drive it there with idle connections from
 /// several addresses (`reached` says when); release them; it must serve new
-/// connections again within 2 s, and have counted the failures.
+/// connections again (how soon is the bench's), and have counted the failures.
 fn recovers_after(d: &Daemon, conns: usize, reached: impl Fn(Usage) -> bool, counter: &str) {
     let mut held = Vec::new();
     for i in 0..conns {
@@ -380,11 +384,11 @@ fn recovers_after(d: &Daemon, conns: usize, reached: impl Fn(Usage) -> bool, cou
     drop(held);
     let began = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(2), || {
+        wait_until(SERVED, || {
             util::request(d.addr(), "GET", "/list", &[("exeio-api-key", "test")], None)
                 .is_ok_and(|r| r.status == 200)
         }),
-        "exeio did not serve again within 2 s of the load going"
+        "exeio did not serve again after the load went"
     );
     println!("served again {:?} after the load went", began.elapsed());
     assert!(metric(d, counter) > 0.0, "{counter} was not counted");

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -94,7 +94,7 @@ fn metrics_pass_promtool_and_counters_only_go_up() {
     ];
     let mut last = vec![0.0; series.len()];
     let began = Instant::now();
-    while began.elapsed() < Duration::from_secs(3) {
+    while last[0] < 3.0 && began.elapsed() < util::LONG {
         let text = d.get("/metrics").body;
         for (i, s) in series.iter().enumerate() {
             let v = sample(&text, s).unwrap_or_else(|| panic!("no {s}"));
@@ -363,8 +363,6 @@ fn a_reader_that_falls_behind_is_dropped_and_exeio_goes_on() {
         Some(0.0),
         "never dropped after {rounds} rounds of 40 restarts"
     );
-    let began = Instant::now();
     assert_eq!(d.get("/list").status, 200);
-    assert!(began.elapsed() < Duration::from_secs(2));
     drop(s);
 }

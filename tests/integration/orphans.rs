@@ -73,8 +73,13 @@ fn a_new_exeio_sweeps_what_a_killed_one_left() {
     );
     d.start_again();
     assert!(all_dead(&pids), "a new exeio did not sweep them: {pids:?}");
-    let log = std::fs::read_to_string(d.logs_dir().join("exeio.log")).unwrap();
-    assert!(log.contains("left by an earlier exeio"), "{log}");
+    // exeio.log is written by the logger thread: wait for the line.
+    let log = || std::fs::read_to_string(d.logs_dir().join("exeio.log")).unwrap_or_default();
+    assert!(
+        wait_until(util::SHORT, || log().contains("left by an earlier exeio")),
+        "{}",
+        log()
+    );
     // The saved process itself is back, in a clean cgroup.
     wait_status(&d, "left", "running", util::SHORT);
 }

@@ -2,7 +2,8 @@
 //! for a run under 10 s), max_restarts giving up, and manual commands during backoff.
 //!
 //! Only `max_restarts_gives_up_and_a_stop_in_backoff_is_final` waits a real backoff
-//! (about 22 s); every other test checks the decision without waiting it out.
+//! (2 s + a penalty cut to 1 s); every other test checks the decision (22 s)
+//! without waiting it out.
 
 use std::time::Instant;
 
@@ -118,19 +119,26 @@ fn policies_on_failure_and_never_decide_by_exit() {
 #[test]
 fn max_restarts_gives_up_and_a_stop_in_backoff_is_final() {
     let d = Daemon::start();
-    // b: stopped by hand while in backoff; its 22 s deadline passes before a gives up.
-    add_ok(&d, crashing("b", "echo run-b; exit 3"));
-    wait_log(&d, "b", "restarting in 22s", SHORT);
+    // The first delay as configured (2 s) and a rapid-exit penalty of 1 s:
+    // real deadlines, short ones.
+    let short = |id: &str, script: &str| {
+        let mut spec = crashing(id, script);
+        spec["rapid_exit_penalty_seconds"] = json!(1);
+        spec
+    };
+    // b: stopped by hand while in backoff; its 3 s deadline passes before a gives up.
+    add_ok(&d, short("b", "echo run-b; exit 3"));
+    wait_log(&d, "b", "restarting in 3s", SHORT);
     assert_eq!(d.post("/stop/b", "").status, 200);
     assert_eq!(state_of(&d, "b"), "manually_stopped");
 
-    let mut a = crashing("a", "echo run-a; exit 3");
+    let mut a = short("a", "echo run-a; exit 3");
     a["max_restarts"] = json!(1);
     add_ok(&d, a);
     wait_log(
         &d,
         "a",
-        "restarting in 22s after crash with exit code 3",
+        "restarting in 3s after crash with exit code 3",
         SHORT,
     );
     assert_eq!(state_of(&d, "a"), "backoff");
