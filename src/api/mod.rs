@@ -121,20 +121,39 @@ impl Service for Api {
             audited = true;
             Err(ApiError::Internal("the request handler failed".into()))
         });
-        match outcome {
-            Ok(Answer::Json(body)) => ex.respond(Response::json(200, body)),
-            Ok(Answer::Reply(r)) => ex.respond(r),
+        let response = match outcome {
+            Ok(Answer::Json(body)) => Some(Response::json(200, body)),
+            Ok(Answer::Reply(r)) => Some(r),
             Ok(Answer::Done(done)) => {
                 let status = match done.refused {
                     Some(_) => status_of(&ApiError::BadRequest(String::new())),
                     None => 200,
                 };
-                ex.respond(Response::json(status, self.done_body(done, shown)))
+                Some(Response::json(status, self.done_body(done, shown)))
             }
-            Ok(Answer::Streamed) => {}
-            Err(e) => ex.respond(error_response(&e)),
+            Ok(Answer::Streamed) => None,
+            Err(e) => Some(error_response(&e)),
+        };
+        // The audit line is queued before the reply is sent: a client that
+        // has its answer finds its line ahead of any later request's.
+        let status = response.as_ref().map_or_else(|| ex.status(), |r| r.status);
+        self.count_and_audit(ex, status, name.as_deref(), audited, started);
+        if let Some(r) = response {
+            ex.respond(r);
         }
-        let status = ex.status();
+    }
+}
+
+impl Api {
+    /// Count the reply's status and write its audit line, if it has one.
+    fn count_and_audit(
+        &self,
+        ex: &Exchange<'_>,
+        status: u16,
+        name: Option<&str>,
+        audited: bool,
+        started: Instant,
+    ) {
         self.counts.count(status);
         let keyless =
             matches!(auth::presented(|n| ex.header(n)), auth::Presented::Nothing) && name.is_none();
@@ -154,19 +173,9 @@ impl Service for Api {
                 self.audit(ex.peer(), None, ex, status, started.elapsed(), &more);
             }
         } else if audited || matches!(status, 401 | 403 | 429) {
-            self.audit(
-                ex.peer(),
-                name.as_deref(),
-                ex,
-                status,
-                started.elapsed(),
-                "",
-            );
+            self.audit(ex.peer(), name, ex, status, started.elapsed(), "");
         }
     }
-}
-
-impl Api {
     fn handle(
         &self,
         ex: &mut Exchange<'_>,
