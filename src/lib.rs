@@ -66,6 +66,7 @@ pub mod spec;
 pub mod store;
 pub mod supervisor;
 pub mod sys;
+pub mod threads;
 pub mod timefmt;
 pub mod users;
 pub mod view;

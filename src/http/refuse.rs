@@ -39,7 +39,7 @@ pub fn refusal() -> Vec<u8> {
 /// 503 is written first; `false` for TLS, where only the linger applies).
 pub fn start() -> io::Result<Sender<(TcpStream, bool)>> {
     let (tx, rx) = bounded(MAX_LINGERING);
-    spawn_thread("http-refuse", 64 * 1024, move || run(rx))?;
+    crate::threads::spawn_detached("http-refuse", 64 * 1024, move || run(rx))?;
     Ok(tx)
 }
 
@@ -121,18 +121,6 @@ fn add(socks: &mut VecDeque<Lingering>, (sock, plain): (TcpStream, bool), canned
         until: Instant::now() + LINGER,
         budget: BUDGET,
     });
-}
-
-/// A detached, named thread with a small explicit stack.
-fn spawn_thread<F>(name: &str, stack: usize, f: F) -> std::io::Result<()>
-where
-    F: FnOnce() + Send + 'static,
-{
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .stack_size(stack)
-        .spawn(f)
-        .map(drop)
 }
 
 #[cfg(test)]

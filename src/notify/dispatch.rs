@@ -55,7 +55,7 @@ pub fn start(
     let (done_tx, done_rx) = bounded::<Outcome>(IN_FLIGHT);
     for i in 0..SENDERS {
         let (jobs, done) = (jobs_rx.clone(), done_tx.clone());
-        spawn_thread(&format!("notify-send-{i}"), SENDER_STACK, move || {
+        crate::threads::spawn_detached(&format!("notify-send-{i}"), SENDER_STACK, move || {
             for job in jobs.iter() {
                 if done.send(send::attempt(&job)).is_err() {
                     return;
@@ -75,7 +75,7 @@ pub fn start(
         rng: u64::from_le_bytes(seed) | 1,
     };
     d.reload();
-    spawn_thread("notify", DISPATCHER_STACK, move || d.run(notices, done_rx))
+    crate::threads::spawn_detached("notify", DISPATCHER_STACK, move || d.run(notices, done_rx))
 }
 
 impl Dispatcher {
@@ -328,16 +328,4 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// A detached, named thread with a small explicit stack.
-fn spawn_thread<F>(name: &str, stack: usize, f: F) -> std::io::Result<()>
-where
-    F: FnOnce() + Send + 'static,
-{
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .stack_size(stack)
-        .spawn(f)
-        .map(drop)
 }
