@@ -5,9 +5,9 @@
 //! run record that failed, timed out or could not start),
 //! `process.restart_storm` (`notify::StormWatch`), `process.oom` (the
 //! lifecycle stops a run over its limit, or the kernel's OOM killer killed
-//! a process of its cgroup). `alert` is the one way out, never blocking:
-//! the health checks and deploys send `process.unhealthy` and
-//! `deploy.failed` through it too.
+//! a process of its cgroup), `process.unhealthy` (sent by `health.rs` when
+//! a process turns unhealthy). `alert` is the one way out, never blocking;
+//! deploys will send `deploy.failed` through it too.
 //!
 //! Memory: each running process with `max_memory_bytes` has a sampling
 //! deadline every `SAMPLE_EVERY`, which the loop sleeps until like any

@@ -118,5 +118,14 @@ impl Supervisor {
             "at": rfc3339(now.wall),
         });
         self.emit("health", id, data);
+        if after == Health::Unhealthy {
+            let why = message.unwrap_or_else(|| "its health check failed".into());
+            self.alert(
+                crate::notify::Kind::Unhealthy,
+                id,
+                format!("process '{id}' is unhealthy: {why}"),
+                json!({"from": before.name(), "message": why}),
+            );
+        }
     }
 }

@@ -400,3 +400,55 @@ fn bad_lists_change_nothing_and_only_admins_manage_targets() {
     );
     assert_eq!(r.status, 403);
 }
+
+#[test]
+fn a_process_that_turns_unhealthy_is_sent_once() {
+    let d = Daemon::start();
+    let out = d.tmp().join("alerts");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = format!(
+        "cat > {dir}/$EXEIO_ID.$EXEIO_EVENT.json",
+        dir = out.display()
+    );
+    put_ok(
+        &d,
+        &json!([{"name": "page", "command": ["sh", "-c", script],
+                 "events": ["process.unhealthy"]}]),
+    );
+    // healthy while the file exists; never restarted, so it stays unhealthy
+    let flag = d.tmp().join("ok");
+    std::fs::write(&flag, "").unwrap();
+    add_ok(
+        &d,
+        json!({"id": "api", "command": "sleep", "args": ["1000"], "restart_policy": "never",
+               "health": {"exec": ["test", "-e", flag.to_str().unwrap()],
+                          "period_seconds": 1, "failure_threshold": 1}}),
+    );
+    assert!(
+        wait_until(
+            Duration::from_secs(20),
+            || d.get("/status/api").json()["process"]["health"] == "healthy"
+        ),
+        "{}",
+        d.get("/status/api").json()
+    );
+    let file = out.join("api.process.unhealthy.json");
+    assert!(!file.exists(), "nothing sent while healthy");
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some()),
+        "no process.unhealthy from the command target"
+    );
+    let body: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(body["type"], "process.unhealthy", "{body}");
+    assert_eq!(body["data"]["id"], "api", "{body}");
+    assert_eq!(body["data"]["details"]["from"], "healthy", "{body}");
+    assert!(wait_until(Duration::from_secs(10), || counted(
+        &d,
+        "page",
+        "delivered"
+    ) == 1));
+}
