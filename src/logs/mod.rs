@@ -26,24 +26,25 @@
 //! file data.
 //!
 //! Here: `LogConfig`, `Page`, `LogFile` (the whole public API) and its locked
-//! `Inner` state. Inside: `pump` (`Stream`, `Pump`: output bytes -> lines),
-//! `writer` (appending under the lock, rotation, write errors), `reader`
-//! (counting lines, paging backwards), `follow` (`Follower`), `scan` (newline
-//! search a word at a time). Callers use only the re-exports below.
+//! `Inner` state. Inside: `owner` (the queue of operations and its one
+//! writer), `page` (pages, `follow_tail`, line counts), `pump` (`Stream`,
+//! `Pump`: output bytes -> lines), `writer` (appending under the lock,
+//! rotation, write errors), `reader` (counting lines, paging backwards),
+//! `follow` (`Follower`), `scan` (newline search a word at a time). Callers
+//! use only the re-exports below.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
 
 use crossbeam_channel::Sender;
 
-use crate::timefmt::{log_stamp, unix_secs};
-
 mod follow;
 mod lines;
+mod owner;
+mod page;
 mod pump;
 mod reader;
 mod scan;
@@ -54,8 +55,6 @@ mod writer;
 pub use follow::Follower;
 pub use lines::{LineHook, LineWatch};
 pub use pump::{Pump, Stream};
-
-use reader::{count_lines, read_back};
 
 /// Longest line written (longer ones are split), write batch and read block.
 const CHUNK: usize = 64 * 1024;
@@ -219,352 +218,6 @@ impl LogFile {
         &self.path
     }
 
-    /// Queue an operation for this log's one writer, in order. Never waits
-    /// on the file: the caller only learns whom to wake.
-    pub fn post(&self, op: Op) -> Post {
-        let mut q = lock(&self.queue);
-        q.ops.push(op);
-        match &q.writer {
-            Some(w) => Post::Wake(w.clone()),
-            None if q.drain_scheduled => Post::Nothing,
-            None => {
-                q.drain_scheduled = true;
-                Post::Drain
-            }
-        }
-    }
-
-    /// Make a child's thread (woken by `waker`) this log's only writer,
-    /// until it calls `detach`. Called by the supervisor when it spawns the
-    /// child, before it queues the run's first line.
-    pub fn attach(&self, waker: Waker) {
-        lock(&self.queue).writer = Some(waker);
-    }
-
-    /// The child's thread gives the log back to the logger thread, after
-    /// it has written what is queued (its exit line last).
-    pub fn detach(&self) {
-        let mut q = lock(&self.queue);
-        q.writer = None;
-        let ops = std::mem::take(&mut q.ops);
-        let g = self.lock();
-        drop(q);
-        self.run(g, ops);
-    }
-
-    /// The supervisor gives back a log whose child's thread never started;
-    /// what is queued is the logger thread's to write (`Post::Drain`).
-    pub fn release(&self) -> Post {
-        let mut q = lock(&self.queue);
-        q.writer = None;
-        if q.ops.is_empty() || q.drain_scheduled {
-            return Post::Nothing;
-        }
-        q.drain_scheduled = true;
-        Post::Drain
-    }
-
-    /// Carry out the queued operations, in order: called by the log's
-    /// owner (its child's thread while attached; tests).
-    pub fn drain(&self) {
-        let mut q = lock(&self.queue);
-        q.drain_scheduled = false;
-        if q.ops.is_empty() {
-            return;
-        }
-        let ops = std::mem::take(&mut q.ops);
-        let g = self.lock();
-        drop(q);
-        self.run(g, ops);
-    }
-
-    /// A run's start, on its child's thread before it reads any output:
-    /// write what is queued up to its `Op::Started` line.
-    pub fn drain_through_start(&self) {
-        let q = &mut *lock(&self.queue);
-        let n = q
-            .ops
-            .iter()
-            .position(|op| matches!(op, Op::Started(_)))
-            .map_or(q.ops.len(), |i| i + 1);
-        let ops: Vec<Op> = q.ops.drain(..n).collect();
-        let g = self.lock();
-        self.run(g, ops);
-    }
-
-    /// The logger thread's drain: nothing while a child's thread owns the
-    /// log (what is queued is that thread's to write).
-    pub fn drain_unowned(&self) {
-        let mut q = lock(&self.queue);
-        q.drain_scheduled = false;
-        if q.writer.is_some() || q.ops.is_empty() {
-            return;
-        }
-        let ops = std::mem::take(&mut q.ops);
-        let g = self.lock();
-        drop(q);
-        self.run(g, ops);
-    }
-
-    /// The logger thread's `retry`: a log a child's thread owns is only
-    /// woken (its thread retries). True while lines are held back.
-    pub fn retry_unowned(&self) -> bool {
-        let q = lock(&self.queue);
-        if let Some(wake) = &q.writer {
-            wake();
-            return true;
-        }
-        let mut g = self.lock();
-        drop(q);
-        if !g.pending.is_empty() {
-            g.write_through(&self.path, &[]);
-            self.publish_health(&g);
-        }
-        !g.pending.is_empty()
-    }
-
-    fn run(&self, mut g: MutexGuard<'_, Inner>, ops: Vec<Op>) {
-        for op in ops {
-            match op {
-                Op::Line(msg) | Op::Started(msg) => g.write_through(&self.path, &system_line(&msg)),
-                Op::Raw(text) => g.write_through(&self.path, &raw_line(&text)),
-                Op::Clear(reply) => {
-                    let _ = reply.send(g.clear(&self.path));
-                }
-                Op::Reopen => g.reopen(),
-                Op::Configure(cfg) => {
-                    if cfg.backups != g.cfg.backups {
-                        g.counts.clear(); // the backups counted change
-                        g.counting = None;
-                    }
-                    g.cfg = cfg;
-                }
-            }
-        }
-        self.publish_health(&g);
-    }
-
-    /// Write what failed to be written before, if anything; true while
-    /// some of it still cannot be written. Called by the log's owner.
-    pub fn retry(&self) -> bool {
-        let mut g = self.lock();
-        if !g.pending.is_empty() {
-            g.write_through(&self.path, &[]);
-            self.publish_health(&g);
-        }
-        !g.pending.is_empty()
-    }
-
-    /// Append `[ts] SYSTEM: msg` now (tests, and writers that own the log).
-    pub fn system(&self, msg: &str) {
-        let mut g = self.lock();
-        g.write_through(&self.path, &system_line(msg));
-        self.publish_health(&g);
-    }
-
-    /// Append whole, formatted lines; rotation happens between them.
-    pub fn write_lines(&self, formatted: &[u8]) {
-        let mut g = self.lock();
-        g.write_through(&self.path, formatted);
-        self.publish_health(&g);
-    }
-
-    fn publish_health(&self, g: &Inner) {
-        let now = g.error.as_ref().map(|e| match e {
-            LogError::Write(m) | LogError::Rotate(m) => m,
-        });
-        let mut h = lock(&self.health);
-        if h.as_ref() != now {
-            *h = now.cloned();
-        }
-    }
-
-    /// The last write error, if writes are failing. Quick: never waits for
-    /// a write in progress.
-    pub fn last_error(&self) -> Option<String> {
-        lock(&self.health).clone()
-    }
-
-    /// Page `page` (from 1) of `page_size` lines that pass `filter`, newest
-    /// first, through the backups: `total` gets the line count of the log
-    /// (all streams) before `line` gets the first line. Streams: the lines
-    /// are handed over as they are read, never held all at once.
-    pub fn page(
-        &self,
-        page: usize,
-        page_size: usize,
-        filter: Filter,
-        total: impl FnOnce(u64) -> io::Result<()>,
-        line: impl FnMut(&[u8]) -> io::Result<()>,
-    ) -> io::Result<()> {
-        self.page_upto(page, page_size, filter, None, total, line)
-    }
-
-    /// A follower from the end of the log, and the `n` lines before it
-    /// (oldest first): `tail -f`, with no line lost or repeated between.
-    pub fn follow_tail(
-        self: &Arc<Self>,
-        n: usize,
-        filter: Filter,
-    ) -> io::Result<(Vec<Vec<u8>>, Follower)> {
-        let follower = Follower::new(self);
-        let upto = follower.position();
-        let mut lines = Vec::new();
-        if n > 0 {
-            self.page_upto(
-                1,
-                n,
-                filter,
-                upto,
-                |_| Ok(()),
-                |l| {
-                    lines.push(l.to_vec());
-                    Ok(())
-                },
-            )?;
-        }
-        lines.reverse();
-        Ok((lines, follower))
-    }
-
-    fn page_upto(
-        &self,
-        page: usize,
-        page_size: usize,
-        filter: Filter,
-        upto: Option<u64>,
-        total: impl FnOnce(u64) -> io::Result<()>,
-        mut line: impl FnMut(&[u8]) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let skip = (page.max(1) - 1).saturating_mul(page_size) as u64;
-        let (files, mut skip, total_lines) = self.page_files(skip, page_size, filter, upto)?;
-        total(total_lines)?;
-        let mut left = page_size;
-        for (f, size) in files {
-            if left == 0 {
-                break;
-            }
-            read_back(&f, size, &mut skip, &mut left, filter, &mut line)?;
-        }
-        Ok(())
-    }
-
-    /// The files a page is read from, newest first, with their sizes; the
-    /// lines still to skip in them; and the log's line count. Unfiltered,
-    /// whole files are skipped by their counts; filtered, skipping counts
-    /// matching lines as they are read.
-    fn page_files(
-        &self,
-        mut skip: u64,
-        page_size: usize,
-        filter: Filter,
-        upto: Option<u64>,
-    ) -> io::Result<PageFiles> {
-        self.count()?;
-        let g = self.lock();
-        let mut need = page_size as u64;
-        let mut skipping = skip;
-        let mut files = Vec::new();
-        for (k, &n) in g.counts.iter().enumerate() {
-            if filter == Filter::All {
-                if need == 0 {
-                    break;
-                }
-                if files.is_empty() && n <= skipping {
-                    skipping -= n;
-                    continue;
-                }
-            }
-            let f = match (k, &g.file) {
-                (0, Some(f)) => f.try_clone()?,
-                _ => match File::open(backup(&self.path, k)) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                },
-            };
-            let size = if k == 0 && g.file.is_some() {
-                upto.map_or(g.size, |u| u.min(g.size))
-            } else {
-                f.metadata()?.len()
-            };
-            if filter == Filter::All {
-                need = need.saturating_sub(n.saturating_sub(skipping));
-                if files.is_empty() {
-                    skip = skipping;
-                }
-                skipping = 0;
-            }
-            files.push((f, size));
-        }
-        Ok((files, skip, g.counts.iter().sum()))
-    }
-
-    /// A page as strings (tests and small callers).
-    pub fn page_lines(&self, page: usize, page_size: usize) -> io::Result<(u64, Vec<String>)> {
-        let mut total = 0;
-        let mut lines = Vec::new();
-        self.page(
-            page,
-            page_size,
-            Filter::All,
-            |t| {
-                total = t;
-                Ok(())
-            },
-            |l| {
-                lines.push(String::from_utf8_lossy(l).into_owned());
-                Ok(())
-            },
-        )?;
-        Ok((total, lines))
-    }
-
-    pub fn total_lines(&self) -> u64 {
-        let _ = self.count();
-        self.lock().counts.iter().sum()
-    }
-
-    /// Make sure the line counts are known. Counting reads the whole files,
-    /// so it runs without the write lock: writes meanwhile are added after.
-    fn count(&self) -> io::Result<()> {
-        for _ in 0..3 {
-            let (snapshot, epoch) = {
-                let mut g = self.lock();
-                g.open(&self.path)?;
-                if !g.counts.is_empty() {
-                    return Ok(());
-                }
-                g.counting = Some(0);
-                let current = g.file.as_ref().expect("opened").try_clone()?;
-                let mut files = vec![Some((current, g.size))];
-                for k in 1..=g.cfg.backups as usize {
-                    files.push(
-                        File::open(backup(&self.path, k))
-                            .ok()
-                            .map(|f| (f, u64::MAX)),
-                    );
-                }
-                (files, (g.rotations, g.truncations, g.ident))
-            };
-            let mut counts = Vec::with_capacity(snapshot.len());
-            for f in &snapshot {
-                counts.push(match f {
-                    Some((f, limit)) => count_lines(f, *limit)?,
-                    None => 0,
-                });
-            }
-            let mut g = self.lock();
-            if (g.rotations, g.truncations, g.ident) == epoch && g.counts.is_empty() {
-                counts[0] += g.counting.take().unwrap_or(0);
-                g.counts = counts;
-                return Ok(());
-            }
-            g.counting = None; // the files changed under us: count again
-        }
-        Ok(())
-    }
-
     /// A cursor at the current end of the log.
     pub fn follow(self: &Arc<Self>) -> Follower {
         Follower::new(self)
@@ -577,18 +230,6 @@ impl LogFile {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn system_line(msg: &str) -> Vec<u8> {
-    raw_line(&format!("SYSTEM: {msg}"))
-}
-
-fn raw_line(text: &str) -> Vec<u8> {
-    let mut line = log_stamp(unix_secs(SystemTime::now())).to_vec();
-    line.push(b' ');
-    line.extend_from_slice(text.replace(['\r', '\n'], " ").as_bytes());
-    line.push(b'\n');
-    line
 }
 
 impl Inner {
