@@ -224,7 +224,7 @@ fn owner_tls(
         let t0 = Instant::now();
         let mut kept = Some(kept);
         let (mut kept_lat, mut kept_failed) = (Vec::new(), 0);
-        let mut first_error = None;
+        let mut failures = Vec::new();
         let fresh = sample_with(every, || {
             if t0.elapsed() > OWNER_GIVE_UP {
                 return Err("not tried: too late".into());
@@ -244,15 +244,21 @@ fn owner_tls(
                 }
                 Err(e) => {
                     kept_failed += 1;
-                    first_error.get_or_insert(format!("kept-alive: {e}"));
+                    failures.push(format!(
+                        "{:.2} s, kept-alive: {e}",
+                        t0.elapsed().as_secs_f64()
+                    ));
                 }
             }
             answered.inspect_err(|e| {
-                first_error.get_or_insert(format!("new conn: {e}"));
+                failures.push(format!(
+                    "{:.2} s, new conn: {e}",
+                    t0.elapsed().as_secs_f64()
+                ));
             })
         });
-        if let Some(e) = first_error {
-            eprintln!("bench: edge over TLS, the owner's first failure: {e}");
+        for e in failures.iter().take(3) {
+            eprintln!("bench: edge over TLS, the owner failed at {e}");
         }
         (fresh, (kept_lat, kept_failed))
     })
