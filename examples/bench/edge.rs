@@ -28,6 +28,7 @@ pub fn edge(bin: &Path, opts: &Options) -> Result<Vec<Metric>, String> {
     raise_fd_limit();
     let mut out = Vec::new();
     out.extend(crate::edge_owner::owner_cases(bin)?);
+    out.extend(crate::edge_tls::tls_cases(bin)?);
     out.extend(flood(bin, opts.edge_requests)?);
     out.extend(idle_conns(bin, opts.edge_conns)?);
     out.extend(slowloris(bin)?);

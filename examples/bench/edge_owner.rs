@@ -32,18 +32,29 @@ pub fn owner_cases(bin: &Path) -> Result<Vec<Metric>, String> {
 
 /// `SAMPLES` owner requests, one every 20 ms: (latencies, failures).
 fn sample_owner(addr: SocketAddr) -> (Vec<f64>, u64) {
+    sample_with(Duration::from_millis(20), || {
+        fresh_get_ms(addr, KEY, "/list").map(|l| l.0)
+    })
+}
+
+/// `SAMPLES` times `request` (ms, or an error), `every` apart:
+/// (latencies, failures).
+pub fn sample_with(
+    every: Duration,
+    mut request: impl FnMut() -> Result<f64, String>,
+) -> (Vec<f64>, u64) {
     let (mut lat, mut failed) = (Vec::new(), 0);
     for _ in 0..SAMPLES {
-        match fresh_get_ms(addr, KEY, "/list") {
-            Ok((ms, _)) => lat.push(ms),
+        match request() {
+            Ok(ms) => lat.push(ms),
             Err(_) => failed += 1,
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(every);
     }
     (lat, failed)
 }
 
-fn owner_metrics(tag: &str, lat: &[f64], failed: u64) -> Vec<Metric> {
+pub fn owner_metrics(tag: &str, lat: &[f64], failed: u64) -> Vec<Metric> {
     vec![
         metric(
             name(format!("owner GET /list p50 ({tag})")),
@@ -67,7 +78,7 @@ fn owner_metrics(tag: &str, lat: &[f64], failed: u64) -> Vec<Metric> {
 }
 
 /// Threads, fds and RSS back within 15 s of the attack's end.
-fn settle_metrics(tag: &str, ex: &Exeio, base: &crate::exeio::Footprint) -> Vec<Metric> {
+pub fn settle_metrics(tag: &str, ex: &Exeio, base: &crate::exeio::Footprint) -> Vec<Metric> {
     let (end, after) = ex
         .settle(base, 4, Duration::from_secs(15))
         .unwrap_or((*base, Duration::from_secs(15)));

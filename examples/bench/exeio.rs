@@ -185,6 +185,7 @@ impl Exeio {
         };
         me.addr = line
             .strip_prefix("exeio listening on http://")
+            .or_else(|| line.strip_prefix("exeio listening on https://"))
             .and_then(|a| a.trim().parse().ok())
             .ok_or_else(|| format!("unexpected first line from exeio: {line:?}"))?;
         Ok(me)

@@ -69,50 +69,7 @@ impl Conn {
         let reader = self.stream.as_mut().expect("connected above");
         reader.get_mut().write_all(&self.request)?;
 
-        self.line.clear();
-        if reader.read_line(&mut self.line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        let status: u16 = self
-            .line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line {:?}", self.line)))?;
-        let (mut length, mut chunked, mut close) = (None, false, false);
-        loop {
-            self.line.clear();
-            if reader.read_line(&mut self.line)? == 0 {
-                return Err(bad("connection closed in the headers".into()));
-            }
-            let h = self.line.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = h.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.parse::<usize>().ok();
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.eq_ignore_ascii_case("chunked");
-                } else if name.eq_ignore_ascii_case("connection") {
-                    close = value.eq_ignore_ascii_case("close");
-                }
-            }
-        }
-        out.clear();
-        if chunked {
-            read_chunked(reader, out, &mut self.line)?;
-        } else if let Some(n) = length {
-            out.resize(n, 0);
-            reader.read_exact(out)?;
-        } else {
-            reader.read_to_end(out)?;
-            close = true;
-        }
+        let (status, close) = read_response(reader, &mut self.line, out)?;
         if close {
             self.stream = None;
         }
@@ -228,6 +185,59 @@ pub fn read_status(s: &mut TcpStream, timeout: Duration) -> Option<u16> {
     }
     let line = std::str::from_utf8(&buf[..have]).ok()?;
     line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+}
+
+/// One response off `r`, its body into `out` (cleared first): (status,
+/// whether the server closes the connection after it).
+pub fn read_response(
+    r: &mut impl BufRead,
+    line: &mut String,
+    out: &mut Vec<u8>,
+) -> io::Result<(u16, bool)> {
+    line.clear();
+    if r.read_line(line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    loop {
+        line.clear();
+        if r.read_line(line)? == 0 {
+            return Err(bad("connection closed in the headers".into()));
+        }
+        let h = line.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+    }
+    out.clear();
+    if chunked {
+        read_chunked(r, out, line)?;
+    } else if let Some(n) = length {
+        out.resize(n, 0);
+        r.read_exact(out)?;
+    } else {
+        r.read_to_end(out)?;
+        close = true;
+    }
+    Ok((status, close))
 }
 
 fn read_chunked(r: &mut impl BufRead, out: &mut Vec<u8>, line: &mut String) -> io::Result<()> {

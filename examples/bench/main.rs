@@ -13,7 +13,8 @@
 //! periodic, events, thousand, edge, cron, cli, health, order, notify. The
 //! families live in `workloads.rs` (one process at a time), `logs.rs`,
 //! `observe.rs` (events, metrics), `scale.rs` (a thousand processes, the
-//! command-line client), `edge.rs` (clients without a key, slow or hostile),
+//! command-line client), `edge.rs` (clients without a key, slow or hostile;
+//! `edge_owner.rs` the owner's view, `edge_tls.rs` the same over TLS),
 //! `jobs.rs` (cron), `health.rs` (probes), `order.rs` (a chain of services
 //! started and stopped in order) and `notify.rs` (notifications).
 //! Each run of a workload gets a fresh exeio with its own temporary dirs
@@ -23,6 +24,7 @@
 
 mod edge;
 mod edge_owner;
+mod edge_tls;
 mod exeio;
 mod health;
 mod http;
