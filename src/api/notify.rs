@@ -24,7 +24,7 @@ pub fn list(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiErro
 /// in this reply only.
 pub fn put(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiError> {
     let body = api.body(ex)?;
-    let made = api.notify.hub.replace(&body).map_err(|e| match e {
+    let made = api.notify.replace(&body).map_err(|e| match e {
         Replace::Invalid(f) => ApiError::Invalid(f),
         Replace::Save(m) => ApiError::Internal(m),
     })?;

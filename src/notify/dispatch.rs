@@ -74,8 +74,10 @@ pub fn start(
         in_flight: 0,
         rng: u64::from_le_bytes(seed) | 1,
     };
-    d.reload();
-    crate::threads::spawn_detached("notify", DISPATCHER_STACK, move || d.run(notices, done_rx))
+    crate::threads::spawn_detached("notify", DISPATCHER_STACK, move || {
+        d.reload();
+        d.run(notices, done_rx)
+    })
 }
 
 impl Dispatcher {

@@ -15,6 +15,12 @@
 //! attempts (`plan.rs`, pure), and hands due attempts to a small pool of
 //! sender threads (`send.rs`). Targets live in `Hub`, shared with the HTTP
 //! threads (`GET`/`PUT /notify`) and saved in `<config-dir>/notify.json`.
+//!
+//! The dispatcher and its senders start only once they have work: at boot
+//! if there are targets or queued notifications, else at the first
+//! `PUT /notify` (or notice) that finds a target. Until then a notice is
+//! dropped, as the dispatcher would drop it with no target to route it to;
+//! once started they run until exeio exits.
 
 mod dispatch;
 mod outbox;
@@ -25,7 +31,7 @@ pub mod targets;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
@@ -164,6 +170,14 @@ pub struct Hub {
 pub const RESULTS: [&str; 3] = ["delivered", "failed", "dropped"];
 
 impl Hub {
+    fn has_targets(&self) -> bool {
+        !self
+            .targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     pub fn targets(&self) -> Vec<Target> {
         self.targets
             .lock()
@@ -233,21 +247,76 @@ pub enum Replace {
     Save(String),
 }
 
+/// The dispatcher and its senders, started on first need.
+struct Threads {
+    /// The dispatcher's queue, once it runs.
+    tx: OnceLock<Sender<Notice>>,
+    /// Held while starting, so the threads start once.
+    starting: Mutex<()>,
+    queue: PathBuf,
+    logger: Logger,
+}
+
+impl Threads {
+    /// The dispatcher's queue, starting the threads if they are not running.
+    fn start(&self, hub: &Arc<Hub>) -> Result<&Sender<Notice>, String> {
+        if let Some(tx) = self.tx.get() {
+            return Ok(tx);
+        }
+        let _once = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = self.tx.get() {
+            return Ok(tx);
+        }
+        let (tx, rx) = bounded(QUEUE);
+        dispatch::start(hub.clone(), self.queue.clone(), rx, self.logger.clone())
+            .map_err(|e| format!("cannot start the notification threads: {e}"))?;
+        Ok(self.tx.get_or_init(|| tx))
+    }
+}
+
 /// The sending end: the supervisor's and the HTTP threads'. Never blocks.
 #[derive(Clone)]
 pub struct Notifier {
-    tx: Sender<Notice>,
+    threads: Arc<Threads>,
     pub hub: Arc<Hub>,
 }
 
 impl Notifier {
     pub fn send(&self, notice: Notice) {
-        match self.tx.try_send(notice) {
+        let tx = match self.threads.tx.get() {
+            Some(tx) => tx,
+            // Not running: no target was ever configured, so no target
+            // wants it (the dispatcher would route it to none).
+            None if !self.hub.has_targets() => return,
+            // A target has just been configured and its PUT is starting
+            // the threads (or failed to): start them here, or lose it.
+            None => match self.threads.start(&self.hub) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    self.hub.lost.fetch_add(1, Ordering::Relaxed);
+                    self.threads.logger.supervisor(format!("notify: {e}"));
+                    return;
+                }
+            },
+        };
+        match tx.try_send(notice) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.hub.lost.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// `PUT /notify`: `Hub::replace`, then start the threads if there is
+    /// now a target.
+    pub fn replace(&self, body: &[u8]) -> Result<Vec<(String, String)>, Replace> {
+        let made = self.hub.replace(body)?;
+        if self.hub.has_targets() {
+            self.threads
+                .start(&self.hub)
+                .map_err(|e| Replace::Save(format!("the targets were saved, but {e}")))?;
+        }
+        Ok(made)
     }
 
     /// `POST /notify/test/{name}`: false if there is no such target.
@@ -275,9 +344,10 @@ pub struct Places {
     pub queue: PathBuf,
 }
 
-/// Load the targets and the outbox, and start the dispatcher and its
-/// senders (daemon start-up only). A `notify.json` that does not parse
-/// stops the start.
+/// Load the targets, and start the dispatcher and its senders if there
+/// are targets or queued notifications (daemon start-up only; else the
+/// first target starts them). A `notify.json` that does not parse stops
+/// the start.
 pub fn start(places: Places, logger: Logger) -> Result<Notifier, String> {
     let targets = targets::load(&places.config)?;
     let hub = Arc::new(Hub {
@@ -287,10 +357,17 @@ pub fn start(places: Places, logger: Logger) -> Result<Notifier, String> {
         lost: AtomicU64::new(0),
         host: hostname(),
     });
-    let (tx, rx) = bounded(QUEUE);
-    dispatch::start(hub.clone(), places.queue, rx, logger)
-        .map_err(|e| format!("cannot start the notification threads: {e}"))?;
-    Ok(Notifier { tx, hub })
+    let needed = hub.has_targets() || outbox::holds_any(&places.queue);
+    let threads = Arc::new(Threads {
+        tx: OnceLock::new(),
+        starting: Mutex::new(()),
+        queue: places.queue,
+        logger,
+    });
+    if needed {
+        threads.start(&hub)?;
+    }
+    Ok(Notifier { threads, hub })
 }
 
 fn hostname() -> String {

@@ -122,6 +122,17 @@ impl Outbox {
     }
 }
 
+/// Whether `dir` holds anything queued (a file under a target's
+/// directory): cheap, for deciding at start-up whether the dispatcher is
+/// needed.
+pub fn holds_any(dir: &Path) -> bool {
+    let Ok(dirs) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    dirs.flatten()
+        .any(|d| std::fs::read_dir(d.path()).is_ok_and(|mut files| files.next().is_some()))
+}
+
 fn is_item(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "json")
         && p.file_name()

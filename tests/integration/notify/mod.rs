@@ -452,3 +452,68 @@ fn a_process_that_turns_unhealthy_is_sent_once() {
         "delivered"
     ) == 1));
 }
+
+/// The names of the daemon's notification threads (`notify`,
+/// `notify-send-N`), sorted.
+fn notify_threads(d: &Daemon) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("notify"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_notification_threads_start_with_the_first_target() {
+    let mut d = Daemon::start();
+    let running = ["notify", "notify-send-0", "notify-send-1"];
+    // no target: no threads, and a process that cannot start goes unreported
+    let (status, _) = crate::util::add(&d, json!({"id": "bad", "command": "/nonexistent/x"}));
+    assert_eq!(status, 400);
+    assert_eq!(d.post("/notify/test/ops", "").status, 404);
+    assert_eq!(put_ok(&d, &json!([]))["targets"], json!([]));
+    assert!(notify_threads(&d).is_empty(), "{:?}", notify_threads(&d));
+    // the first target starts them, and is sent to
+    let out = d.tmp().join("test.json");
+    put_ok(
+        &d,
+        &json!([{"name": "ops", "command": ["sh", "-c", format!("cat > {}", out.display())]}]),
+    );
+    assert_eq!(notify_threads(&d), running);
+    assert_eq!(d.post("/notify/test/ops", "").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || counted(
+        &d,
+        "ops",
+        "delivered"
+    ) == 1));
+    let body: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(body["type"], "test");
+    assert_eq!(d.get("/notify").json()["targets"][0]["name"], "ops");
+    // a notification queued on disk starts them at boot without a target
+    let port = free_port();
+    put_ok(
+        &d,
+        &json!([{"name": "later", "webhook": format!("http://127.0.0.1:{port}/x")}]),
+    );
+    assert_eq!(d.post("/notify/test/later", "").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || counted(
+        &d, "later", "failed"
+    ) == 1));
+    put_ok(&d, &json!([]));
+    let queue = d.data_dir().join("notify-queue").join("later");
+    let queued = || std::fs::read_dir(&queue).map_or(0, |r| r.count());
+    assert_eq!(queued(), 1);
+    d.kill9();
+    d.start_again();
+    assert_eq!(notify_threads(&d), running);
+    // ... which drops it, its target being gone (as before)
+    assert!(wait_until(Duration::from_secs(10), || queued() == 0));
+    // no target and an empty outbox: none at boot
+    d.kill9();
+    d.start_again();
+    assert!(notify_threads(&d).is_empty(), "{:?}", notify_threads(&d));
+}
