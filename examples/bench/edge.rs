@@ -368,30 +368,13 @@ fn slowloris(bin: &Path) -> Result<Vec<Metric>, String> {
         let due = t0.elapsed().as_secs() as usize + 1;
         while sent < due {
             let byte = [*head.get(sent).unwrap_or(&b'a')];
-            for (s, at, gone) in socks.iter_mut().filter(|s| s.2.is_none()) {
-                if s.write(&byte).is_err() {
-                    *gone = Some(at.elapsed());
-                }
-            }
+            trickle(&mut socks, byte);
             sent += 1;
         }
-        for (s, at, gone) in socks.iter_mut().filter(|s| s.2.is_none()) {
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => *gone = Some(at.elapsed()),
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(_) => *gone = Some(at.elapsed()),
-                }
-                break;
-            }
-        }
+        note_closed(&mut socks, &mut buf);
         thread::sleep(Duration::from_millis(20));
     }
-    let lived: Vec<f64> = socks
-        .iter()
-        .map(|s| s.2.unwrap_or_else(|| s.1.elapsed()).as_secs_f64())
-        .collect();
+    let lived = lifetimes(&socks);
     let admitted = lived
         .iter()
         .filter(|&&l| l > HEAD_TIMEOUT as f64 / 2.0)
@@ -574,4 +557,40 @@ fn slow_readers(bin: &Path) -> Result<Vec<Metric>, String> {
     .into_iter()
     .chain(list_metrics("pages unread", &lat))
     .collect())
+}
+
+/// A trickling client: its socket, when it connected, and how long it
+/// lived once exeio closed it.
+pub type Trickler = (TcpStream, Instant, Option<Duration>);
+
+/// Send `byte` on every trickler still open; a failed write means closed.
+pub fn trickle(socks: &mut [Trickler], byte: [u8; 1]) {
+    for (s, at, gone) in socks.iter_mut().filter(|s| s.2.is_none()) {
+        if s.write(&byte).is_err() {
+            *gone = Some(at.elapsed());
+        }
+    }
+}
+
+/// Read what exeio sent (non-blocking sockets) and note those it closed.
+pub fn note_closed(socks: &mut [Trickler], buf: &mut [u8]) {
+    for (s, at, gone) in socks.iter_mut().filter(|s| s.2.is_none()) {
+        loop {
+            match s.read(buf) {
+                Ok(0) => *gone = Some(at.elapsed()),
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => *gone = Some(at.elapsed()),
+            }
+            break;
+        }
+    }
+}
+
+/// How long each trickler lived (so far, for those still open), seconds.
+pub fn lifetimes(socks: &[Trickler]) -> Vec<f64> {
+    socks
+        .iter()
+        .map(|s| s.2.unwrap_or_else(|| s.1.elapsed()).as_secs_f64())
+        .collect()
 }

@@ -5,7 +5,7 @@
 //! (timed from connect through the handshake to the whole answer) and on a
 //! kept-alive connection opened before the attack (an open dashboard).
 
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
+use crate::edge::{lifetimes, note_closed, trickle};
 use crate::edge_owner::{owner_metrics, sample_with, settle_metrics};
 use crate::exeio::{Exeio, KEY, TempDir};
 use crate::http::{connect_from, read_response};
@@ -318,30 +319,13 @@ fn tricklers(bin: &Path, cert: &Cert) -> Result<Vec<Metric>, String> {
         let due = (t0.elapsed().as_secs() / 2 + 1) as usize;
         while sent < due.min(cert.hello.len()) {
             let byte = [cert.hello[sent]];
-            for (s, at, gone) in socks.iter_mut().filter(|s| s.2.is_none()) {
-                if s.write(&byte).is_err() {
-                    *gone = Some(at.elapsed());
-                }
-            }
+            trickle(&mut socks, byte);
             sent += 1;
         }
-        for (s, at, gone) in socks.iter_mut().filter(|s| s.2.is_none()) {
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => *gone = Some(at.elapsed()),
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(_) => *gone = Some(at.elapsed()),
-                }
-                break;
-            }
-        }
+        note_closed(&mut socks, &mut buf);
         thread::sleep(Duration::from_millis(20));
     }
-    let lived: Vec<f64> = socks
-        .iter()
-        .map(|s| s.2.unwrap_or_else(|| s.1.elapsed()).as_secs_f64())
-        .collect();
+    let lived = lifetimes(&socks);
     let open = socks.iter().filter(|s| s.2.is_none()).count();
     let owner = sampler.join().map_err(|_| "the owner's thread panicked")?;
     drop(socks);
