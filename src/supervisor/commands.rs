@@ -89,9 +89,6 @@ impl Supervisor {
             )));
         }
         let before = e.proc.clone();
-        // The user's latest request wins over a queued stop-all.
-        self.stop_queue.remove(id);
-        let e = self.procs.get_mut(id).expect("checked above");
         let fx = e
             .proc
             .step(input, now)
@@ -104,6 +101,9 @@ impl Supervisor {
             }
             return Err(ApiError::BadRequest(err));
         }
+        // The user's latest request wins over a queued stop-all; a refused
+        // one changes nothing, the queued stop included.
+        self.stop_queue.remove(id);
         Ok(())
     }
 

@@ -86,6 +86,50 @@ fn stop_all_during_restart_all_leaves_nothing_running() {
     assert!(running.is_empty(), "still up after stop-all: {running:?}");
 }
 
+/// A request refused with 409 changes nothing: not even a stop-all's stop
+/// queued for the process (it waits for a dependent that is slow to exit).
+#[test]
+fn a_refused_start_does_not_cancel_a_queued_stop() {
+    let d = Daemon::start();
+    add_ok(&d, sh("db", "exec sleep 1000"));
+    // Ignores TERM and exits once the test says so.
+    let go = d.tmp().join("go");
+    let mut slow = sh(
+        "slow",
+        &format!(
+            "trap '' TERM; echo deaf; while [ ! -e '{}' ]; do sleep 0.1; done",
+            go.display()
+        ),
+    );
+    slow["stop_timeout_seconds"] = json!(60);
+    slow["depends_on"] = json!({"db": "started"});
+    add_ok(&d, slow);
+    wait_log(&d, "slow", "deaf", util::SHORT);
+    let addr = d.addr().to_string();
+    let stop_all = thread::spawn(move || {
+        util::http(
+            &addr,
+            "POST",
+            "/stop-all",
+            &[("exeio-api-key", "test")],
+            Some(b""),
+        )
+    });
+    assert!(wait_until(util::SHORT, || state_of(&d, "slow") == "stopping"));
+    assert_eq!(state_of(&d, "db"), "running", "its stop waits for 'slow'");
+    let r = d.post("/start/db", "");
+    assert_eq!(r.status, 409, "{}", r.body);
+    std::fs::write(&go, "").unwrap();
+    let stop_all = stop_all.join().unwrap();
+    assert_eq!(stop_all.status, 200, "{}", stop_all.body);
+    assert_eq!(state_of(&d, "slow"), "manually_stopped");
+    assert_eq!(
+        state_of(&d, "db"),
+        "manually_stopped",
+        "the refused start cancelled the stop-all's stop of db"
+    );
+}
+
 #[test]
 fn a_restart_during_a_slow_remove_is_refused() {
     let d = Daemon::start();
