@@ -5,8 +5,9 @@
 //! (`exec::Waiter`): a command that hangs holds no worker.
 //!
 //! The supervisor owns the times and the decisions (`lifecycle::health`):
-//! it hands a `Check` to `Probes::submit` when one is due and feeds the
-//! answer (`Event::Probed`) to `Proc::probed`. Nothing here decides or
+//! it hands a `Check` to `Probes::submit` when one is due and feeds each
+//! answer (announced by `Event::ProbesAnswered`) to the process as
+//! `lifecycle::Input::Probed`. Nothing here decides or
 //! sleeps: a worker blocks only on its queue or on one check, which its
 //! timeout bounds. The queue is bounded too: when it is full the check is
 //! refused at once (`submit` says so) and the supervisor skips it (logged

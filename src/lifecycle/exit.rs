@@ -79,11 +79,11 @@ impl Proc {
         if let Some(job) = &mut self.job {
             fx.push(Effect::Record(job.finish_run(status, cause, at, ran)));
         }
-        if self.halted {
-            fx.push(Effect::Log("stopped for supervisor shutdown".into()));
-            return fx;
-        }
         match self.want {
+            Want::Halted { .. } => {
+                fx.push(Effect::Log("stopped for supervisor shutdown".into()));
+                return fx;
+            }
             Want::Removed => {
                 fx.extend([Effect::Log("removed".into()), Effect::Forget]);
                 return fx;
@@ -92,11 +92,13 @@ impl Proc {
                 fx.push(Effect::Log("stopped manually".into()));
                 return fx;
             }
-            Want::Up => {}
-        }
-        if std::mem::take(&mut self.restart_pending) {
-            fx.extend(self.begin_fresh(now));
-            return fx;
+            Want::Up { restart_once: true } => {
+                fx.extend(self.begin_fresh(now));
+                return fx;
+            }
+            Want::Up {
+                restart_once: false,
+            } => {}
         }
         if let Some(job) = &mut self.job {
             if let Some(next) = job.queued.take() {
@@ -154,9 +156,9 @@ impl Proc {
                 ))]
             }
             AfterExit::GiveUp { restarts } => {
-                self.failed = true;
                 let why = format!("gave up after {restarts} consecutive restarts");
                 self.error = Some(why.clone());
+                self.state = State::Failed { why: why.clone() };
                 vec![Effect::Log(why)]
             }
         }

@@ -3,12 +3,12 @@
 //!
 //! Pure, like the rest of `lifecycle`: the supervisor asks `Proc` when the
 //! next check is due (`deadline`), gets `Effect::Probe` when it is, and feeds
-//! each result back as `Input::Probed`. A run starts `starting`;
+//! each result back as `Input::Probed` (or `Input::ProbeRefused`). A run starts `starting`;
 //! `success_threshold` successes in a row make it `healthy`; once healthy,
 //! `failure_threshold` failures in a row make it `unhealthy`. Not healthy
 //! within `start_timeout`, or unhealthy, is a liveness failure: the run is
 //! stopped and restarted through the same backoff as any exit (see
-//! `Proc::liveness_stop` in `mod.rs`), unless the policy is `never`.
+//! `Proc::liveness_failure` below), unless the policy is `never`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -105,7 +105,7 @@ impl Default for HealthState {
 }
 
 /// The answer to one check, as the probe pool reports it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeResult {
     /// The run it checked.
     pub generation: u64,
@@ -268,7 +268,7 @@ impl Proc {
 
     /// The answer to a check (or a `log` match). Answers about an older run
     /// or an older check are ignored.
-    pub fn probed(&mut self, r: ProbeResult, now: Now) -> Vec<Effect> {
+    pub(super) fn probed(&mut self, r: ProbeResult, now: Now) -> Vec<Effect> {
         let State::Running { generation, .. } = self.state else {
             return vec![];
         };
@@ -340,7 +340,7 @@ impl Proc {
 
     /// A check could not be handed out (the probe queue was full): it is
     /// skipped, not counted; the next comes at its time.
-    pub fn probe_refused(&mut self, seq: u64) {
+    pub(super) fn probe_refused(&mut self, seq: u64) {
         if let Some(h) = self.health.as_deref_mut()
             && h.in_flight == Some(seq)
         {

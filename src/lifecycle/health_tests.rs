@@ -24,9 +24,9 @@ impl Clock {
 fn service(health: &str, extra: &str) -> (Proc, Clock) {
     let json =
         format!(r#"{{"id":"web","command":"x","auto_restart":true,"health":{health}{extra}}}"#);
-    let mut p = Proc::new(parse_add(json.as_bytes()).unwrap(), Want::Up);
+    let mut p = Proc::new(parse_add(json.as_bytes()).unwrap(), Want::UP);
     let c = Clock(Instant::now());
-    p.spawned(100, c.at(S(0)));
+    p.step(Input::Spawned { pid: 100 }, c.at(S(0))).unwrap();
     (p, c)
 }
 
@@ -49,7 +49,7 @@ fn answer(p: &mut Proc, c: &Clock, d: Duration, seq: u64, ok: bool) -> Vec<Effec
         at: c.at(d).wall,
         took: Duration::from_millis(3),
     };
-    p.probed(r, c.at(d))
+    p.step(Input::Probed(r), c.at(d)).unwrap()
 }
 
 /// Check at each `d` (seconds), answering `ok`; the effects of the last.
@@ -160,7 +160,7 @@ fn a_liveness_stop_restarts_through_the_backoff_and_counts_as_a_failure() {
     assert_eq!(p.health(), Health::Starting);
     // The restart runs a new check schedule; the second liveness stop gives up.
     p.step(Input::Tick, c.at(S(25))).unwrap();
-    p.spawned(101, c.at(S(25)));
+    p.step(Input::Spawned { pid: 101 }, c.at(S(25))).unwrap();
     assert_eq!(p.health(), Health::Starting);
     checks(&mut p, &c, &[26], true);
     checks(&mut p, &c, &[27], false);
@@ -238,10 +238,14 @@ fn stale_and_unasked_answers_are_ignored() {
         at: SystemTime::UNIX_EPOCH,
         took: Duration::ZERO,
     };
-    assert!(p.probed(old.clone(), c.at(S(2))).is_empty());
+    assert!(
+        p.step(Input::Probed(old.clone()), c.at(S(2)))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(p.health(), Health::Starting);
     old.generation += 1;
-    p.probed(old, c.at(S(2)));
+    p.step(Input::Probed(old), c.at(S(2))).unwrap();
     assert_eq!(p.health(), Health::Healthy);
 }
 
@@ -270,7 +274,7 @@ fn a_log_probe_is_readiness_only() {
         at: SystemTime::UNIX_EPOCH,
         took: Duration::ZERO,
     };
-    p.probed(r, c.at(S(2)));
+    p.step(Input::Probed(r), c.at(S(2))).unwrap();
     assert_eq!(p.health(), Health::Healthy);
     assert_eq!(p.deadline(), None);
 }

@@ -146,12 +146,34 @@ pub struct Job {
     pub last_success: Option<SystemTime>,
 }
 
+/// What a request of the user's changes of a job's clock (put back if its
+/// spawn is refused).
+#[derive(Clone, Debug)]
+pub(super) struct Clock {
+    next: Option<(Instant, SystemTime)>,
+    queued: Option<Trigger>,
+    pending: Option<Trigger>,
+}
+
 impl Job {
     pub(super) fn next_tick(&self, p: &Proc) -> Option<Instant> {
-        (p.want == Want::Up && !p.halted)
+        p.want
+            .is_up()
             .then_some(self.next)
             .flatten()
             .map(|(at, _)| at)
+    }
+
+    pub(super) fn clock(&self) -> Clock {
+        Clock {
+            next: self.next,
+            queued: self.queued,
+            pending: self.pending,
+        }
+    }
+
+    pub(super) fn set_clock(&mut self, c: Clock) {
+        (self.next, self.queued, self.pending) = (c.next, c.queued, c.pending);
     }
 
     /// The wall-clock time of the next scheduled run.
@@ -208,15 +230,9 @@ impl Job {
 
     /// If the next scheduled time has come, move the schedule past now and
     /// return the trigger of the run that is due.
-    pub(super) fn due(
-        &mut self,
-        spec: &ProcessSpec,
-        want: Want,
-        halted: bool,
-        now: Now,
-    ) -> Option<Trigger> {
+    pub(super) fn due(&mut self, spec: &ProcessSpec, want: Want, now: Now) -> Option<Trigger> {
         let (at, wall) = self.next?;
-        if want != Want::Up || halted || at > now.at {
+        if !want.is_up() || at > now.at {
             return None;
         }
         if let Some(cal) = &spec.schedule {
@@ -340,22 +356,25 @@ impl Job {
 /// schedule or run timeout coming due.
 impl Proc {
     pub(super) fn run_now(&mut self, now: Now) -> Step {
-        let Some(job) = &mut self.job else {
+        if self.job.is_none() {
             return Err(Conflict(format!(
                 "process '{}' is not a periodic or scheduled job: use POST /start or /restart",
                 self.spec.id
             )));
-        };
-        if self.want == Want::Removed {
-            return self.removed_conflict();
+        }
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
         }
         match self.state {
-            State::Idle | State::Backoff { .. } | State::Held { .. } => {
+            State::Idle | State::Backoff { .. } | State::Held { .. } | State::Failed { .. } => {
+                let undo = self.undo_record();
+                let job = self.job.as_mut().expect("a job");
                 job.pending = Some(Trigger::Manual);
-                Ok(vec![Effect::Spawn])
+                Ok(self.spawning(undo, vec![Effect::Spawn]))
             }
             State::Running { .. } | State::Stopping { .. } => {
                 let overlap = self.spec.job.overlap;
+                let job = self.job.as_mut().expect("a job");
                 match job.overlap(Trigger::Manual, overlap) {
                     OnOverlap::Skip => Err(Conflict(format!(
                         "job '{}' is still running and its overlap policy is skip",
@@ -379,13 +398,13 @@ impl Proc {
             fx.extend(self.begin_stop(Cause::Timeout, now));
             return fx;
         }
-        let (spec, want, halted) = (&self.spec, self.want, self.halted);
+        let (spec, want) = (&self.spec, self.want);
         let job = self.job.as_mut().expect("a job");
-        let Some(due) = job.due(spec, want, halted, now) else {
+        let Some(due) = job.due(spec, want, now) else {
             return fx;
         };
         match self.state {
-            State::Idle | State::Backoff { .. } | State::Held { .. } => {
+            State::Idle | State::Backoff { .. } | State::Held { .. } | State::Failed { .. } => {
                 job.pending = Some(due);
                 fx.push(Effect::Spawn);
             }

@@ -8,12 +8,23 @@
 //! Pure: `Proc::step(input, now)` changes the state and returns the effects
 //! the supervisor must carry out (spawn, signal, kill, log, persist, record,
 //! forget). Time is an input, so the whole machine is tested without sleeping.
+//! What the supervisor learns back is an input too: the result of a spawn
+//! (`Spawned`, `SpawnFailed`), a check's answer, a start held for its
+//! dependencies or released.
 //!
-//! Two things are kept apart (STYLE 16, after s6): what the user last asked
-//! for (`want`: up, down, removed, plus a pending restart) and what the
-//! process is doing (`state`). Every request updates `want`; every
-//! transition reads it. So the last request wins: a stop that arrives while
-//! a restart waits for the old run to exit simply cancels the restart.
+//! Two things are kept apart (STYLE 16, after s6): what is asked of the
+//! process (`want`: up, with or without a restart once the current run has
+//! stopped; down; removed; halted by exeio's shutdown) and what the process
+//! is doing (`state`: idle, running, stopping, backoff, held, failed). Every
+//! request updates `want`; every transition reads it. So the last request
+//! wins: a stop that arrives while a restart waits for the old run to exit
+//! simply cancels the restart.
+//!
+//! A request of the user's that spawns (a start, a restart or a run of a
+//! stopped process) is all or nothing: it keeps what it changed in an undo
+//! record, and if the supervisor answers `SpawnFailed { refuse: true }`, the
+//! step puts exactly that back and returns the error. Nothing else of the
+//! process is touched: no copy of the whole `Proc` is ever written back.
 //!
 //! Jobs (periodic, later scheduled) keep a clock of their next run in `job`
 //! (see `job.rs`); between runs they are `Idle`, and their status reads
@@ -73,15 +84,42 @@ impl Now {
     }
 }
 
-/// What the user last asked for.
+/// What is asked of the process: by the user's last request, or by
+/// exeio's shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Want {
-    /// Running (a service), or scheduled (a job).
-    Up,
+    /// Running (a service), or scheduled (a job). `restart_once`: start
+    /// again as soon as the current run has stopped (a restart, or a start
+    /// while it was being stopped).
+    Up { restart_once: bool },
     /// Stopped by hand: stays down until started again.
     Down,
     /// Being removed: forgotten once its run has stopped.
     Removed,
+    /// exeio is shutting down: nothing starts any more. `down`: it had been
+    /// stopped by hand (its status, and what is saved of it).
+    Halted { down: bool },
+}
+
+impl Want {
+    /// Up, nothing pending: how a process is added or taken back.
+    pub const UP: Want = Want::Up {
+        restart_once: false,
+    };
+
+    pub fn is_up(self) -> bool {
+        matches!(self, Want::Up { .. })
+    }
+
+    /// Stopped by hand (saved as `manually_stopped`), shutting down or not.
+    pub fn is_down(self) -> bool {
+        matches!(self, Want::Down | Want::Halted { down: true })
+    }
+
+    /// Is `other` the same ask, a pending restart aside? (A change saves.)
+    fn same_as(self, other: Want) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
 }
 
 /// Why a run is being stopped (for its SYSTEM line and its run record).
@@ -141,9 +179,12 @@ pub enum State {
         /// It was an automatic restart (it counts as one when it spawns).
         after_backoff: bool,
     },
+    /// No child: it gave up restarting, or could not start (status
+    /// `failed`, unless stopped by hand since).
+    Failed { why: String },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
     Start,
     Stop,
@@ -164,11 +205,42 @@ pub enum Input {
         generation: u64,
         bytes: u64,
     },
+    /// The answer to `Effect::Spawn`: the run started.
+    Spawned {
+        pid: u32,
+    },
+    /// The answer to `Effect::Spawn`: it could not start, because `why`.
+    /// `refuse`: the spawn was asked for by a request of the user's that is
+    /// to be refused (a 400) rather than failed: the step puts back what
+    /// the request changed and returns `Err` with `why`.
+    SpawnFailed {
+        why: String,
+        refuse: bool,
+    },
+    /// A spawn is due but these conditions of `depends_on` do not hold yet.
+    Hold {
+        waiting_for: Vec<String>,
+    },
+    /// The conditions of a held start may have changed: these still do not
+    /// hold (empty: spawn now).
+    Release {
+        unmet: Vec<String>,
+    },
+    /// exeio shuts down: nothing starts any more, but the stop signal waits
+    /// for the dependents (`Shutdown` comes later).
+    Halt,
+    /// The answer to a health check (`Effect::Probe`), or a `log` match.
+    Probed(ProbeResult),
+    /// Check `seq` could not be handed out (the probe queue was full).
+    ProbeRefused {
+        seq: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Spawn a run now; report back with `spawned` or `spawn_failed`.
+    /// Spawn a run now; answer with `Input::Spawned`, `Input::SpawnFailed`,
+    /// or `Input::Hold` if its dependencies do not hold.
     Spawn,
     /// Send `signal` to the process group `pgid`.
     Signal { pgid: u32, signal: i32 },
@@ -181,13 +253,26 @@ pub enum Effect {
     /// The process is gone: drop it.
     Forget,
     /// Run health check number `seq` of run `generation` on the probe
-    /// pool; the answer comes back to `Proc::probed`.
+    /// pool; the answer comes back as `Input::Probed`.
     Probe { generation: u64, seq: u64 },
 }
 
-/// Why a request cannot be carried out in the current state.
+/// Why a request cannot be carried out in the current state (or, for
+/// `SpawnFailed { refuse: true }`, why its spawn failed).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Conflict(pub String);
+
+/// What a request of the user's changed before the spawn it asked for, put
+/// back if that spawn is refused. Kept from the request's step to the
+/// answer to its spawn, which comes next (any other input drops it).
+#[derive(Clone, Debug)]
+struct Undo {
+    state: State,
+    want: Want,
+    intent: u64,
+    streak: u32,
+    job: Option<job::Clock>,
+}
 
 /// The supervisor's record of one process.
 #[derive(Clone, Debug)]
@@ -196,12 +281,6 @@ pub struct Proc {
     pub spec: Arc<ProcessSpec>,
     pub state: State,
     pub want: Want,
-    /// Start again as soon as the current run has stopped.
-    pub restart_pending: bool,
-    /// exeio is shutting down: nothing starts any more.
-    pub halted: bool,
-    /// Gave up restarting, or could not start: `failed` while idle.
-    pub failed: bool,
     pub run_count: u64,
     /// Consecutive automatic restarts (reset by a long run or a manual start).
     pub streak: u32,
@@ -210,6 +289,7 @@ pub struct Proc {
     pub exits: Exits,
     pub last_run: Option<SystemTime>,
     pub last_exit: Option<(ExitStatus, SystemTime)>,
+    /// The latest error (a spawn's, or giving up), until a run starts.
     pub error: Option<String>,
     /// Bumped by every request of the user; a reply to a request that a
     /// later one overrode says so.
@@ -225,6 +305,8 @@ pub struct Proc {
     generation: u64,
     /// Memory samples in a row above `max_memory_bytes` (this run).
     over_memory: u8,
+    /// The request whose spawn has not been answered yet (see `Undo`).
+    undo: Option<Box<Undo>>,
 }
 
 type Step = Result<Vec<Effect>, Conflict>;
@@ -238,9 +320,6 @@ impl Proc {
             spec,
             state: State::Idle,
             want,
-            restart_pending: false,
-            halted: false,
-            failed: false,
             run_count: 0,
             streak: 0,
             restarts_total: 0,
@@ -255,6 +334,7 @@ impl Proc {
             health,
             generation: 0,
             over_memory: 0,
+            undo: None,
         }
     }
 
@@ -269,13 +349,18 @@ impl Proc {
             State::Stopping { .. } => Status::Stopping,
             State::Backoff { .. } => Status::Backoff,
             State::Held { .. } => Status::Waiting,
-            State::Idle => match self.want {
-                Want::Down => Status::ManuallyStopped,
-                _ if self.failed => Status::Failed,
-                Want::Up if self.job.is_some() && !self.halted => Status::Waiting,
+            State::Idle | State::Failed { .. } => match self.want {
+                want if want.is_down() => Status::ManuallyStopped,
+                _ if matches!(self.state, State::Failed { .. }) => Status::Failed,
+                Want::Up { .. } if self.job.is_some() => Status::Waiting,
                 _ => Status::Stopped,
             },
         }
+    }
+
+    /// exeio is shutting down (see `Want::Halted`).
+    pub fn halted(&self) -> bool {
+        matches!(self.want, Want::Halted { .. })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -331,11 +416,14 @@ impl Proc {
     }
 
     pub fn step(&mut self, input: Input, now: Now) -> Step {
+        if !matches!(input, Input::SpawnFailed { .. }) {
+            self.undo = None; // the spawn it was kept for has been answered
+        }
         match input {
             Input::Start => self.start(now),
-            Input::Stop => Ok(self.stop(now)),
+            Input::Stop => self.stop(now),
             Input::Restart => self.restart(now),
-            Input::Remove => Ok(self.remove(now)),
+            Input::Remove => self.remove(now),
             Input::RunNow => self.run_now(now),
             Input::Shutdown => Ok(self.shutdown(now)),
             Input::Exited {
@@ -345,6 +433,16 @@ impl Proc {
             } => Ok(self.exited(generation, status, at, now)),
             Input::Tick => Ok(self.tick(now)),
             Input::Memory { generation, bytes } => Ok(self.memory(generation, bytes, now)),
+            Input::Spawned { pid } => Ok(self.spawned(pid, now)),
+            Input::SpawnFailed { why, refuse } => self.spawn_failed(why, refuse, now),
+            Input::Hold { waiting_for } => Ok(self.hold(waiting_for)),
+            Input::Release { unmet } => Ok(self.release(unmet)),
+            Input::Halt => Ok(self.halt()),
+            Input::Probed(result) => Ok(self.probed(result, now)),
+            Input::ProbeRefused { seq } => {
+                self.probe_refused(seq);
+                Ok(vec![])
+            }
         }
     }
 

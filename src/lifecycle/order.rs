@@ -12,11 +12,11 @@
 //!   dependencies (stop-all, shutdown).
 //! - `dependents`: who needs a process (remove is 409 while anyone does).
 //!
-//! And the transitions of a start that waits for its dependencies:
-//! `Proc::hold` (the spawn is held: status `waiting`, `State::Held`),
-//! `Proc::release` (the conditions hold: spawn now) and `Proc::halt`
-//! (exeio shuts down, but this process's stop signal waits for its
-//! dependents to exit).
+//! And the transitions of a start that waits for its dependencies, each an
+//! input of `Proc::step`: `Input::Hold` (the spawn is held: status
+//! `waiting`, `State::Held`), `Input::Release` (the conditions hold: spawn
+//! now) and `Input::Halt` (exeio shuts down, but this process's stop signal
+//! waits for its dependents to exit).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -268,7 +268,10 @@ impl Proc {
     /// What a dependent sees of this process.
     pub fn facts(&self) -> Facts {
         let running = matches!(self.state, State::Running { .. });
-        let ended = matches!(self.state, State::Idle | State::Backoff { .. });
+        let ended = matches!(
+            self.state,
+            State::Idle | State::Backoff { .. } | State::Failed { .. }
+        );
         Facts {
             running,
             healthy: running && self.is_healthy(),
@@ -290,7 +293,7 @@ impl Proc {
     }
 
     /// A spawn is due but `waiting_for` does not hold yet: hold it.
-    pub fn hold(&mut self, waiting_for: Vec<String>) -> Vec<Effect> {
+    pub(super) fn hold(&mut self, waiting_for: Vec<String>) -> Vec<Effect> {
         let (after_backoff, was_held) = match &self.state {
             State::Backoff { .. } => (true, false),
             State::Held { after_backoff, .. } => (*after_backoff, true),
@@ -310,7 +313,7 @@ impl Proc {
 
     /// The conditions of a held start may have changed: `unmet` is what
     /// does not hold now. Spawn once it is empty.
-    pub fn release(&mut self, unmet: Vec<String>) -> Vec<Effect> {
+    pub(super) fn release(&mut self, unmet: Vec<String>) -> Vec<Effect> {
         let State::Held { waiting_for, .. } = &mut self.state else {
             return vec![];
         };
@@ -327,12 +330,12 @@ impl Proc {
 
     /// exeio shuts down: nothing of this process starts any more, but its
     /// stop signal waits for its dependents (`Input::Shutdown` comes later).
-    pub fn halt(&mut self) {
-        self.halted = true;
-        self.restart_pending = false;
+    pub(super) fn halt(&mut self) -> Vec<Effect> {
+        self.halt_want();
         if matches!(self.state, State::Backoff { .. } | State::Held { .. }) {
             self.state = State::Idle;
         }
+        vec![]
     }
 }
 

@@ -1,17 +1,25 @@
-//! What the supervisor reports back about a run (`spawned`,
-//! `spawn_failed`), and a process taken back or changed: `revive` at
-//! exeio's start, `reconfigure` on a new configuration.
+//! The answers to a spawn (`Input::Spawned`, `Input::SpawnFailed`), and a
+//! process taken back or changed: `revive` at exeio's start, `reconfigure`
+//! on a new configuration.
+//!
+//! A failed spawn goes one of two ways. Asked for by a request of the
+//! user's that the supervisor refuses whole (`refuse`: a start, a restart
+//! or a run of a stopped process answers 400), the request's undo record
+//! puts back exactly what it changed, and nothing else is touched. Any
+//! other (a restart after backoff, a job's time, a start released by its
+//! dependencies, a restart after a stop) fails like a run that failed at
+//! once: backoff, or `failed`, so it never busy-loops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Effect, Job, Now, Proc, State, Want};
+use super::{Conflict, Effect, Job, Now, Proc, State, Step};
 use crate::policy::{self, ExitStatus};
 use crate::spec::ProcessSpec;
 
 impl Proc {
     /// The supervisor spawned a run.
-    pub fn spawned(&mut self, pid: u32, now: Now) {
+    pub(super) fn spawned(&mut self, pid: u32, now: Now) -> Vec<Effect> {
         if self.is_restart() {
             self.restarts_total += 1;
         }
@@ -22,7 +30,6 @@ impl Proc {
         self.attempt_error = None;
         self.last_run = Some(now.wall);
         self.error = None;
-        self.failed = false;
         self.state = State::Running {
             generation: self.generation,
             pid,
@@ -32,12 +39,15 @@ impl Proc {
             job.start_run(self.run_count, &self.spec, now);
         }
         self.health_run_started(now);
+        vec![]
     }
 
-    /// The supervisor could not spawn a run that was not the user's own
-    /// request (a restart after backoff, a job's time, a restart after a
-    /// stop): the same path as a failed run, so it never busy-loops.
-    pub fn spawn_failed(&mut self, error: String, now: Now) -> Vec<Effect> {
+    /// The supervisor could not spawn a run (see the module doc).
+    pub(super) fn spawn_failed(&mut self, error: String, refuse: bool, now: Now) -> Step {
+        if let Some(undo) = self.undo.take().filter(|_| refuse) {
+            self.put_back(*undo);
+            return Err(Conflict(error));
+        }
         self.attempts += 1;
         self.attempt_error = Some(error.clone());
         let mut fx = vec![Effect::Log(format!("failed to start: {error}"))];
@@ -50,7 +60,7 @@ impl Proc {
                 error,
                 now,
             )));
-            return fx;
+            return Ok(fx);
         }
         if was_backoff {
             self.restarts_total += 1;
@@ -65,9 +75,9 @@ impl Proc {
         );
         fx.extend(self.decide(decision, "after failing to start".into(), now));
         if self.state == State::Idle {
-            self.failed = true;
+            self.state = State::Failed { why: error };
         }
-        fx
+        Ok(fx)
     }
 
     /// Is the spawn about to happen an automatic restart?
@@ -84,7 +94,7 @@ impl Proc {
 
     /// A saved process coming back at exeio's start.
     pub fn revive(&mut self, now: Now) -> Vec<Effect> {
-        if self.want != Want::Up {
+        if !self.want.is_up() {
             return vec![];
         }
         let mut fx = self.begin_fresh(now);

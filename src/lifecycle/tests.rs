@@ -23,7 +23,7 @@ impl Clock {
 }
 
 fn proc(json: &str) -> Proc {
-    Proc::new(parse_add(json.as_bytes()).unwrap(), Want::Up)
+    Proc::new(parse_add(json.as_bytes()).unwrap(), Want::UP)
 }
 
 fn exited(p: &Proc, status: ExitStatus) -> Input {
@@ -57,7 +57,7 @@ fn record(fx: &[Effect]) -> Option<&RunRecord> {
 
 /// Started at `c.at(d)`.
 fn running(p: &mut Proc, c: &Clock, d: Duration, pid: u32) {
-    p.spawned(pid, c.at(d));
+    assert_eq!(p.step(Input::Spawned { pid }, c.at(d)).unwrap(), vec![]);
     assert_eq!(p.status(), Status::Running);
 }
 
@@ -162,7 +162,7 @@ fn the_last_request_wins() {
     let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true}"#);
     running(&mut p, &c, S(0), 42);
     p.step(Input::Restart, c.at(S(1))).unwrap();
-    assert!(p.restart_pending);
+    assert_eq!(p.want, Want::Up { restart_once: true });
     p.step(Input::Stop, c.at(S(1))).unwrap();
     let fx = p
         .step(exited(&p, ExitStatus::Signal(9)), c.at(S(2)))
@@ -179,7 +179,7 @@ fn the_last_request_wins() {
         .step(exited(&p, ExitStatus::Signal(15)), c.at(S(2)))
         .unwrap();
     assert!(spawns(&fx), "the restart came last");
-    assert_eq!(p.want, Want::Up);
+    assert_eq!(p.want, Want::UP);
 
     // every request moves the intent on: a reply can tell it was overridden
     let before = p.intent;
@@ -225,7 +225,8 @@ fn a_manual_stop_of_a_saved_process_is_saved_and_shutdown_changes_no_want() {
         .step(exited(&p, ExitStatus::Signal(15)), c.at(S(3)))
         .unwrap();
     assert!(!spawns(&fx));
-    assert_eq!(p.want, Want::Up, "it comes back with exeio");
+    assert_eq!(p.want, Want::Halted { down: false });
+    assert!(!p.want.is_down(), "it comes back with exeio");
     assert_eq!(p.status(), Status::Stopped);
 }
 
@@ -249,39 +250,13 @@ fn gives_up_after_max_restarts() {
 }
 
 #[test]
-fn spawn_failures_back_off_and_jobs_record_them() {
-    let c = Clock::new();
-    let mut p = proc(r#"{"id":"a","command":"x","auto_restart":true}"#);
-    let fx = p.spawn_failed("no such file".into(), c.at(S(0)));
-    assert!(logs(&fx).contains("failed to start: no such file"));
-    assert_eq!(p.status(), Status::Backoff);
-    assert_eq!(p.attempt_error.as_deref(), Some("no such file"));
-    let mut p = proc(r#"{"id":"a","command":"x"}"#);
-    p.spawn_failed("nope".into(), c.at(S(0)));
-    assert_eq!(p.status(), Status::Failed);
-    let mut j = proc(r#"{"id":"j","command":"x","periodic":true,"period_seconds":10}"#);
-    j.step(Input::Start, c.at(S(0))).unwrap();
-    let fx = j.spawn_failed("nope".into(), c.at(S(0)));
-    let r = record(&fx).unwrap();
-    assert_eq!(
-        (r.result, r.trigger.as_str()),
-        (RunResult::SpawnError, "start")
-    );
-    assert_eq!(
-        j.status(),
-        Status::Waiting,
-        "the next run comes on schedule"
-    );
-}
-
-#[test]
 fn stale_exits_are_ignored() {
     let c = Clock::new();
     let mut p = proc(r#"{"id":"a","command":"x"}"#);
     running(&mut p, &c, S(0), 1);
     let old = exited(&p, ExitStatus::Code(0));
     p.step(Input::Restart, c.at(S(1))).unwrap();
-    p.step(old, c.at(S(2))).unwrap();
+    p.step(old.clone(), c.at(S(2))).unwrap();
     running(&mut p, &c, S(2), 2);
     assert_eq!(p.step(old, c.at(S(3))).unwrap(), vec![]);
     assert_eq!(p.status(), Status::Running);
@@ -505,3 +480,6 @@ fn three_samples_over_max_memory_restart_through_backoff_whatever_the_policy() {
         assert!(q.step(sample(&q, u64::MAX), c.at(S(t))).unwrap().is_empty());
     }
 }
+
+#[path = "spawn_tests.rs"]
+mod spawn;

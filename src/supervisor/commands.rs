@@ -2,8 +2,9 @@
 //! restart, remove, run, input, the -all variants and shutdown.
 //!
 //! A request the user makes from a down state (start, restart of a stopped
-//! process, add, run) is all or nothing: if its spawn fails, the process is
-//! put back exactly as it was and the reply is a 400 with the OS error.
+//! process, add, run) is all or nothing: if its spawn fails, the process
+//! puts back what the request changed (`lifecycle::spawn`; an added one is
+//! dropped) and the reply is a 400 with the OS error.
 
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
@@ -88,19 +89,16 @@ impl Supervisor {
                 "process '{id}' is being removed"
             )));
         }
-        let before = e.proc.clone();
         let fx = e
             .proc
             .step(input, now)
             .map_err(|c| ApiError::Conflict(c.0))?;
         e.dirty = true;
         self.changed = true;
-        if let Err(err) = self.apply_effects(id, fx, now, true) {
-            if let Some(e) = self.procs.get_mut(id) {
-                e.proc = before;
-            }
-            return Err(ApiError::BadRequest(err));
-        }
+        // A spawn that fails refuses the request: the process has put back
+        // what the request changed (see `lifecycle::spawn`).
+        self.apply_effects(id, fx, now, true)
+            .map_err(ApiError::BadRequest)?;
         // The user's latest request wins over a queued stop-all; a refused
         // one changes nothing, the queued stop included.
         self.stop_queue.remove(id);
@@ -120,6 +118,7 @@ impl Supervisor {
             .procs
             .get(id)
             .is_some_and(|e| e.proc.spec.save_for_next_run);
+        let run_now = input == Input::RunNow;
         if let Err(e) = self.user_step(id, input, now) {
             self.pending.push(Pending::ready(reply, Err(e), false));
             return;
@@ -141,10 +140,7 @@ impl Supervisor {
                 };
                 self.pending.push(Pending::wait(reply, waiter, saves));
             }
-            Some(e)
-                if input == Input::RunNow
-                    && e.proc.job.as_ref().is_some_and(|j| j.queued.is_some()) =>
-            {
+            Some(e) if run_now && e.proc.job.as_ref().is_some_and(|j| j.queued.is_some()) => {
                 let done = Done::one(
                     format!("job '{id}' is running: the run starts when the current one ends"),
                     id,
@@ -180,11 +176,11 @@ impl Supervisor {
             .any(|id| self.procs[id].proc.spec.save_for_next_run);
         if input == Input::Stop {
             // Dependents first: each stop goes once its dependents are down.
-            self.queue_stops(ids.clone(), input, now);
+            self.queue_stops(ids.clone(), input.clone(), now);
         }
         for id in ids {
             if input != Input::Stop {
-                self.step(&id, input, now);
+                self.step(&id, input.clone(), now);
             }
             if let Some(e) = self.procs.get(&id) {
                 watched.push(Watched {
@@ -252,7 +248,7 @@ impl Supervisor {
             // Nothing starts now, so check what a start would need.
             crate::child::check(&spec).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
-        self.insert(spec, Want::Up);
+        self.insert(spec, Want::UP);
         let status = self.procs[&id].proc.status();
         if let Err(e) = self.user_step_quiet(&id, Input::Start, now) {
             self.procs.remove(&id);

@@ -1,8 +1,9 @@
 //! Feeding an input to a process (`step`) and carrying out the effects its
-//! state machine returns: spawn, signal, log, save, record, forget, probe.
+//! state machine returns: spawn (whose answer is the next input), signal,
+//! log, save, record, forget, probe.
 
 use crate::child::{self, SpawnError};
-use crate::lifecycle::{Effect, Input, Now};
+use crate::lifecycle::{Effect, Input, Now, State};
 use crate::spec::ProcessId;
 
 use super::Supervisor;
@@ -33,9 +34,11 @@ impl Supervisor {
         }
     }
 
-    /// Carry out effects in order. A spawn that fails is handed to the
-    /// lifecycle (backoff, failed), unless `undoable`, when the error comes
-    /// back at once and the rest is not done: the caller undoes the request.
+    /// Carry out effects in order. A spawn's answer goes back to the
+    /// process as an input. If `undoable` (a request of the user's), a spawn
+    /// that fails refuses the request: the process puts back what the
+    /// request changed, the error comes back at once and the rest is not
+    /// done. Otherwise the failure is the lifecycle's (backoff, failed).
     pub(super) fn apply_effects(
         &mut self,
         id: &ProcessId,
@@ -67,33 +70,56 @@ impl Supervisor {
                 Effect::Probe { generation, seq } => self.probe(id, generation, seq, now),
                 Effect::Spawn if self.shutting_down => {}
                 Effect::Spawn if !self.unmet_of(id).is_empty() => {
-                    let unmet = self.unmet_of(id);
+                    let waiting_for = self.unmet_of(id);
                     let e = self.procs.get_mut(id).expect("a known process");
-                    let fx = e.proc.hold(unmet);
-                    self.apply_effects(id, fx, now, undoable)?;
+                    let fx = e.proc.step(Input::Hold { waiting_for }, now);
+                    self.apply_effects(id, fx.unwrap_or_default(), now, undoable)?;
                 }
-                Effect::Spawn => {
-                    if let Err(err) = self.spawn(id, now) {
-                        let err = err.to_string();
-                        if undoable {
-                            return Err(err);
-                        }
-                        let e = self.procs.get_mut(id).expect("spawn of a known process");
-                        let fx = e.proc.spawn_failed(err, now);
-                        self.apply_effects(id, fx, now, false)?;
-                    }
-                }
+                Effect::Spawn => self.spawn_and_answer(id, now, undoable)?,
             }
         }
         Ok(())
+    }
+
+    /// Spawn a run and feed the answer to the process (`Input::Spawned`,
+    /// `Input::SpawnFailed`). `refuse`: a failure refuses the user's request
+    /// that asked for the spawn (the process puts back what the request
+    /// changed) and comes back as the error.
+    fn spawn_and_answer(&mut self, id: &ProcessId, now: Now, refuse: bool) -> Result<(), String> {
+        let automatic = matches!(self.procs[id].proc.state, State::Backoff { .. });
+        let (input, error) = match self.spawn(id) {
+            Ok(pid) => (Input::Spawned { pid }, None),
+            Err(err) => {
+                let why = err.to_string();
+                (
+                    Input::SpawnFailed {
+                        why: why.clone(),
+                        refuse,
+                    },
+                    Some(why),
+                )
+            }
+        };
+        let e = self.procs.get_mut(id).expect("spawn of a known process");
+        let fx = e.proc.step(input, now).map_err(|refused| refused.0)?;
+        self.apply_effects(id, fx, now, false)?;
+        match error {
+            None => {
+                self.spawned_alerts(id, automatic, now);
+                Ok(())
+            }
+            // Failed rather than put back (no undo record): refused all the same.
+            Some(why) if refuse => Err(why),
+            Some(_) => Ok(()),
+        }
     }
 
     pub(super) fn apply(&mut self, id: &ProcessId, effects: Vec<Effect>, now: Now) {
         let _ = self.apply_effects(id, effects, now, false);
     }
 
-    /// Spawn a run of `id`, changing nothing if it fails.
-    fn spawn(&mut self, id: &ProcessId, now: Now) -> Result<(), SpawnError> {
+    /// Spawn a run of `id` (its pid), changing nothing if it fails.
+    fn spawn(&mut self, id: &ProcessId) -> Result<u32, SpawnError> {
         let cgroup = match &self.s.cgroups {
             Some(cg) => Some(cg.prepare(id).map_err(|source| SpawnError::Cgroup {
                 id: id.clone(),
@@ -104,7 +130,6 @@ impl Supervisor {
         let generation = self.procs[id].proc.generation() + 1;
         self.arm_log_probe(id, generation);
         let e = self.procs.get_mut(id).expect("spawn of a known process");
-        let automatic = matches!(e.proc.state, crate::lifecycle::State::Backoff { .. });
         let run_number = e.proc.run_count + 1;
         let running = child::spawn(child::Start {
             spec: &e.proc.spec,
@@ -117,10 +142,8 @@ impl Supervisor {
             logger: self.s.logger.clone(),
         })
         .inspect_err(|_| e.log.lines.disarm())?;
-        e.proc.spawned(running.pid, now);
         e.usage.started(running.pid);
         e.link = Some(running.link);
-        self.spawned_alerts(id, automatic, now);
-        Ok(())
+        Ok(running.pid)
     }
 }

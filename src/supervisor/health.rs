@@ -11,14 +11,14 @@ use serde_json::json;
 
 use super::Supervisor;
 use crate::health::Check;
-use crate::lifecycle::{Health, Now, ProbeResult, State};
+use crate::lifecycle::{Health, Input, Now, ProbeResult, State};
 use crate::logs::LineWatch;
 use crate::spec::{Probe, ProcessId};
 use crate::timefmt::rfc3339;
 
 impl Supervisor {
     /// `Effect::Probe`: run check `seq` of run `generation` on the pool.
-    pub(super) fn probe(&mut self, id: &ProcessId, generation: u64, seq: u64, _now: Now) {
+    pub(super) fn probe(&mut self, id: &ProcessId, generation: u64, seq: u64, now: Now) {
         let Some(e) = self.procs.get_mut(id) else {
             return;
         };
@@ -31,7 +31,7 @@ impl Supervisor {
             wanted: Arc::downgrade(&e.probing),
         };
         if self.s.probes.submit(check).is_err() {
-            e.proc.probe_refused(seq);
+            let _ = e.proc.step(Input::ProbeRefused { seq }, now);
             self.sys(format!(
                 "health check of '{id}' skipped: the probe queue is full"
             ));
@@ -60,7 +60,7 @@ impl Supervisor {
         };
         let before = e.proc.status();
         let health = e.proc.health();
-        let fx = e.proc.probed(result, now);
+        let fx = e.proc.step(Input::Probed(result), now).unwrap_or_default();
         e.dirty = true;
         self.changed = true;
         self.apply(id, fx, now);

@@ -148,7 +148,7 @@ impl Supervisor {
             let want = if s.manually_stopped {
                 Want::Down
             } else {
-                Want::Up
+                Want::UP
             };
             self.insert(s.spec, want);
             let e = self.procs.get_mut(&id).expect("inserted");
@@ -163,7 +163,7 @@ impl Supervisor {
                 }
                 e.scheduled_saved = last;
             }
-            if want == Want::Up {
+            if want.is_up() {
                 self.sys(format!("starting saved process '{id}'"));
                 let fx = self.procs.get_mut(&id).expect("inserted").proc.revive(now);
                 self.apply(&id, fx, now);
@@ -282,7 +282,7 @@ impl Supervisor {
         let now = Now::read();
         let ids: Vec<ProcessId> = self.procs.keys().cloned().collect();
         for e in self.procs.values_mut() {
-            e.proc.halt();
+            let _ = e.proc.step(Input::Halt, now);
             e.dirty = true;
         }
         self.changed = true;

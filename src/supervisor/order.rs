@@ -60,10 +60,10 @@ impl Supervisor {
                     continue;
                 }
                 let before = e.proc.status();
-                let fx = e.proc.release(unmet);
+                let fx = e.proc.step(Input::Release { unmet }, now);
                 e.dirty = true;
                 self.changed = true;
-                self.apply(&id, fx, now);
+                self.apply(&id, fx.unwrap_or_default(), now);
                 self.note_state(&id, before, false, now);
                 released |= ready;
             }
@@ -160,7 +160,7 @@ impl Supervisor {
     /// Stop these processes dependents first (stop-all, shutdown).
     pub(super) fn queue_stops(&mut self, ids: Vec<ProcessId>, input: Input, now: Now) {
         for id in ids {
-            self.stop_queue.insert(id, input);
+            self.stop_queue.insert(id, input.clone());
         }
         self.deliver_stops(now);
     }

@@ -163,7 +163,7 @@ impl Supervisor {
             )));
         }
         if matches!(w.kind, Kind::Start | Kind::Restart) {
-            if e.proc.halted {
+            if e.proc.halted() {
                 return Err(ApiError::Unavailable("exeio is shutting down".into()));
             }
             if e.proc.attempts > x.attempts

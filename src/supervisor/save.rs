@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::Want;
 use crate::protocol::Target;
 use crate::spec::ProcessId;
 use crate::store::{RunsFile, Saved, Store};
@@ -70,7 +69,7 @@ impl Supervisor {
             .filter(|e| e.proc.spec.save_for_next_run)
             .map(|e| Saved {
                 spec: (*e.proc.spec).clone(),
-                manually_stopped: e.proc.want == Want::Down,
+                manually_stopped: e.proc.want.is_down(),
                 run_count: e.proc.run_count,
             })
             .collect();

@@ -251,6 +251,14 @@ fn now0() -> Now {
     }
 }
 
+fn hold(p: &mut Proc, waiting_for: Vec<String>) -> Vec<Effect> {
+    p.step(Input::Hold { waiting_for }, now0()).unwrap()
+}
+
+fn release(p: &mut Proc, unmet: Vec<String>) -> Vec<Effect> {
+    p.step(Input::Release { unmet }, now0()).unwrap()
+}
+
 fn proc_with(extra: AddRequest) -> Proc {
     let spec = validate(AddRequest {
         id: "web".into(),
@@ -258,7 +266,7 @@ fn proc_with(extra: AddRequest) -> Proc {
         ..extra
     })
     .unwrap();
-    Proc::new(spec, Want::Up)
+    Proc::new(spec, Want::UP)
 }
 
 #[test]
@@ -266,19 +274,19 @@ fn a_held_start_waits_then_spawns() {
     let t0 = now0();
     let mut p = proc_with(AddRequest::default());
     assert_eq!(p.step(Input::Start, t0).unwrap(), [Effect::Spawn]);
-    let fx = p.hold(vec!["db (started)".into()]);
+    let fx = hold(&mut p, vec!["db (started)".into()]);
     assert_eq!(fx, [Effect::Log("waiting for db (started)".into())]);
     assert_eq!(p.status(), Status::Waiting);
     assert_eq!(p.waiting_for(), ["db (started)"]);
     assert_eq!(p.deadline(), None, "held: no timer, only events release it");
     // Held again (a job's tick, a second start): no second line.
-    assert!(p.hold(vec!["db (started)".into()]).is_empty());
+    assert!(hold(&mut p, vec!["db (started)".into()]).is_empty());
     // Still unmet: the list is updated, nothing spawns.
-    assert!(p.release(vec!["db (healthy)".into()]).is_empty());
+    assert!(release(&mut p, vec!["db (healthy)".into()]).is_empty());
     assert_eq!(p.waiting_for(), ["db (healthy)"]);
-    let fx = p.release(vec![]);
+    let fx = release(&mut p, vec![]);
     assert_eq!(fx.last(), Some(&Effect::Spawn));
-    p.spawned(42, t0);
+    p.step(Input::Spawned { pid: 42 }, t0).unwrap();
     assert_eq!(p.status(), Status::Running);
     assert_eq!(p.restarts_total, 0, "a first start is no restart");
     assert!(p.waiting_for().is_empty());
@@ -288,28 +296,28 @@ fn a_held_start_waits_then_spawns() {
 fn a_held_start_can_be_stopped_removed_and_shut_down() {
     let t0 = now0();
     let mut p = proc_with(AddRequest::default());
-    p.hold(vec!["db (started)".into()]);
+    hold(&mut p, vec!["db (started)".into()]);
     let fx = p.step(Input::Stop, t0).unwrap();
     assert!(fx.contains(&Effect::Log("stopped manually".into())));
     assert_eq!(p.status(), Status::ManuallyStopped);
     assert!(
-        p.release(vec![]).is_empty(),
+        release(&mut p, vec![]).is_empty(),
         "a stopped process is not released"
     );
 
     let mut p = proc_with(AddRequest::default());
-    p.hold(vec!["db (started)".into()]);
+    hold(&mut p, vec!["db (started)".into()]);
     assert!(p.step(Input::Remove, t0).unwrap().contains(&Effect::Forget));
 
     let mut p = proc_with(AddRequest::default());
-    p.hold(vec!["db (started)".into()]);
+    hold(&mut p, vec!["db (started)".into()]);
     p.step(Input::Shutdown, t0).unwrap();
     assert_eq!(p.status(), Status::Stopped);
 
     let mut p = proc_with(AddRequest::default());
-    p.hold(vec!["db (started)".into()]);
-    p.halt();
-    assert!(p.halted);
+    hold(&mut p, vec!["db (started)".into()]);
+    p.step(Input::Halt, t0).unwrap();
+    assert!(p.halted());
     assert_eq!(p.status(), Status::Stopped);
 }
 
@@ -321,7 +329,7 @@ fn an_automatic_restart_held_still_counts_as_one() {
         ..AddRequest::default()
     });
     p.step(Input::Start, t0).unwrap();
-    p.spawned(10, t0);
+    p.step(Input::Spawned { pid: 10 }, t0).unwrap();
     let g = p.generation();
     let at = t0.wall;
     p.step(
@@ -339,10 +347,10 @@ fn an_automatic_restart_held_still_counts_as_one() {
         wall: t0.wall + Duration::from_secs(60),
     };
     assert_eq!(p.step(Input::Tick, later).unwrap(), [Effect::Spawn]);
-    p.hold(vec!["db (started)".into()]);
+    hold(&mut p, vec!["db (started)".into()]);
     assert_eq!(p.status(), Status::Waiting);
-    p.release(vec![]);
-    p.spawned(11, later);
+    release(&mut p, vec![]);
+    p.step(Input::Spawned { pid: 11 }, later).unwrap();
     assert_eq!(p.restarts_total, 1);
 }
 
@@ -352,7 +360,7 @@ fn facts_of_a_process() {
     let mut p = proc_with(AddRequest::default());
     assert_eq!(p.facts(), Facts::default());
     p.step(Input::Start, t0).unwrap();
-    p.spawned(10, t0);
+    p.step(Input::Spawned { pid: 10 }, t0).unwrap();
     assert!(p.facts().running && !p.facts().succeeded);
     let g = p.generation();
     p.step(
@@ -374,7 +382,7 @@ fn facts_of_a_process() {
     );
     // Started again and held: a run is about to start, so not (yet) done.
     p.step(Input::Start, t0).unwrap();
-    p.hold(vec!["db (started)".into()]);
+    hold(&mut p, vec!["db (started)".into()]);
     assert!(!p.facts().succeeded);
 }
 
@@ -386,7 +394,7 @@ fn healthy_is_the_health_of_a_running_process() {
         ..AddRequest::default()
     });
     p.step(Input::Start, t0).unwrap();
-    p.spawned(10, t0);
+    p.step(Input::Spawned { pid: 10 }, t0).unwrap();
     assert!(p.facts().running && !p.facts().healthy, "starting");
     p.health.as_mut().unwrap().health = crate::lifecycle::Health::Healthy;
     assert!(p.facts().meets(Healthy));
