@@ -10,7 +10,9 @@
 //! forget). Time is an input, so the whole machine is tested without sleeping.
 //! What the supervisor learns back is an input too: the result of a spawn
 //! (`Spawned`, `SpawnFailed`), a check's answer, a start held for its
-//! dependencies or released.
+//! dependencies or released. Two changes come as methods instead, since
+//! they bring a whole process or configuration rather than an event:
+//! `revive` (a saved process at exeio's start) and `reconfigure`.
 //!
 //! Two things are kept apart (STYLE 16, after s6): what is asked of the
 //! process (`want`: up, with or without a restart once the current run has
