@@ -23,6 +23,10 @@ impl Supervisor {
             let _ = reply.send(Err(ApiError::Unavailable("exeio is shutting down".into())));
             return;
         }
+        // A group's id, or a copy's, is resolved first (`group`).
+        let Some(call) = self.group_call(call, &reply) else {
+            return;
+        };
         let now = Now::read();
         match call {
             Call::Add(spec) => self.add(*spec, now, reply),
@@ -64,7 +68,12 @@ impl Supervisor {
     }
 
     /// Step `id` with a request of the user's; undone if its spawn fails.
-    fn user_step(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
+    pub(super) fn user_step(
+        &mut self,
+        id: &ProcessId,
+        input: Input,
+        now: Now,
+    ) -> Result<(), ApiError> {
         let status = self.procs.get(id).map(|e| e.proc.status());
         let health = self.procs.get(id).map(|e| e.proc.health());
         self.user_step_quiet(id, input, now)?;
@@ -241,7 +250,7 @@ impl Supervisor {
     }
 
     /// Insert and start `spec`; if the spawn fails, it is as if never added.
-    fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
+    pub(super) fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
         let id = spec.id.clone();
         let saves = spec.save_for_next_run;
         let held = !crate::lifecycle::order::unmet(&spec.depends_on, |dep| {
@@ -272,7 +281,7 @@ impl Supervisor {
     }
 
     /// Take a new configuration for `id`; true if a restart was started.
-    fn update_one(&mut self, new: ProcessSpec, now: Now) -> Result<bool, ApiError> {
+    pub(super) fn update_one(&mut self, new: ProcessSpec, now: Now) -> Result<bool, ApiError> {
         let id = new.id.clone();
         let e = self
             .procs
@@ -393,6 +402,9 @@ impl Supervisor {
                 .map(|e| e.proc.spec.id.clone())
                 .collect();
         }
+        // Copies beyond a group's new count go, prune or not (`group`).
+        plan.removed
+            .extend(self.surplus_copies(&a.processes, &plan.removed));
         let specs: Vec<&ProcessSpec> = a.processes.iter().collect();
         // A pruned process that stays needed is a 409, as for /remove.
         let order_ok = plan
@@ -495,7 +507,7 @@ impl Supervisor {
     }
 
     /// What a held reply watches of these processes.
-    fn watch(&self, ids: &[ProcessId]) -> Vec<Watched> {
+    pub(super) fn watch(&self, ids: &[ProcessId]) -> Vec<Watched> {
         ids.iter()
             .filter_map(|id| {
                 self.procs.get(id).map(|e| Watched {
