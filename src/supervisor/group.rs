@@ -12,13 +12,15 @@
 //! instances beside `web-2`, or `web-2` beside the group `web`, is a 409.
 //! Called by `commands::call` on the supervisor thread.
 
+use std::collections::BTreeMap;
+
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 
 use super::Supervisor;
 use super::replies::{Kind, Pending, Waiter};
 use crate::error::ApiError;
-use crate::lifecycle::{Facts, Input, Now, Want};
+use crate::lifecycle::{Facts, Input, Now, Stopping, Want};
 use crate::protocol::{Call, Done, Outcome};
 use crate::spec::instances::copies;
 use crate::spec::{ProcessId, ProcessSpec};
@@ -66,6 +68,31 @@ impl Supervisor {
             healthy: facts.iter().all(|f| f.healthy),
             succeeded: facts.iter().all(|f| f.succeeded),
         })
+    }
+
+    /// Of the copies `ready` to stop (stop-all, shutdown), hold those whose
+    /// group a busy dependent names: a dependent of `db` holds `db-1`..`db-N`
+    /// as it holds a process `db` (`lifecycle::ready_to_stop` knows ids only).
+    pub(super) fn hold_copies(
+        &self,
+        ready: Vec<ProcessId>,
+        nodes: &BTreeMap<ProcessId, Stopping<'_>>,
+    ) -> Vec<ProcessId> {
+        ready
+            .into_iter()
+            .filter(|id| {
+                let Some(i) = self
+                    .procs
+                    .get(id)
+                    .and_then(|e| e.proc.spec.instances.as_deref())
+                else {
+                    return true;
+                };
+                !nodes
+                    .iter()
+                    .any(|(other, n)| n.busy && other != id && n.deps.contains_key(&i.group))
+            })
+            .collect()
     }
 
     /// Resolve the id of `call`. `None`: answered here (a group's request,

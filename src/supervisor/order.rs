@@ -200,6 +200,7 @@ impl Supervisor {
                 })
                 .collect();
             let ready = lifecycle::ready_to_stop(&queued, &nodes);
+            let ready = self.hold_copies(ready, &nodes);
             if ready.is_empty() {
                 return;
             }

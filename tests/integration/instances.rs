@@ -324,3 +324,83 @@ fn apply_and_depends_on_know_groups() {
     assert_eq!(d.post("/remove/g", "").status, 409);
     let _ = list(&d);
 }
+
+/// The README's example, as written: three copies, each with its number.
+#[test]
+fn the_readme_example_runs_as_written() {
+    let d = Daemon::start();
+    let config: Value = serde_json::from_str(&crate::ops::readme_block("## Instances", "json"))
+        .expect("the README's example is JSON");
+    add_group(&d, config);
+    let text = crate::ops::readme_block("## Instances", "text");
+    assert!(text.contains("worker-1, worker-2, worker-3"), "{text}");
+    assert_eq!(ids(&d), ["worker-1", "worker-2", "worker-3"]);
+    for n in 1..=3 {
+        let line = format!("STDOUT: worker {n} listens on 90{n}");
+        assert!(text.contains(&line), "{text}");
+        wait_log(&d, &format!("worker-{n}"), &line, SHORT);
+    }
+}
+
+/// `exeio add --instances`, `ls` shows the copies, `update --instances` scales,
+/// `status` of the group shows each copy.
+#[test]
+fn the_cli_adds_lists_and_scales_a_group() {
+    use crate::client::{cli, code, ok};
+    let d = Daemon::start();
+    let script = "echo \"n=$EXEIO_INSTANCE\"; exec sleep 1000";
+    ok(
+        &d,
+        &["add", "c", "--instances", "3", "--", "sh", "-c", script],
+    );
+    for n in 1..=3 {
+        wait_log(&d, &format!("c-{n}"), &format!("n={n}"), SHORT);
+    }
+    let ls = ok(&d, &["ls"]);
+    for n in 1..=3 {
+        assert!(ls.contains(&format!("c-{n}")), "{ls}");
+    }
+    let status = ok(&d, &["status", "c"]);
+    assert_eq!(status.matches("running").count(), 3, "{status}");
+    ok(&d, &["update", "c", "--instances", "2"]);
+    assert!(
+        wait_until(SHORT, || ids(&d) == ["c-1", "c-2"]),
+        "{:?}",
+        ids(&d)
+    );
+    // The group's configuration as given went back: the script is unchanged.
+    assert_eq!(status_of(&d, "c-2")["args"][1], script);
+    ok(&d, &["stop", "c-2"]);
+    let o = cli(&d, &["status", "c"]);
+    assert_eq!(code(&o), 3, "one copy is stopped");
+}
+
+/// Stop-all stops a group's dependents before its copies.
+#[test]
+fn stop_all_stops_the_dependents_of_a_group_first() {
+    let d = Daemon::start();
+    let file = d.tmp().join("stopped");
+    let recorder = |id: &str, delay: &str| {
+        let script = format!(
+            "trap 'sleep {delay}; echo {id} >> \"{}\"; exit 0' TERM; sleep 1000 & wait",
+            file.display()
+        );
+        sh(id, &script)
+    };
+    let mut db = recorder("db-$EXEIO_INSTANCE", "0");
+    db["id"] = json!("db");
+    db["instances"] = json!(2);
+    add_group(&d, db);
+    let mut app = recorder("app", "1");
+    app["depends_on"] = json!({"db": "started"});
+    add_ok(&d, app);
+    for id in ["db-1", "db-2", "app"] {
+        wait_status(&d, id, "running", SHORT);
+    }
+    let r = d.post("/stop-all", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stopped = std::fs::read_to_string(&file).unwrap_or_default();
+    let order: Vec<&str> = stopped.lines().collect();
+    assert_eq!(order.first(), Some(&"app"), "{order:?}");
+    assert_eq!(order.len(), 3, "{order:?}");
+}
