@@ -143,14 +143,6 @@ pub fn substitute(req: &AddRequest, number: u32) -> AddRequest {
     out
 }
 
-/// If `id` names a copy by its form (`web-2`), the group and number it
-/// would be. Only a hint: a plain process may be called `web-2` too.
-pub fn split_copy_id(id: &str) -> Option<(&str, u32)> {
-    let (group, n) = id.rsplit_once('-')?;
-    let number: u32 = n.parse().ok().filter(|n| (1..=MAX_INSTANCES).contains(n))?;
-    (!group.is_empty() && !n.starts_with('0')).then_some((group, number))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,16 +240,5 @@ mod tests {
         let g = group(r#"{"id":"web","command":"x","args":["{instance}"],"instances":2}"#).unwrap();
         let again = validate((*g.instances.as_ref().unwrap().template).clone()).unwrap();
         assert_eq!(again, g);
-    }
-
-    #[test]
-    fn copy_ids_split_only_in_their_form() {
-        assert_eq!(split_copy_id("web-2"), Some(("web", 2)));
-        assert_eq!(split_copy_id("a-b-64"), Some(("a-b", 64)));
-        assert_eq!(split_copy_id("web-0"), None);
-        assert_eq!(split_copy_id("web-02"), None);
-        assert_eq!(split_copy_id("web-65"), None);
-        assert_eq!(split_copy_id("web"), None);
-        assert_eq!(split_copy_id("-2"), None);
     }
 }

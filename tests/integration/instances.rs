@@ -66,6 +66,14 @@ fn copies_run_with_their_own_number() {
     pids.sort();
     pids.dedup();
     assert_eq!(pids.len(), 3, "three processes");
+    // Metrics are per copy.
+    let metrics = d.get("/metrics").body;
+    for n in 1..=3 {
+        assert!(
+            metrics.contains(&format!("exeio_process_up{{id=\"web-{n}\"}} 1")),
+            "{metrics}"
+        );
+    }
     // The group itself: its configuration as given, and its copies.
     let r = d.get("/status/web");
     assert_eq!(r.status, 200, "{}", r.body);
