@@ -368,7 +368,7 @@ impl Supervisor {
     /// `POST /apply`: reconcile with a whole configuration.
     fn apply_config(&mut self, a: Apply, now: Now, reply: Sender<Outcome>) {
         let mut plan = Plan {
-            order: a.processes.iter().map(|s| s.id.clone()).collect(),
+            order: super::group::entries(&a.processes),
             ..Plan::default()
         };
         for spec in &a.processes {
@@ -415,8 +415,8 @@ impl Supervisor {
                 self.check_order(&specs, &plan.removed, |id| {
                     plan.order
                         .iter()
-                        .position(|x| x == id)
-                        .map(|i| format!("processes[{i}]"))
+                        .find(|(x, _)| x == id)
+                        .map(|(_, i)| format!("processes[{i}]"))
                         .unwrap_or_default()
                 })
             });
@@ -558,8 +558,9 @@ struct Plan {
     unchanged: Vec<ProcessId>,
     /// Processes that cannot start, and why.
     failed: Vec<(ProcessId, String)>,
-    /// The ids in the order of the request.
-    order: Vec<ProcessId>,
+    /// Each id and the index of its entry in the request (the copies of a
+    /// group share their entry's).
+    order: Vec<(ProcessId, usize)>,
 }
 
 impl Plan {
@@ -582,7 +583,7 @@ impl Plan {
     /// The entry an apply with failures is refused for (`processes[i]`).
     fn refused(&self) -> Option<String> {
         let (id, _) = self.failed.first()?;
-        let i = self.order.iter().position(|x| x == id)?;
+        let (_, i) = self.order.iter().find(|(x, _)| x == id)?;
         Some(format!("processes[{i}]"))
     }
 

@@ -49,6 +49,11 @@ impl Supervisor {
     /// group has it.
     fn taken(&self, id: &ProcessId) -> Option<String> {
         if let Some(e) = self.procs.get(id) {
+            if e.proc.want == Want::Removed {
+                return Some(format!(
+                    "'{id}' is still being removed: try again once it is gone"
+                ));
+            }
             return Some(match e.proc.spec.instances.as_deref() {
                 Some(i) => format!("'{id}' is instance {} of the group '{}'", i.number, i.group),
                 None => format!("a process with id '{id}' already exists"),
@@ -533,5 +538,51 @@ impl Supervisor {
         self.pending
             .push(Pending::wait(reply.clone(), waiter, saves));
         None
+    }
+}
+
+/// Each spec of an expanded apply with the index of the request's entry it
+/// came from: a group's copies (consecutive, from 1) share one.
+pub(super) fn entries(specs: &[ProcessSpec]) -> Vec<(ProcessId, usize)> {
+    let mut entry = 0;
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let copy_after_first = s.instances.as_ref().is_some_and(|x| x.number > 1);
+            if i > 0 && !copy_after_first {
+                entry += 1;
+            }
+            (s.id.clone(), entry)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_add;
+
+    #[test]
+    fn the_copies_of_an_apply_entry_share_its_index() {
+        let one = |j: &str| parse_add(j.as_bytes()).unwrap();
+        let mut specs = vec![one(r#"{"id":"a","command":"x"}"#)];
+        specs.extend(copies(&one(r#"{"id":"g","command":"x","instances":3}"#)));
+        specs.push(one(r#"{"id":"b","command":"x"}"#));
+        specs.extend(copies(&one(r#"{"id":"h","command":"x","instances":1}"#)));
+        let got: Vec<(String, usize)> = entries(&specs)
+            .into_iter()
+            .map(|(id, i)| (id.to_string(), i))
+            .collect();
+        let want = [
+            ("a", 0),
+            ("g-1", 1),
+            ("g-2", 1),
+            ("g-3", 1),
+            ("b", 2),
+            ("h-1", 3),
+        ];
+        let want: Vec<(String, usize)> = want.iter().map(|(id, i)| (id.to_string(), *i)).collect();
+        assert_eq!(got, want);
     }
 }

@@ -309,6 +309,12 @@ fn a_group_is_saved_as_one_entry_and_comes_back_as_its_copies() {
 #[test]
 fn apply_and_depends_on_know_groups() {
     let d = Daemon::start();
+    // An entry after a group is still named by its own index.
+    let bad = json!({"id": "bad", "command": "/no/such/binary"});
+    let r = d.post_json("/apply", &json!({"processes": [group("g", 2), bad]}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["field"], "processes[1]", "{}", r.body);
+    assert!(ids(&d).is_empty(), "{:?}", ids(&d));
     let body = json!({"processes": [group("g", 2)]});
     let r = d.post_json("/apply", &body);
     assert_eq!(r.status, 200, "{}", r.body);
