@@ -32,6 +32,20 @@ struct SavedProcess {
     /// Runs started so far, so run numbers go on after a restart of exeio.
     #[serde(default)]
     run_count: u64,
+    /// A group's copies (`instances`): how each was left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    copies: Vec<SavedCopy>,
+}
+
+/// One copy of a saved group.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedCopy {
+    instance: u32,
+    #[serde(default)]
+    manually_stopped: bool,
+    #[serde(default)]
+    run_count: u64,
 }
 
 /// One saved process, as loaded at start or as it is to be saved.
@@ -94,6 +108,18 @@ impl Store {
         for p in file.processes {
             let id = p.spec.id.clone();
             match validate(p.spec) {
+                Ok(spec) if spec.instances.is_some() => {
+                    // A group: one entry, its copies come back as they were left.
+                    for copy in crate::spec::instances::copies(&spec) {
+                        let number = copy.instances.as_ref().map_or(0, |i| i.number);
+                        let was = p.copies.iter().find(|c| c.instance == number);
+                        loaded.processes.push(Saved {
+                            spec: copy,
+                            manually_stopped: was.is_some_and(|c| c.manually_stopped),
+                            run_count: was.map_or(0, |c| c.run_count),
+                        });
+                    }
+                }
                 Ok(spec) => loaded.processes.push(Saved {
                     spec,
                     manually_stopped: p.manually_stopped,
@@ -107,17 +133,54 @@ impl Store {
         Ok(loaded)
     }
 
-    /// The bytes of the file for `processes`.
+    /// The bytes of the file for `processes`. The copies of a group are
+    /// one entry: the group's configuration (from copy 1, which every
+    /// group has) and how each copy was left.
     pub fn render<'a>(processes: impl Iterator<Item = &'a Saved>) -> Vec<u8> {
-        let file = SavedFile {
-            version: 1,
-            processes: processes
-                .map(|p| SavedProcess {
+        let mut entries: Vec<SavedProcess> = Vec::new();
+        let mut groups: Vec<(&str, usize)> = Vec::new();
+        let processes: Vec<&Saved> = processes.collect();
+        for p in &processes {
+            let Some(inst) = p.spec.instances.as_deref() else {
+                entries.push(SavedProcess {
                     spec: p.spec.to_request(),
                     manually_stopped: p.manually_stopped,
                     run_count: p.run_count,
-                })
-                .collect(),
+                    copies: Vec::new(),
+                });
+                continue;
+            };
+            if inst.number == 1 {
+                groups.push((inst.group.as_str(), entries.len()));
+                entries.push(SavedProcess {
+                    spec: (*inst.template).clone(),
+                    manually_stopped: false,
+                    run_count: 0,
+                    copies: Vec::new(),
+                });
+            }
+        }
+        for p in &processes {
+            let Some(inst) = p.spec.instances.as_deref() else {
+                continue;
+            };
+            let Some(&(_, at)) = groups.iter().find(|(g, _)| *g == inst.group.as_str()) else {
+                continue;
+            };
+            if inst.number <= entries[at].spec.instances.unwrap_or(0) {
+                entries[at].copies.push(SavedCopy {
+                    instance: inst.number,
+                    manually_stopped: p.manually_stopped,
+                    run_count: p.run_count,
+                });
+            }
+        }
+        for e in &mut entries {
+            e.copies.sort_by_key(|c| c.instance);
+        }
+        let file = SavedFile {
+            version: 1,
+            processes: entries,
         };
         let mut json = serde_json::to_vec_pretty(&file).unwrap_or_default();
         json.push(b'\n');
@@ -191,6 +254,45 @@ mod tests {
         assert_eq!(loaded.processes[0].run_count, 7);
         assert_eq!(loaded.processes[1].spec, b);
         assert!(loaded.processes[1].manually_stopped);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_group_is_one_entry_and_loads_as_its_copies() {
+        let d = tmpdir("group");
+        let store = Store::new(d.join("processes.json"));
+        let g = parse_add(
+            br#"{"id":"w","command":"srv","args":["{instance}"],"instances":3,"save_for_next_run":true}"#,
+        )
+        .unwrap();
+        let saved: Vec<Saved> = crate::spec::instances::copies(&g)
+            .into_iter()
+            .map(|spec| Saved {
+                manually_stopped: spec.id.as_str() == "w-2",
+                run_count: 4,
+                spec,
+            })
+            .collect();
+        let bytes = Store::render(saved.iter());
+        let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(file["processes"].as_array().unwrap().len(), 1, "{file}");
+        assert_eq!(file["processes"][0]["spec"]["args"][0], "{instance}");
+        crate::persist::write_atomic(store.path(), &bytes).unwrap();
+        let loaded = store.load().unwrap();
+        let ids: Vec<&str> = loaded
+            .processes
+            .iter()
+            .map(|p| p.spec.id.as_str())
+            .collect();
+        assert_eq!(ids, ["w-1", "w-2", "w-3"]);
+        assert_eq!(loaded.processes[2].spec, saved[2].spec);
+        let stopped: Vec<bool> = loaded
+            .processes
+            .iter()
+            .map(|p| p.manually_stopped)
+            .collect();
+        assert_eq!(stopped, [false, true, false]);
+        assert!(loaded.processes.iter().all(|p| p.run_count == 4));
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -82,6 +82,45 @@ impl View {
             .ok()
             .map(|i| &self.procs[i])
     }
+
+    /// The copies of group `group` (`instances`), by number; empty if
+    /// `group` names no group. Copies `group-N` sort together.
+    pub fn copies(&self, group: &str) -> Vec<&Arc<ProcView>> {
+        let prefix = format!("{group}-");
+        let start = self
+            .procs
+            .partition_point(|p| p.spec.id.as_str() < prefix.as_str());
+        let mut copies: Vec<&Arc<ProcView>> = self.procs[start..]
+            .iter()
+            .take_while(|p| p.spec.id.as_str().starts_with(&prefix))
+            .filter(|p| {
+                p.spec
+                    .instances
+                    .as_ref()
+                    .is_some_and(|i| i.group.as_str() == group)
+            })
+            .collect();
+        copies.sort_by_key(|p| p.spec.instances.as_ref().map_or(0, |i| i.number));
+        copies
+    }
+
+    /// The one process `id` for a read that is about one process (a log,
+    /// runs, health): 404 if unknown, 400 naming the copies for a group.
+    pub fn one(&self, id: &str) -> Result<&Arc<ProcView>, crate::error::ApiError> {
+        if let Some(p) = self.get(id) {
+            return Ok(p);
+        }
+        let copies = self.copies(id);
+        match (copies.first(), copies.last()) {
+            (Some(first), Some(last)) => Err(crate::error::ApiError::BadRequest(format!(
+                "'{id}' is a group of {} instances ({}..{}): name one of them",
+                copies.len(),
+                first.id(),
+                last.id()
+            ))),
+            _ => Err(crate::error::ApiError::unknown_process(id)),
+        }
+    }
 }
 
 /// The current `View`, swapped by the supervisor, read by everyone.

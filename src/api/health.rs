@@ -12,9 +12,7 @@ use crate::timefmt::rfc3339;
 pub fn checks(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let id = path_id(args)?;
     let view = api.published.load();
-    let p = view
-        .get(id.as_str())
-        .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+    let p = view.one(id.as_str())?;
     let checks: Vec<_> = p
         .health_checks
         .iter()

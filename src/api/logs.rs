@@ -81,11 +81,7 @@ pub fn parse_query(query: &str) -> Result<LogQuery, ApiError> {
 
 /// The log of process `id`, from the published view.
 fn log_of(api: &Api, id: &ProcessId) -> Result<Arc<LogFile>, ApiError> {
-    api.published
-        .load()
-        .get(id.as_str())
-        .map(|p| p.log.clone())
-        .ok_or_else(|| ApiError::unknown_process(id.as_str()))
+    api.published.load().one(id.as_str()).map(|p| p.log.clone())
 }
 
 pub fn logs(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
@@ -209,22 +205,37 @@ fn follow(
 pub fn clear(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let id = path_id(args)?;
     let _ = api.body(ex)?;
-    let log = log_of(api, &id)?;
-    let (tx, rx) = bounded(1);
-    api.logger.post(&log, Op::Clear(tx));
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(())) => Ok(Answer::Json(
-            serde_json::to_vec(&serde_json::json!({
-                "success": true,
-                "message": format!("log of '{id}' cleared"),
-            }))
-            .unwrap_or_default(),
-        )),
-        Ok(Err(e)) => Err(ApiError::Internal(format!(
-            "cannot clear the log of '{id}': {e}"
-        ))),
-        Err(_) => Err(ApiError::Unavailable(format!(
-            "the log of '{id}' did not answer in time"
-        ))),
+    // A group's: the log of each of its copies.
+    let view = api.published.load();
+    let copies = view.copies(id.as_str());
+    let logs: Vec<(&ProcessId, Arc<LogFile>)> = match view.get(id.as_str()) {
+        Some(p) => vec![(p.id(), p.log.clone())],
+        None if !copies.is_empty() => copies.iter().map(|p| (p.id(), p.log.clone())).collect(),
+        None => return Err(ApiError::unknown_process(id.as_str())),
+    };
+    for (one, log) in &logs {
+        let (tx, rx) = bounded(1);
+        api.logger.post(log, Op::Clear(tx));
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ApiError::Internal(format!(
+                    "cannot clear the log of '{one}': {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::Unavailable(format!(
+                    "the log of '{one}' did not answer in time"
+                )));
+            }
+        }
     }
+    let message = match logs.len() {
+        1 => format!("log of '{id}' cleared"),
+        n => format!("logs of the {n} instances of '{id}' cleared"),
+    };
+    Ok(Answer::Json(
+        serde_json::to_vec(&serde_json::json!({"success": true, "message": message}))
+            .unwrap_or_default(),
+    ))
 }

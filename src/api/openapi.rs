@@ -229,14 +229,34 @@ fn reply(r: Reply) -> Value {
             "application/json",
             json!({"type": "array", "items": refs("Process")}),
         ),
+        // A group's id (`instances`) answers with the group and its copies.
         Reply::Process => content(
             "application/json",
-            obj(
-                json!({"success": {"type": "boolean"}, "process": refs("Process")}),
-                &["success", "process"],
+            json!({"oneOf": [
+                obj(
+                    json!({"success": {"type": "boolean"}, "process": refs("Process")}),
+                    &["success", "process"],
+                ),
+                obj(
+                    json!({
+                        "success": {"type": "boolean"},
+                        "group": {"type": "object", "required": ["id", "instances", "config"], "properties": {
+                            "id": {"type": "string"},
+                            "instances": {"type": "integer"},
+                            "config": {"type": "object", "description": "The configuration as given, with {instance}"}
+                        }},
+                        "processes": {"type": "array", "items": refs("Process")}
+                    }),
+                    &["success", "group", "processes"],
+                ),
+            ]}),
+        ),
+        Reply::Done => content(
+            "application/json",
+            done(
+                json!({"processes": {"type": "array", "items": refs("Process"), "description": "A request to a group (instances): its copies"}}),
             ),
         ),
-        Reply::Done => content("application/json", done(json!({}))),
         Reply::Many => content(
             "application/json",
             done(json!({"processes": {"type": "array", "items": refs("Process")}})),
@@ -350,7 +370,9 @@ fn config_properties() -> Value {
         "depends_on": {"type": "object", "nullable": true, "maxProperties": 64,
             "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]},
             "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."},
-        "health": health_schema()
+        "health": health_schema(),
+        "instances": {"type": "integer", "minimum": 1, "maximum": crate::spec::instances::MAX_INSTANCES, "nullable": true,
+            "description": "Run N copies ID-1..ID-N managed as one; {instance} in command, args, working_dir, env values, env_file and the health target, and EXEIO_INSTANCE in the env, give each its number. Not for periodic or scheduled jobs"}
     })
 }
 
@@ -534,7 +556,10 @@ fn schemas() -> Value {
                 "health_probe": {"type": "object", "description": "The probe configured (the config's health)"},
                 "health": {"type": "string", "enum": ["none", "starting", "healthy", "unhealthy"]},
                 "health_message": nullable("string"),
-                "health_checked_at": time_or_null
+                "health_checked_at": time_or_null,
+                "instance_of": {"type": "string", "description": "A copy of this group (instances)"},
+                "instance": {"type": "integer", "description": "This copy's number (1..instances)"},
+                "instances": {"type": "integer", "description": "How many copies its group has"}
             }
         }
     })

@@ -31,6 +31,16 @@ pub fn list(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiE
 pub fn status(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let id = path_id(args)?;
     let view = api.published.load();
+    let copies = view.copies(id.as_str());
+    if view.get(id.as_str()).is_none() && !copies.is_empty() {
+        let now = Clock::now();
+        return Ok(Answer::Json(render::group_body(
+            id.as_str(),
+            &copies,
+            &now,
+            args.shown(),
+        )));
+    }
     let p = view
         .get(id.as_str())
         .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
@@ -54,9 +64,7 @@ pub fn runs(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, Api
         }
     }
     let view = api.published.load();
-    let p = view
-        .get(id.as_str())
-        .ok_or_else(|| ApiError::unknown_process(id.as_str()))?;
+    let p = view.one(id.as_str())?;
     if !p.spec.is_job() {
         return Err(ApiError::Conflict(format!(
             "process '{id}' is not a periodic or scheduled job: it has no runs"

@@ -140,6 +140,14 @@ struct Process<'a> {
     health: &'static str,
     health_message: Option<&'a str>,
     health_checked_at: Option<String>,
+    /// A copy of a group (`instances`): the group, this copy's number, and
+    /// how many the group has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance_of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instances: Option<u32>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -233,7 +241,38 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         health: p.health.name(),
         health_message: p.health_message.as_deref(),
         health_checked_at: p.health_checked_at.map(rfc3339),
+        instance_of: spec.instances.as_ref().map(|i| i.group.as_str()),
+        instance: spec.instances.as_ref().map(|i| i.number),
+        instances: spec.instances.as_ref().map(|i| i.count),
     }
+}
+
+/// `GET /status/{group}`: the group (its configuration as given, env
+/// values as `shown` allows) and its copies.
+pub fn group_body(
+    id: &str,
+    copies: &[&std::sync::Arc<ProcView>],
+    now: &Clock,
+    shown: Shown,
+) -> Vec<u8> {
+    let mut config = copies
+        .first()
+        .and_then(|p| p.spec.instances.as_ref())
+        .map(|i| serde_json::to_value(&*i.template).unwrap_or_default())
+        .unwrap_or_default();
+    if shown != Shown::Everything
+        && let Some(Value::Object(env)) = config.get_mut("env")
+    {
+        for v in env.values_mut() {
+            *v = Value::String(HIDDEN.into());
+        }
+    }
+    let body = serde_json::json!({
+        "success": true,
+        "group": {"id": id, "instances": copies.len(), "config": config},
+        "processes": copies.iter().map(|p| process_value(p, now, shown)).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// `{"success":true,"process":{...}}`.

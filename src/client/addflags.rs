@@ -87,6 +87,7 @@ pub(super) const ADD: &[(Flag, &str, Kind)] = &[
         Kind::Size,
     ),
     (flag(&["--depends-on"], true), "depends_on", Kind::Depends),
+    (flag(&["--instances"], true), "instances", Kind::Count),
 ];
 
 /// How an `add` flag's value becomes JSON.

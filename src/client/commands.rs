@@ -255,6 +255,29 @@ fn unix_seconds(t: &str) -> Option<f64> {
 fn status(ctx: &Ctx<'_>, id: &str, r: &mut Report) -> Result<(), Failure> {
     let reply = ctx.client.get(&format!("/status/{}", encode(id)))?;
     let v = reply.json()?;
+    if let Some(copies) = v["processes"].as_array().filter(|_| v["group"].is_object()) {
+        // A group (instances): each copy; 3 unless every one runs.
+        if ctx.json {
+            r.out.push_str(&json_line(&reply));
+        } else {
+            let texts: Vec<String> = copies
+                .iter()
+                .map(|p| status_text(p, ctx.style, now_unix()))
+                .collect();
+            r.out = texts.join("\n");
+        }
+        let down = copies
+            .iter()
+            .filter(|p| p["is_running"] != Value::Bool(true))
+            .count();
+        if down > 0 {
+            r.fail(Failure::NotRunning(format!(
+                "{down} of the {} instances of '{id}' are not running",
+                copies.len()
+            )));
+        }
+        return Ok(());
+    }
     let p = &v["process"];
     if ctx.json {
         r.out.push_str(&json_line(&reply));

@@ -370,6 +370,7 @@ pub fn help(topic: Option<&str>) -> String {
              \x20 --overlap skip|queue|replace, --timeout SECS, --history N   (jobs)\n\
              \x20 --catch-up, --catch-up-window SECS   catch_up (calendar jobs)\n\
              \x20 --env-file FILE           env_file: KEY=value lines read at each start\n\
+             \x20 --instances N              instances: N copies ID-1..ID-N ({instance}, EXEIO_INSTANCE)\n\
              \x20 --no-auto-restart, --no-save, --no-catch-up   (for update)\n\n\
              Example: exeio add web --save --auto-restart -- python3 -m http.server 8000\n"
         }

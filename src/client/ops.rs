@@ -81,7 +81,12 @@ pub fn update(ctx: &Ctx<'_>, id: &str, from: &UpdateFrom, r: &mut Report) -> Res
         UpdateFrom::File(file) => Value::Object(read_object(file)?),
         UpdateFrom::Flags(changes) => {
             let now = ctx.client.get(&format!("/status/{}", encode(id)))?.json()?;
-            Value::Object(merged(config_of(&now["process"]), changes))
+            // A group (instances) shows its configuration as given.
+            let current = match now["group"]["config"].as_object() {
+                Some(config) => config.clone(),
+                None => config_of(&now["process"]),
+            };
+            Value::Object(merged(current, changes))
         }
     };
     said(ctx, ctx.client.post(&path, Some(&body)), r)

@@ -16,11 +16,13 @@ use crate::policy::{Backoff, RestartPolicy};
 
 mod depends;
 pub mod health;
+pub mod instances;
 mod job;
 mod signal;
 
 pub use depends::{Condition, DependsOn};
 pub use health::{HealthRequest, HealthSpec, HttpTarget, LogPattern, Probe};
+pub use instances::Instances;
 pub use job::{JobSettings, Overlap};
 use job::{calendar, catch_up, job_settings};
 pub use signal::{StopSignal, any_signal, signal_names};
@@ -146,6 +148,9 @@ pub struct AddRequest {
     pub max_memory_bytes: Option<u64>,
     pub depends_on: Option<BTreeMap<String, String>>,
     pub health: Option<HealthRequest>,
+    /// N copies `ID-1`..`ID-N` managed as one (`instances`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
 }
 
 /// A validated process description.
@@ -183,6 +188,9 @@ pub struct ProcessSpec {
     pub depends_on: DependsOn,
     /// A health probe (SPEC 4b). Boxed: most processes have none.
     pub health: Option<Box<HealthSpec>>,
+    /// A group of copies, or one of its copies (`instances`). Boxed: most
+    /// processes are alone.
+    pub instances: Option<Box<Instances>>,
 }
 
 impl ProcessSpec {
@@ -208,8 +216,12 @@ impl ProcessSpec {
             || self.group != new.group
     }
 
-    /// The wire form, as saved in `processes.json`: every field explicit.
+    /// The wire form, as saved in `processes.json`: every field explicit
+    /// (a group's: its configuration as given).
     pub fn to_request(&self) -> AddRequest {
+        if let Some(i) = self.instances.as_deref().filter(|i| i.number == 0) {
+            return (*i.template).clone();
+        }
         let job = self.is_job();
         AddRequest {
             id: self.id.to_string(),
@@ -256,6 +268,7 @@ impl ProcessSpec {
             max_memory_bytes: self.max_memory_bytes,
             depends_on: depends::to_wire(&self.depends_on),
             health: self.health.as_ref().map(|h| h.to_request()),
+            instances: None,
         }
     }
 }
@@ -371,6 +384,9 @@ pub fn json_error(e: &serde_json::Error) -> FieldError {
 }
 
 pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
+    if req.instances.is_some() {
+        return instances::validate_group(req);
+    }
     let id = ProcessId::parse(&req.id).map_err(|m| FieldError::new("id", m))?;
     let schedule = calendar(&req, req.periodic.unwrap_or(false))?.map(Box::new);
     let catch_up_window = catch_up(&req, schedule.is_some())?;
@@ -535,6 +551,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         max_memory_bytes: memory_limit(req.max_memory_bytes)?,
         depends_on,
         health,
+        instances: None,
     })
 }
 

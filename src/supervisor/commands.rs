@@ -24,6 +24,10 @@ impl Supervisor {
             let _ = reply.send(Err(ApiError::Unavailable("exeio is shutting down".into())));
             return;
         }
+        // A group's id, or a copy's, is resolved first (`group`).
+        let Some(call) = self.group_call(call, &reply) else {
+            return;
+        };
         let now = Now::read();
         match call {
             Call::Add(spec) => self.add(*spec, now, reply),
@@ -65,7 +69,12 @@ impl Supervisor {
     }
 
     /// Step `id` with a request of the user's; undone if its spawn fails.
-    fn user_step(&mut self, id: &ProcessId, input: Input, now: Now) -> Result<(), ApiError> {
+    pub(super) fn user_step(
+        &mut self,
+        id: &ProcessId,
+        input: Input,
+        now: Now,
+    ) -> Result<(), ApiError> {
         let status = self.procs.get(id).map(|e| e.proc.status());
         let health = self.procs.get(id).map(|e| e.proc.health());
         self.user_step_quiet(id, input, now)?;
@@ -237,7 +246,7 @@ impl Supervisor {
     }
 
     /// Insert and start `spec`; if the spawn fails, it is as if never added.
-    fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
+    pub(super) fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
         let id = spec.id.clone();
         let saves = spec.save_for_next_run;
         let held = !crate::lifecycle::order::unmet(&spec.depends_on, |dep| {
@@ -268,7 +277,7 @@ impl Supervisor {
     }
 
     /// Take a new configuration for `id`; true if a restart was started.
-    fn update_one(&mut self, new: ProcessSpec, now: Now) -> Result<bool, ApiError> {
+    pub(super) fn update_one(&mut self, new: ProcessSpec, now: Now) -> Result<bool, ApiError> {
         let id = new.id.clone();
         let e = self
             .procs
@@ -355,7 +364,7 @@ impl Supervisor {
     /// `POST /apply`: reconcile with a whole configuration.
     fn apply_config(&mut self, a: Apply, now: Now, reply: Sender<Outcome>) {
         let mut plan = Plan {
-            order: a.processes.iter().map(|s| s.id.clone()).collect(),
+            order: super::group::entries(&a.processes),
             ..Plan::default()
         };
         for spec in &a.processes {
@@ -389,6 +398,9 @@ impl Supervisor {
                 .map(|e| e.proc.spec.id.clone())
                 .collect();
         }
+        // Copies beyond a group's new count go, prune or not (`group`).
+        plan.removed
+            .extend(self.surplus_copies(&a.processes, &plan.removed));
         let specs: Vec<&ProcessSpec> = a.processes.iter().collect();
         // A pruned process that stays needed is a 409, as for /remove.
         let order_ok = plan
@@ -399,8 +411,8 @@ impl Supervisor {
                 self.check_order(&specs, &plan.removed, |id| {
                     plan.order
                         .iter()
-                        .position(|x| x == id)
-                        .map(|i| format!("processes[{i}]"))
+                        .find(|(x, _)| x == id)
+                        .map(|(_, i)| format!("processes[{i}]"))
                         .unwrap_or_default()
                 })
             });
@@ -491,7 +503,7 @@ impl Supervisor {
     }
 
     /// What a held reply watches of these processes.
-    fn watch(&self, ids: &[ProcessId]) -> Vec<Watched> {
+    pub(super) fn watch(&self, ids: &[ProcessId]) -> Vec<Watched> {
         ids.iter()
             .filter_map(|id| {
                 self.procs.get(id).map(|e| Watched {
@@ -542,8 +554,9 @@ struct Plan {
     unchanged: Vec<ProcessId>,
     /// Processes that cannot start, and why.
     failed: Vec<(ProcessId, String)>,
-    /// The ids in the order of the request.
-    order: Vec<ProcessId>,
+    /// Each id and the index of its entry in the request (the copies of a
+    /// group share their entry's).
+    order: Vec<(ProcessId, usize)>,
 }
 
 impl Plan {
@@ -566,7 +579,7 @@ impl Plan {
     /// The entry an apply with failures is refused for (`processes[i]`).
     fn refused(&self) -> Option<String> {
         let (id, _) = self.failed.first()?;
-        let i = self.order.iter().position(|x| x == id)?;
+        let (_, i) = self.order.iter().find(|(x, _)| x == id)?;
         Some(format!("processes[{i}]"))
     }
 

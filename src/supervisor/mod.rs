@@ -18,6 +18,7 @@
 mod alerts;
 mod commands;
 mod effects;
+mod group;
 mod health;
 mod order;
 mod procs;

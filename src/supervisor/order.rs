@@ -37,6 +37,7 @@ impl Supervisor {
                 .get(dep)
                 .filter(|d| d.proc.want != Want::Removed)
                 .map(|d| d.proc.facts())
+                .or_else(|| self.group_facts(dep))
         })
     }
 
@@ -95,12 +96,28 @@ impl Supervisor {
                 (id.clone(), node)
             })
             .collect();
+        // A group (`instances`) is a node too: its copies share its depends_on.
+        for e in self.procs.values() {
+            if let Some(i) = e.proc.spec.instances.as_deref()
+                && e.proc.want != Want::Removed
+                && !gone.contains(&e.proc.spec.id)
+            {
+                let node = Node {
+                    deps: &e.proc.spec.depends_on,
+                    has_probe: has_probe(&e.proc.spec),
+                };
+                nodes.entry(i.group.clone()).or_insert(node);
+            }
+        }
         for spec in changed {
             let node = Node {
                 deps: &spec.depends_on,
                 has_probe: has_probe(spec),
             };
             nodes.insert(spec.id.clone(), node);
+            if let Some(i) = spec.instances.as_deref().filter(|i| i.number > 0) {
+                nodes.insert(i.group.clone(), node);
+            }
         }
         let ids: Vec<ProcessId> = changed.iter().map(|s| s.id.clone()).collect();
         lifecycle::order::check(&nodes, &ids).map_err(|err| {
@@ -183,6 +200,7 @@ impl Supervisor {
                 })
                 .collect();
             let ready = lifecycle::ready_to_stop(&queued, &nodes);
+            let ready = self.hold_copies(ready, &nodes);
             if ready.is_empty() {
                 return;
             }

@@ -23,6 +23,7 @@ mod edge_parse;
 mod edge_proxy;
 mod hardening;
 mod health;
+mod instances;
 mod intent;
 mod lifecycle;
 mod logs;
