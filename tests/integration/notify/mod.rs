@@ -467,6 +467,13 @@ fn notify_threads(d: &Daemon) -> Vec<String> {
     names
 }
 
+/// Whether the notification threads are `running` within 10 s: a thread
+/// names itself once it runs, a moment after the PUT (or boot) that
+/// started it, so the names are polled for, not read once.
+fn threads_named(d: &Daemon, running: &[&str]) -> bool {
+    wait_until(Duration::from_secs(10), || notify_threads(d) == running)
+}
+
 #[test]
 fn the_notification_threads_start_with_the_first_target() {
     let mut d = Daemon::start();
@@ -483,7 +490,7 @@ fn the_notification_threads_start_with_the_first_target() {
         &d,
         &json!([{"name": "ops", "command": ["sh", "-c", format!("cat > {}", out.display())]}]),
     );
-    assert_eq!(notify_threads(&d), running);
+    assert!(threads_named(&d, &running), "{:?}", notify_threads(&d));
     assert_eq!(d.post("/notify/test/ops", "").status, 200);
     assert!(wait_until(Duration::from_secs(10), || counted(
         &d,
@@ -509,7 +516,7 @@ fn the_notification_threads_start_with_the_first_target() {
     assert_eq!(queued(), 1);
     d.kill9();
     d.start_again();
-    assert_eq!(notify_threads(&d), running);
+    assert!(threads_named(&d, &running), "{:?}", notify_threads(&d));
     // ... which drops it, its target being gone (as before)
     assert!(wait_until(Duration::from_secs(10), || queued() == 0));
     // no target and an empty outbox: none at boot
