@@ -334,6 +334,11 @@ impl Notifier {
         });
         true
     }
+
+    /// Shutdown: end the command targets still running (`send.rs`).
+    pub fn stop_commands(&self, grace: std::time::Duration) {
+        send::stop_commands(grace);
+    }
 }
 
 /// Where notify keeps its files.

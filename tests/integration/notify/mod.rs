@@ -2,9 +2,10 @@
 //! (`receiver.py`, which checks every signature with the Standard Webhooks
 //! reference library from PyPI), retries with one webhook-id, 410, the
 //! outbox across a `kill -9`, command targets, restart storms, secrets.
-//! `memory` has `max_memory_bytes`.
+//! `memory` has `max_memory_bytes`; `ends`, command targets at shutdown.
 
 mod cli;
+mod ends;
 mod memory;
 
 use std::io::{BufRead, BufReader};
