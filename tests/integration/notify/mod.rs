@@ -206,6 +206,12 @@ fn a_410_turns_the_target_off_until_a_put() {
     let mut d = d;
     d.restart();
     assert_eq!(d.get("/notify").json()["targets"][0]["enabled"], false);
+    // a test to it is refused, saying why, rather than sent where alerts are not
+    let r = d.post("/notify/test/gone", "");
+    assert_eq!(r.status, 409, "{}", r.body);
+    let m = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(m.contains("turned off") && m.contains("410"), "{m}");
+    assert_eq!(rx.got().len(), 1, "a test went to a turned-off target");
     // a PUT turns it on again
     put_ok(&d, &targets);
     assert_eq!(d.get("/notify").json()["targets"][0]["enabled"], true);
