@@ -302,6 +302,9 @@ impl Supervisor {
             self.dirty_store();
         }
         self.emit("updated", &id, json!({ "restarted": restart }));
+        if !restart && old.max_memory_bytes != self.procs[&id].proc.spec.max_memory_bytes {
+            self.watch_memory(&id, now);
+        }
         if restart {
             self.user_step(&id, Input::Restart, now)?;
         }
