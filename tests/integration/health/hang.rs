@@ -21,8 +21,9 @@ fn hanging_targets_do_not_starve_other_probes() {
         let probe = json!({"http": hang.url(), "period_seconds": 1, "timeout_seconds": 30});
         add_ok(&d, service(&format!("hang-{i}"), probe));
     }
-    // let the hanging checks take their places first
-    assert!(wait_until(SHORT, || hang.hits() >= 8));
+    // let the hanging checks take their places first (at least as many as
+    // the pool has workers)
+    assert!(wait_until(SHORT, || hang.hits() >= 4));
     add_ok(
         &d,
         service("web", json!({"http": good.url(), "period_seconds": 1})),
