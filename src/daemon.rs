@@ -32,6 +32,10 @@ use crate::supervisor::{Setup, Supervisor};
 use crate::sys;
 use crate::view::Published;
 
+/// How long a notification command still running at shutdown has between
+/// SIGTERM and SIGKILL to its group.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
+
 pub fn run(cfg: Config) -> Result<()> {
     sys::cloexec_inherited_fds();
     crate::child::reserve_slots();
@@ -196,6 +200,8 @@ pub fn run(cfg: Config) -> Result<()> {
         crate::applydir::send(&api.tx, dir, specs, logger.clone());
     }
     supervisor.run();
+    // Notification commands still running end too (none outlives exeio).
+    api.notify.stop_commands(NOTIFY_GRACE);
 
     api.stopping.store(true, Ordering::SeqCst);
     server.stop();

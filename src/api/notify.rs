@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{Answer, Api, Args};
 use crate::error::ApiError;
 use crate::http::Exchange;
-use crate::notify::{Kind, Replace};
+use crate::notify::{Kind, Replace, Untestable};
 
 fn json(v: Value) -> Answer {
     Answer::Json(serde_json::to_vec(&v).unwrap_or_default())
@@ -51,10 +51,19 @@ pub fn put(api: &Api, ex: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiErro
 pub fn test(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiError> {
     let _ = api.body(ex)?;
     let name = args.params.first().map(String::as_str).unwrap_or("");
-    if !api.notify.test(name) {
-        return Err(ApiError::NotFound(format!(
-            "no notification target named '{name}' (GET /notify lists them)"
-        )));
+    match api.notify.test(name) {
+        Ok(()) => {}
+        Err(Untestable::Unknown) => {
+            return Err(ApiError::NotFound(format!(
+                "no notification target named '{name}' (GET /notify lists them)"
+            )));
+        }
+        Err(Untestable::Off(why)) => {
+            return Err(ApiError::Conflict(format!(
+                "notification target '{name}' is turned off ({why}); nothing was sent: \
+                 PUT /notify (exeio notify set) turns it on again"
+            )));
+        }
     }
     Ok(json(json!({
         "success": true,

@@ -215,7 +215,7 @@ pub static ROUTES: &[Route] = &[
     route!("GET" "/audit", Key(Admin), admin::audit, "A page of the audit log, newest first", None -> LogPage, [400, 500], PAGE),
     route!("GET" "/notify", Key(Admin), notify::list, "The notification targets (never a secret)", None -> Notify, []),
     route!("PUT" "/notify", Key(Admin), notify::put, "Replace the notification targets, all or nothing", Notify -> Notify, [400, 500]),
-    route!("POST" "/notify/test/{name}", Key(Admin), notify::test, "Send a test notification to one target", None -> Message, [404]),
+    route!("POST" "/notify/test/{name}", Key(Admin), notify::test, "Send a test notification to one target", None -> Message, [404, 409]),
 ];
 
 /// Why no route was found.

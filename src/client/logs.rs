@@ -96,12 +96,17 @@ fn follow(ctx: &Ctx<'_>, a: &LogsArgs, stream: &str, tail: usize) -> Result<(), 
 /// Print a follow stream line by line, each after `prefix`, until it ends
 /// (the process was removed, exeio stopped) or stdout is closed.
 pub fn print_stream(ctx: &Ctx<'_>, body: impl Read, prefix: &str) -> Result<(), Failure> {
+    copy_lines(ctx, body, prefix).map(drop)
+}
+
+/// `print_stream`, saying whether it ended because stdout was closed.
+pub fn copy_lines(ctx: &Ctx<'_>, body: impl Read, prefix: &str) -> Result<bool, Failure> {
     let mut reader = BufReader::new(body);
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(false),
             Ok(_) => {}
             Err(e) => {
                 return Err(Failure::Connect {
@@ -119,7 +124,7 @@ pub fn print_stream(ctx: &Ctx<'_>, body: impl Read, prefix: &str) -> Result<(), 
             .and_then(|()| out.write_all(&line))
             .and_then(|()| out.flush());
         if written.is_err() {
-            return Ok(()); // stdout closed: `exeio logs -f x | head`
+            return Ok(true); // stdout closed: `exeio logs -f x | head`
         }
     }
 }

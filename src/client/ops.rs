@@ -3,8 +3,10 @@
 //! `events` (one line an event), `info`, `logs -f` of every process and
 //! `logs --page/--since`. Called by `commands::run`.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::time::SystemTime;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
@@ -277,44 +279,75 @@ fn line_time(line: &str) -> Option<&str> {
     (line.as_bytes().get(20) == Some(&b']')).then_some(t)
 }
 
+/// How often `logs -f` without an id looks for processes added since it
+/// started.
+const LIST_EVERY: Duration = Duration::from_secs(2);
+
 /// `logs -f` without an id: every process's follow stream at once, each
-/// line prefixed with its id, until they all end or stdout closes.
+/// line prefixed with its id; `/list` is read again every `LIST_EVERY`, so
+/// a process added later is followed too (and one removed and added
+/// again). Runs until stdout closes, a stream breaks or exeio is gone.
 pub fn follow_all(ctx: &Ctx<'_>, lines: usize, stream: Option<&str>) -> Result<(), Failure> {
-    let procs = super::commands::list(ctx.client)?;
-    let ids: Vec<String> = procs
-        .iter()
-        .filter_map(|p| p["id"].as_str().map(str::to_owned))
-        .collect();
-    if ids.is_empty() {
-        return Err(Failure::Other("no process to follow".into()));
-    }
-    let width = ids.iter().map(String::len).max().unwrap_or(0);
     let stream = stream.map(|s| format!("&stream={s}")).unwrap_or_default();
     let host = ctx.label.map(|h| format!("{h}: ")).unwrap_or_default();
-    let results: Vec<Result<(), Failure>> = std::thread::scope(|s| {
-        let handles: Vec<_> = ids
-            .iter()
-            .map(|id| {
+    let followed: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    // The first stream that broke, or stdout closed (`None` inside).
+    let ended: Mutex<Option<Result<(), Failure>>> = Mutex::new(None);
+    let mut width = 0;
+    std::thread::scope(|s| {
+        loop {
+            let ids: Vec<String> = match super::commands::list(ctx.client) {
+                Ok(procs) => procs
+                    .iter()
+                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                    .collect(),
+                Err(e) => return Err(e),
+            };
+            width = ids.iter().map(String::len).fold(width, usize::max);
+            for id in ids {
+                if !followed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.clone())
+                {
+                    continue;
+                }
                 let path = format!(
                     "/logs/{}?follow=true&tail={}{stream}",
-                    encode(id),
+                    encode(&id),
                     lines.min(1000)
                 );
                 let prefix = format!("{host}{id:<width$} | ");
-                s.spawn(move || pump(ctx, &path, &prefix))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Ok(())))
-            .collect()
-    });
-    results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
-}
-
-/// Copy one follow stream to stdout, a whole line at a time with `prefix`.
-fn pump(ctx: &Ctx<'_>, path: &str, prefix: &str) -> Result<(), Failure> {
-    super::logs::print_stream(ctx, ctx.client.stream(path)?, prefix)
+                let (followed, ended) = (&followed, &ended);
+                s.spawn(move || {
+                    let r = ctx
+                        .client
+                        .stream(&path)
+                        .and_then(|body| super::logs::copy_lines(ctx, body, &prefix));
+                    followed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&id);
+                    let end = match r {
+                        Ok(false) => return, // removed: followed again if added again
+                        Ok(true) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    ended
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(end);
+                });
+            }
+            let next = Instant::now() + LIST_EVERY;
+            while Instant::now() < next {
+                if let Some(end) = ended.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    return end;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })
 }
 
 /// `events`: the server-sent events, one line each, as they come.

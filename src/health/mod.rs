@@ -1,8 +1,9 @@
 //! Running health checks (SPEC 4b): a small, bounded pool of threads that
-//! does the slow I/O of `http`, `tcp` and `exec` probes and reports each
+//! starts the checks of `http`, `tcp` and `exec` probes and reports each
 //! answer to the supervisor as a message on its channel. `exec` commands,
 //! once started by a worker, are waited for by one more thread, all at once
-//! (`exec::Waiter`): a command that hangs holds no worker.
+//! (`exec::Waiter`), and `http`/`tcp` connections are carried by another
+//! (`net::Dialer`): a command or a target that hangs holds no worker.
 //!
 //! The supervisor owns the times and the decisions (`lifecycle::health`):
 //! it hands a `Check` to `Probes::submit` when one is due and feeds each
@@ -128,16 +129,18 @@ impl Probes {
     pub fn start(threads: usize, results: Sender<Msg>) -> io::Result<Probes> {
         let (queue, rx) = bounded(QUEUE);
         let waiter = Arc::new(exec::Waiter::start()?);
+        let dialer = Arc::new(net::Dialer::start()?);
         let answers = Arc::new(Answers {
             inbox: Mutex::new(Vec::new()),
             tx: results,
         });
         for n in 0..threads.max(1) {
-            let (rx, results, waiter) = (rx.clone(), answers.clone(), waiter.clone());
+            let (rx, results) = (rx.clone(), answers.clone());
+            let (waiter, dialer) = (waiter.clone(), dialer.clone());
             std::thread::Builder::new()
                 .name(format!("probe-{n}"))
                 .stack_size(STACK)
-                .spawn(move || work(rx, results, waiter))?;
+                .spawn(move || work(rx, results, waiter, dialer))?;
         }
         Ok(Probes { queue, answers })
     }
@@ -151,9 +154,14 @@ impl Probes {
     }
 }
 
-/// A worker: run checks until the supervisor drops the pool. An `exec`
-/// check is only started here, and reported by the waiter.
-fn work(rx: Receiver<Check>, results: Arc<Answers>, waiter: Arc<exec::Waiter>) {
+/// A worker: run checks until the supervisor drops the pool. A check is
+/// only started here, and reported by the waiter (`exec`) or the dialer.
+fn work(
+    rx: Receiver<Check>,
+    results: Arc<Answers>,
+    waiter: Arc<exec::Waiter>,
+    dialer: Arc<net::Dialer>,
+) {
     while let Ok(check) = rx.recv() {
         if !check.is_wanted() {
             continue; // removed or stopped while queued: its answer is moot
@@ -169,6 +177,10 @@ fn work(rx: Receiver<Check>, results: Arc<Answers>, waiter: Arc<exec::Waiter>) {
             Ran::Started(mut running) => {
                 running.report = Some(Box::new(report));
                 waiter.watch(running);
+            }
+            Ran::Dialing(mut dial) => {
+                dial.report = Some(Box::new(report));
+                dialer.watch(dial);
             }
         }
     }
@@ -194,10 +206,12 @@ fn reporter(
     }
 }
 
-/// A check done, or a command started (`exec`) for the waiter.
+/// A check done, a command started (`exec`) for the waiter, or a
+/// connection started (`http`, `tcp`) for the dialer.
 pub enum Ran {
     Done(Outcome),
     Started(exec::Running),
+    Dialing(net::Dial),
 }
 
 /// Run one check (start it, for `exec`).
@@ -206,8 +220,14 @@ pub fn run(check: &Check) -> Ran {
         return Ran::Done(Outcome::failed("no probe"));
     };
     Ran::Done(match &health.probe {
-        Probe::Http(target) => net::http(target, health.timeout),
-        Probe::Tcp(addr) => net::tcp(addr, health.timeout),
+        Probe::Http(target) => match net::start_http(target, health.timeout) {
+            Ok(dial) => return Ran::Dialing(dial),
+            Err(outcome) => outcome,
+        },
+        Probe::Tcp(addr) => match net::start_tcp(addr, health.timeout) {
+            Ok(dial) => return Ran::Dialing(dial),
+            Err(outcome) => outcome,
+        },
         Probe::Exec(argv) => match exec::start(&check.spec, argv, health.timeout) {
             Ok(running) => return Ran::Started(running),
             Err(outcome) => outcome,

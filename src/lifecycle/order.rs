@@ -190,11 +190,16 @@ impl Facts {
 }
 
 /// The conditions of `deps` that do not hold, as `"db (healthy)"`. A
-/// dependency that is not there (`facts` gives `None`) does not meet any.
+/// dependency that is not there (`facts` gives `None`: an unsaved process
+/// gone with a restart of exeio) meets none, and says so: `"db (healthy):
+/// there is no process 'db'"`, not a wait that looks as if it could end.
 pub fn unmet(deps: &DependsOn, facts: impl Fn(&ProcessId) -> Option<Facts>) -> Vec<String> {
     deps.iter()
-        .filter(|(id, cond)| !facts(id).is_some_and(|f| f.meets(**cond)))
-        .map(|(id, cond)| format!("{id} ({cond})"))
+        .filter_map(|(id, cond)| match facts(id) {
+            Some(f) if f.meets(*cond) => None,
+            Some(_) => Some(format!("{id} ({cond})")),
+            None => Some(format!("{id} ({cond}): there is no process '{id}'")),
+        })
         .collect()
 }
 

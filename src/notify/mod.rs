@@ -319,10 +319,17 @@ impl Notifier {
         Ok(made)
     }
 
-    /// `POST /notify/test/{name}`: false if there is no such target.
-    pub fn test(&self, name: &str) -> bool {
-        if !self.hub.targets().iter().any(|t| t.name == name) {
-            return false;
+    /// `POST /notify/test/{name}`: queue a `test` event for one target.
+    /// A target a 410 turned off is refused rather than tested: alerts do
+    /// not reach it, so a test that did would mislead.
+    pub fn test(&self, name: &str) -> Result<(), Untestable> {
+        match self.hub.targets().into_iter().find(|t| t.name == name) {
+            None => return Err(Untestable::Unknown),
+            Some(t) => {
+                if let Some(why) = t.disabled {
+                    return Err(Untestable::Off(why));
+                }
+            }
         }
         self.send(Notice {
             kind: Kind::Test,
@@ -332,8 +339,21 @@ impl Notifier {
             at: SystemTime::now(),
             only: Some(name.to_owned()),
         });
-        true
+        Ok(())
     }
+
+    /// Shutdown: end the command targets still running (`send.rs`).
+    pub fn stop_commands(&self, grace: std::time::Duration) {
+        send::stop_commands(grace);
+    }
+}
+
+/// Why `POST /notify/test/{name}` sends nothing.
+pub enum Untestable {
+    /// No target of that name.
+    Unknown,
+    /// Turned off by a 410 (the reason), until a `PUT /notify`.
+    Off(String),
 }
 
 /// Where notify keeps its files.

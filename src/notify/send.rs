@@ -1,13 +1,15 @@
 //! One delivery attempt, on a sender thread of the pool: a webhook POST
 //! signed per the Standard Webhooks specification (15 s timeout), or a
 //! command fed the body on stdin (30 s timeout, its process group killed
-//! after, always reaped).
+//! after, always reaped). The commands running are registered, so that
+//! exeio's shutdown ends them too (`stop_commands`): none outlives exeio.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
@@ -24,6 +26,56 @@ use crate::timefmt::unix_secs;
 
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The command targets running now, by process group; once `closing`, no
+/// new one starts (its notification stays queued for the next start).
+struct Running {
+    closing: bool,
+    groups: BTreeSet<u32>,
+}
+
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    closing: false,
+    groups: BTreeSet::new(),
+});
+
+fn running() -> std::sync::MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Shutdown: start no more commands; send SIGTERM to the group of each one
+/// running, SIGKILL to those still there after `grace`, and wait (a
+/// moment) for their senders to reap them.
+pub fn stop_commands(grace: Duration) {
+    let groups: Vec<u32> = {
+        let mut r = running();
+        r.closing = true;
+        r.groups.iter().copied().collect()
+    };
+    if groups.is_empty() {
+        return;
+    }
+    for &g in &groups {
+        let _ = crate::child::signal_group(g, nix::libc::SIGTERM);
+    }
+    let gone = |limit: Duration| {
+        let end = Instant::now() + limit;
+        while !running().groups.is_empty() {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    };
+    if gone(grace) {
+        return;
+    }
+    for g in running().groups.iter().copied() {
+        let _ = crate::child::signal_group(g, nix::libc::SIGKILL);
+    }
+    gone(Duration::from_secs(2));
+}
 
 /// Where distributions keep their CA bundle.
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -160,6 +212,11 @@ fn webhook(url: &str, secret: Option<&str>, item: &Item, out: &mut Outcome) {
 
 /// Run `argv` with the body on stdin; Ok if it exits 0 within the timeout.
 fn command(argv: &[String], item: &Item) -> Result<(), String> {
+    // Started under the lock, so a shutdown either sees it or stops it.
+    let mut registry = running();
+    if registry.closing {
+        return Err("exeio is shutting down: not started".into());
+    }
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::piped())
@@ -171,6 +228,8 @@ fn command(argv: &[String], item: &Item) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
     let pid = child.id();
+    registry.groups.insert(pid);
+    drop(registry);
     let pidfd = crate::sys::pidfd_open(pid);
     if let Some(mut stdin) = child.stdin.take() {
         // The body is small (well under a pipe's buffer): this never waits.
@@ -204,6 +263,8 @@ fn command(argv: &[String], item: &Item) -> Result<(), String> {
     };
     // Whatever it left in its group goes too.
     let _ = crate::child::signal_group(pid, nix::libc::SIGKILL);
+    // Out of the registry before the reap frees its pid for reuse.
+    running().groups.remove(&pid);
     let status = match reaped {
         Some(s) => Ok(s),
         None => child.wait(),

@@ -130,7 +130,19 @@ impl Supervisor {
                 }),
             );
         }
+        self.watch_memory(id, now);
+    }
+
+    /// Watch the current run of `id` for memory (its limit, if any, and
+    /// kernel OOM kills): at each spawn, and when `update` changes
+    /// `max_memory_bytes` (which takes effect at once, not at the next
+    /// start). A run already watched keeps its OOM-kill count.
+    pub(super) fn watch_memory(&mut self, id: &ProcessId, now: Now) {
+        let Some(e) = self.procs.get(id) else {
+            return;
+        };
         let (Some(pid), generation) = (e.proc.pid(), e.proc.generation()) else {
+            self.alerts.watched.remove(id);
             return;
         };
         let dir = self.s.cgroups.as_ref().map(|c| c.stats_dir(id));
@@ -139,7 +151,10 @@ impl Supervisor {
             self.alerts.watched.remove(id);
             return;
         }
-        let oom_kills = dir.as_deref().and_then(cgroup::oom_kills).unwrap_or(0);
+        let oom_kills = match self.alerts.watched.get(id) {
+            Some(w) if w.generation == generation => w.oom_kills,
+            _ => dir.as_deref().and_then(cgroup::oom_kills).unwrap_or(0),
+        };
         self.alerts.watched.insert(
             id.clone(),
             Watch {

@@ -227,10 +227,30 @@ impl Supervisor {
         } else {
             "added: it runs on its schedule"
         };
-        let kept = if saves {
-            "saved for the next start of exeio"
+        // A saved process that needs an unsaved one would wait for it for
+        // ever after a restart of exeio: say so now.
+        let unsaved: Vec<String> = spec
+            .depends_on
+            .keys()
+            .filter(|d| {
+                saves
+                    && self
+                        .procs
+                        .get(*d)
+                        .is_some_and(|e| !e.proc.spec.save_for_next_run)
+            })
+            .map(|d| format!("'{d}'"))
+            .collect();
+        let kept = &if !unsaved.is_empty() {
+            format!(
+                "saved for the next start of exeio, but it depends on {}, not saved: \
+                 after a restart of exeio it waits until that is added again",
+                unsaved.join(", ")
+            )
+        } else if saves {
+            "saved for the next start of exeio".to_owned()
         } else {
-            "not saved: gone when exeio stops (save_for_next_run is false)"
+            "not saved: gone when exeio stops (save_for_next_run is false)".to_owned()
         };
         let answer = self.add_one(spec, now).map(|()| {
             let waiting = self.procs.get(&id).map(|e| e.proc.waiting_for().join(", "));
@@ -311,6 +331,9 @@ impl Supervisor {
             self.dirty_store();
         }
         self.emit("updated", &id, json!({ "restarted": restart }));
+        if !restart && old.max_memory_bytes != self.procs[&id].proc.spec.max_memory_bytes {
+            self.watch_memory(&id, now);
+        }
         if restart {
             self.user_step(&id, Input::Restart, now)?;
         }

@@ -39,6 +39,110 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
         .collect())
 }
 
+/// Wait until one of `fds` is ready, or `timeout` passes (`None`:
+/// forever): readable (or hung up), or writable where its flag asks for
+/// that instead. Which of them are ready.
+pub fn wait_ready(
+    fds: &[(BorrowedFd<'_>, bool)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, write)| {
+            let flags = if *write {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            PollFd::new(*fd, flags)
+        })
+        .collect();
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX),
+    };
+    loop {
+        match poll(&mut polled, timeout) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(polled
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
+
+/// Start a TCP connection to `addr` without waiting for it: a non-blocking
+/// socket whose connect is under way (it turns writable when done;
+/// `TcpStream::take_error` then says how it went). An error at once (a
+/// refusal on loopback, no route) is returned as such.
+pub fn connect_nonblocking(addr: &std::net::SocketAddr) -> io::Result<TcpStream> {
+    use std::net::SocketAddr;
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket() with constant arguments; the fd is owned at once.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    let sock = unsafe { TcpStream::from_raw_fd(fd) };
+    let ret = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: all-zero is a valid sockaddr_in.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            // SAFETY: `sin` is a valid sockaddr_in of the length given.
+            unsafe {
+                libc::connect(
+                    fd,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: all-zero is a valid sockaddr_in6.
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            // SAFETY: `sin6` is a valid sockaddr_in6 of the length given.
+            unsafe {
+                libc::connect(
+                    fd,
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if ret == 0 {
+        return Ok(sock);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINPROGRESS) {
+        Ok(sock)
+    } else {
+        Err(e)
+    }
+}
+
 /// Wait up to `wait` for the peer of a streaming reply to hang up. True if
 /// it did, or if it sent anything (nothing is expected during a stream).
 pub fn peer_closed(sock: &TcpStream, wait: Duration) -> bool {

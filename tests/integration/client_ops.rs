@@ -263,6 +263,12 @@ fn events_print_one_line_each_and_logs_f_follows_every_process() {
     );
     assert!(out.contains("restarted"), "{out}");
     assert!(expect_line(&rx, "again-a"), "a new line arrives");
+    // A process added after it started is followed too.
+    add_ok(&d, sh("c", "echo from-c; exec sleep 60"));
+    assert!(
+        expect_line(&rx, "from-c"),
+        "a process added later is followed"
+    );
     follow.kill().unwrap();
     follow.wait().unwrap();
 }

@@ -16,13 +16,14 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
+mod hang;
 mod observe;
 
 /// What the test server answers.
 pub(super) const OK: u8 = 0;
 pub(super) const BUSY: u8 = 1;
 /// Accept, read the request, never answer.
-const HANG: u8 = 2;
+pub(super) const HANG: u8 = 2;
 /// A status line that never ends.
 const FLOOD: u8 = 3;
 
@@ -80,7 +81,7 @@ impl Server {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
-    fn hits(&self) -> usize {
+    pub(super) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 }

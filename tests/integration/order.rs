@@ -455,3 +455,29 @@ fn restart_all_starts_dependents_once_their_dependencies_are_back() {
     wait_status(&d, "web", "running", SHORT);
     assert_eq!(status_of(&d, "db")["health"], "healthy");
 }
+
+#[test]
+fn a_saved_process_that_needs_an_unsaved_one_says_so() {
+    let mut d = Daemon::start();
+    let mut db = sleeper("db");
+    db["save_for_next_run"] = json!(false);
+    add_ok(&d, db);
+    let mut web = with_deps(sleeper("web"), json!({"db": "started"}));
+    web["save_for_next_run"] = json!(true);
+    let (status, body) = add(&d, web);
+    assert_eq!(status, 200, "{body}");
+    let m = body["message"].as_str().unwrap();
+    assert!(m.contains("depends on 'db', not saved"), "{m}");
+    // after a restart of exeio, db is gone: web's wait says why it lasts
+    d.restart();
+    assert!(wait_until(Duration::from_secs(10), || state_of(&d, "web") == "waiting"));
+    let w = status_of(&d, "web");
+    assert_eq!(
+        w["waiting_for"],
+        json!(["db (started): there is no process 'db'"]),
+        "{w}"
+    );
+    // adding it again releases the wait
+    add_ok(&d, sleeper("db"));
+    assert!(wait_until(Duration::from_secs(10), || state_of(&d, "web") == "running"));
+}

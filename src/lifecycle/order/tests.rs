@@ -152,7 +152,13 @@ fn unmet_conditions_read_like_the_spec() {
         }),
         _ => None,
     };
-    assert_eq!(unmet(&d, facts), ["cache (started)", "db (healthy)"]);
+    assert_eq!(
+        unmet(&d, facts),
+        [
+            "cache (started): there is no process 'cache'",
+            "db (healthy)"
+        ]
+    );
     assert!(unmet(&DependsOn::new(), facts).is_empty());
     assert!(
         Facts {

@@ -61,6 +61,32 @@ fn a_process_over_its_memory_limit_is_restarted_and_reported() {
 }
 
 #[test]
+fn a_limit_set_by_update_applies_to_the_running_process() {
+    let d = Daemon::start();
+    let args = json!([
+        "-c",
+        "import time\nb = b'x' * (64 * 1024 * 1024)\ntime.sleep(300)"
+    ]);
+    let first = add_ok(&d, json!({"id": "hog", "command": "python3", "args": args}));
+    let pid = first["pid"].clone();
+    // the same run takes the limit: no restart, sampled from now on
+    let r = d.post_json(
+        "/update/hog",
+        &json!({"command": "python3", "args": args, "max_memory_bytes": 16 * 1024 * 1024}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["restarted"], false, "{}", r.body);
+    assert_eq!(r.json()["process"]["pid"], pid, "{}", r.body);
+    wait_log(
+        &d,
+        "hog",
+        "samples in a row: restarting",
+        Duration::from_secs(60),
+    );
+    d.post("/stop/hog", "");
+}
+
+#[test]
 fn max_memory_bytes_is_validated() {
     let d = Daemon::start();
     let (status, body) = add(

@@ -2,9 +2,10 @@
 //! (`receiver.py`, which checks every signature with the Standard Webhooks
 //! reference library from PyPI), retries with one webhook-id, 410, the
 //! outbox across a `kill -9`, command targets, restart storms, secrets.
-//! `memory` has `max_memory_bytes`.
+//! `memory` has `max_memory_bytes`; `ends`, command targets at shutdown.
 
 mod cli;
+mod ends;
 mod memory;
 
 use std::io::{BufRead, BufReader};
@@ -205,6 +206,12 @@ fn a_410_turns_the_target_off_until_a_put() {
     let mut d = d;
     d.restart();
     assert_eq!(d.get("/notify").json()["targets"][0]["enabled"], false);
+    // a test to it is refused, saying why, rather than sent where alerts are not
+    let r = d.post("/notify/test/gone", "");
+    assert_eq!(r.status, 409, "{}", r.body);
+    let m = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(m.contains("turned off") && m.contains("410"), "{m}");
+    assert_eq!(rx.got().len(), 1, "a test went to a turned-off target");
     // a PUT turns it on again
     put_ok(&d, &targets);
     assert_eq!(d.get("/notify").json()["targets"][0]["enabled"], true);
@@ -467,6 +474,13 @@ fn notify_threads(d: &Daemon) -> Vec<String> {
     names
 }
 
+/// Whether the notification threads are `running` within 10 s: a thread
+/// names itself once it runs, a moment after the PUT (or boot) that
+/// started it, so the names are polled for, not read once.
+fn threads_named(d: &Daemon, running: &[&str]) -> bool {
+    wait_until(Duration::from_secs(10), || notify_threads(d) == running)
+}
+
 #[test]
 fn the_notification_threads_start_with_the_first_target() {
     let mut d = Daemon::start();
@@ -483,7 +497,7 @@ fn the_notification_threads_start_with_the_first_target() {
         &d,
         &json!([{"name": "ops", "command": ["sh", "-c", format!("cat > {}", out.display())]}]),
     );
-    assert_eq!(notify_threads(&d), running);
+    assert!(threads_named(&d, &running), "{:?}", notify_threads(&d));
     assert_eq!(d.post("/notify/test/ops", "").status, 200);
     assert!(wait_until(Duration::from_secs(10), || counted(
         &d,
@@ -509,7 +523,7 @@ fn the_notification_threads_start_with_the_first_target() {
     assert_eq!(queued(), 1);
     d.kill9();
     d.start_again();
-    assert_eq!(notify_threads(&d), running);
+    assert!(threads_named(&d, &running), "{:?}", notify_threads(&d));
     // ... which drops it, its target being gone (as before)
     assert!(wait_until(Duration::from_secs(10), || queued() == 0));
     // no target and an empty outbox: none at boot
