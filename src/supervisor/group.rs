@@ -300,7 +300,7 @@ impl Supervisor {
             .any(|id| self.procs[id].proc.spec.save_for_next_run);
         let mut refused = Vec::new();
         for id in &ids {
-            if let Err(e) = self.user_step(id, input, now) {
+            if let Err(e) = self.user_step(id, input.clone(), now) {
                 refused.push(e);
             }
         }
