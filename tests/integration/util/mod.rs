@@ -34,6 +34,9 @@ pub const KEY: &str = "test";
 pub const SHORT: Duration = Duration::from_secs(10);
 /// Deadline for things that involve a real restart delay or several periodic runs.
 pub const LONG: Duration = Duration::from_secs(40);
+/// For `Options::env`: idle HTTP pool threads end after 0.5 s, not 10 s,
+/// so a test that counts exeio's threads need not wait long for a baseline.
+pub const QUICK_IDLE_THREADS: (&str, &str) = ("EXEIO_TEST_IDLE_THREAD_MS", "500");
 /// How long the fixture waits for the `exeio listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a graceful stop of the daemon may take before the fixture SIGKILLs it.
