@@ -9,6 +9,7 @@
 mod util;
 
 mod api;
+mod api_contract;
 mod cli;
 mod client;
 mod client_apply;
