@@ -196,7 +196,9 @@ fn follow_lines(d: &Daemon, query: &str, n: usize) -> (BufReader<TcpStream>, Vec
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut in_body = false;
-    while lines.len() < n {
+    // The head at least: exeio sends it once the follow has its place in
+    // the log, so a line written after this returns is followed.
+    while !in_body || lines.len() < n {
         line.clear();
         if r.read_line(&mut line).unwrap() == 0 {
             break;
