@@ -129,7 +129,8 @@ fn a_failed_run_is_a_result_not_a_state() {
 #[test]
 fn overlap_skip_queue_replace_and_timeouts() {
     let d = Daemon::start();
-    let mut skip = job("skip", "sleep 3", "* * * * * *");
+    // A run of 2 s on a schedule of every second: the tick at 1 s is skipped.
+    let mut skip = job("skip", "sleep 2", "* * * * * *");
     skip["overlap"] = json!("skip");
     let mut replace = job(
         "replace",
