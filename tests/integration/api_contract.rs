@@ -21,9 +21,12 @@ fn daemon() -> Daemon {
 /// exists), /shutdown, and the check that every schema-valid config is
 /// accepted: a valid config whose program does not exist on this machine
 /// is a 400 by contract (SPEC 4), which no schema can say.
-/// A run that only hit schemathesis's own runtime errors (an ERRORS
-/// section, no FAILURES: seen once as a KeyError inside its coverage
-/// phase) is run once more; a failure of exeio's is never retried.
+/// One worker thread: with two, CPython's `ast` and `linecache` raced now
+/// and then under load (schemathesis's own runtime errors: a KeyError
+/// holding source lines, "AST constructor recursion depth mismatch"); a
+/// run is one process anyway, the three runs side by side. A run that
+/// only hit such errors (an ERRORS section, no FAILURES) is run once
+/// more; a failure of exeio's is never retried.
 fn the_live_api_keeps_to_the_document(phases: &str, only: &[&str]) {
     let what = format!("{phases} {}", only.join(" "));
     let d = daemon();
@@ -36,7 +39,7 @@ fn the_live_api_keeps_to_the_document(phases: &str, only: &[&str]) {
             .args(["-H", &format!("exeio-api-key: {}", d.key)])
             .args(["--exclude-path", "/shutdown", "--exclude-path", "/events"])
             .args(["--exclude-checks", "positive_data_acceptance"])
-            .args(["--max-examples", "40", "--workers", "2", "--seed", "1"])
+            .args(["--max-examples", "40", "--workers", "1", "--seed", "1"])
             .args(["--phases", phases])
             .args(only)
             .current_dir(d.tmp()) // its cache goes there, not into the repository
