@@ -149,8 +149,8 @@ add '{
 wait_for "/status/$PREFIX-tick" '"status":"waiting"'
 api GET "/logs/$PREFIX-tick?page=1&page_size=5"
 
-step "GET /logs/{id}?follow=true for 3 seconds (a chunked stream)"
-curl -s -N --max-time 3 "$URL/logs/$PREFIX-tick?follow=true" \
+step "GET /logs/{id}?follow=true for 2 seconds (a chunked stream)"
+curl -s -N --max-time 2 "$URL/logs/$PREFIX-tick?follow=true" \
   -H "exeio-api-key: $KEY" || true
 echo
 
@@ -211,8 +211,8 @@ status 200 -b "$JAR" -X POST "$URL/restart/$PREFIX-web" -H 'X-Exeio-CSRF: 1'
 curl -fsS -b "$JAR" -X POST "$URL/session/logout"
 echo
 
-step "GET /events for 2 seconds (server-sent events; replay with ?since=0)"
-EVENTS=$(curl -s -N --max-time 2 "$URL/events?since=0" -H "exeio-api-key: $KEY" || true)
+step "GET /events for 1 second (server-sent events; replay with ?since=0)"
+EVENTS=$(curl -s -N --max-time 1 "$URL/events?since=0" -H "exeio-api-key: $KEY" || true)
 printf '%s\n' "$EVENTS" | sed -n '1,8p'
 
 step "GET /audit: the audit log, newest first"

@@ -34,6 +34,18 @@ use crate::sys;
 const CONN_STACK: usize = 256 * 1024;
 /// A pool thread with no connection for this long ends.
 const IDLE_THREAD: Duration = Duration::from_secs(10);
+
+/// `IDLE_THREAD`, or the milliseconds of `EXEIO_TEST_IDLE_THREAD_MS`: the
+/// tests that count threads wait for idle ones to end, and set it short.
+fn idle_thread() -> Duration {
+    static IDLE: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+        std::env::var("EXEIO_TEST_IDLE_THREAD_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(IDLE_THREAD, Duration::from_millis)
+    });
+    *IDLE
+}
 /// At the thread cap, how long a new connection waits for a pool thread.
 const POOL_WAIT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -301,7 +313,7 @@ impl Acceptor {
 fn pool_thread(mut job: Job, rx: Receiver<Job>, shared: Arc<Shared>) {
     loop {
         serve(job, &shared);
-        match rx.recv_timeout(IDLE_THREAD) {
+        match rx.recv_timeout(idle_thread()) {
             Ok(next) => job = next,
             Err(_) => break,
         }

@@ -31,6 +31,18 @@ use crate::spec::ProcessId;
 /// How often a process with `max_memory_bytes` is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
+/// `SAMPLE_EVERY`, or the milliseconds of `EXEIO_TEST_MEMORY_SAMPLE_MS`:
+/// the test of a limit sets it short rather than wait three samples of 5 s.
+fn sample_every() -> Duration {
+    static EVERY: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+        std::env::var("EXEIO_TEST_MEMORY_SAMPLE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(SAMPLE_EVERY, Duration::from_millis)
+    });
+    *EVERY
+}
+
 #[derive(Default)]
 pub(super) struct Alerts {
     storms: StormWatch,
@@ -160,7 +172,7 @@ impl Supervisor {
             Watch {
                 generation,
                 pid,
-                next: limit.map(|_| now.at + SAMPLE_EVERY),
+                next: limit.map(|_| now.at + sample_every()),
                 cgroup: dir,
                 oom_kills,
             },
@@ -220,7 +232,7 @@ impl Supervisor {
             let Some(w) = self.alerts.watched.get_mut(&id) else {
                 continue;
             };
-            w.next = Some(now.at + SAMPLE_EVERY);
+            w.next = Some(now.at + sample_every());
             let bytes = match &w.cgroup {
                 Some(dir) => cgroup::memory_current(dir).unwrap_or_else(|| {
                     cgroup::pids_in(dir)

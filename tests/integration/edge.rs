@@ -51,12 +51,12 @@ fn metric(d: &Daemon, name: &str) -> f64 {
 }
 
 fn start(args: &[&str]) -> Daemon {
-    Daemon::start_with(args, &[])
+    Daemon::start_with(args, &[util::QUICK_IDLE_THREADS])
 }
 
-/// Usage once exeio has settled (idle connection threads end after a while).
+/// Usage once exeio has settled (idle connection threads end after 0.5 s here).
 fn baseline(d: &Daemon) -> Usage {
-    util::quiet_usage(d.pid(), Duration::from_secs(3))
+    util::quiet_usage(d.pid(), Duration::from_secs(2))
 }
 
 #[test]

@@ -114,7 +114,9 @@ fn a_valid_chunked_login_with_extensions_and_trailers_is_read() {
 
 #[test]
 fn trailers_and_chunk_extensions_count_toward_the_body_cap() {
-    let d = Daemon::start();
+    // 60 s for the body, not 10: on a busy machine the 2 MiB sent here may
+    // reach the cap after the default time is up (a 408, not the 413).
+    let d = Daemon::start_with(&["--head-timeout", "60"], &[]);
     let big = "a".repeat(2 * 1024 * 1024);
     let cases = [
         ("extension", format!("2;x={big}\r\n{{}}\r\n0\r\n\r\n")),
@@ -129,7 +131,7 @@ fn trailers_and_chunk_extensions_count_toward_the_body_cap() {
         let writer = std::thread::spawn(move || {
             let _ = s.write_all(bytes.as_bytes());
         });
-        let r = util::read_response(&mut reader, Instant::now() + Duration::from_secs(60))
+        let r = util::read_response(&mut reader, Instant::now() + Duration::from_secs(90))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(r.status, 413, "{what}: {}", r.body);
         drop(reader);

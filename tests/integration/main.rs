@@ -3,11 +3,13 @@
 //!
 //! Waiting is always `util::wait_until(deadline, predicate)`, never a bare sleep.
 //! `dashboard` drives the page in headless Chromium (python3, selenium, chromium).
-//! Run with `cargo test --test integration -- --test-threads=2` on a small machine.
+//! They mostly wait, so `cargo test` runs 8 at a time (`.cargo/config.toml`),
+//! also on a 2-core machine; `-- --test-threads=N` picks another number.
 
 mod util;
 
 mod api;
+mod api_contract;
 mod cli;
 mod client;
 mod client_apply;

@@ -339,6 +339,12 @@ fn saved_processes_start_in_order_when_exeio_starts() {
     add_ok(&d, migrate);
     add_ok(&d, web);
     wait_status(&d, "web", "running", SHORT);
+    // Its line written (running is not yet written, on a busy machine).
+    assert!(
+        wait_until(SHORT, || lines(&seen).len() == 1),
+        "{:?}",
+        lines(&seen)
+    );
     d.stop();
     std::fs::remove_file(&done).unwrap();
     d.start_again();

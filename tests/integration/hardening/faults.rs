@@ -294,7 +294,7 @@ fn sigkill_during_rapid_saves_leaves_a_parsable_processes_json() {
 
 #[test]
 fn restart_and_start_cycles_leak_nothing() {
-    let d = Daemon::start();
+    let d = Daemon::start_with(&[], &[util::QUICK_IDLE_THREADS]);
     let mut cyc = json!({"id": "cyc", "command": "sleep", "args": ["1000"]});
     cyc["stop_timeout_seconds"] = json!(5);
     add_ok(&d, cyc);
@@ -309,7 +309,7 @@ fn restart_and_start_cycles_leak_nothing() {
         d.post("/restart/cyc", "");
         start_once();
     }
-    let base = util::quiet_usage(pid, Duration::from_secs(6));
+    let base = util::quiet_usage(pid, Duration::from_secs(2));
     let mut t = Table::new("faults");
     let (mut restarts, mut bad) = (0, Vec::new());
     let began = Instant::now();

@@ -34,6 +34,9 @@ pub const KEY: &str = "test";
 pub const SHORT: Duration = Duration::from_secs(10);
 /// Deadline for things that involve a real restart delay or several periodic runs.
 pub const LONG: Duration = Duration::from_secs(40);
+/// For `Options::env`: idle HTTP pool threads end after 0.5 s, not 10 s,
+/// so a test that counts exeio's threads need not wait long for a baseline.
+pub const QUICK_IDLE_THREADS: (&str, &str) = ("EXEIO_TEST_IDLE_THREAD_MS", "500");
 /// How long the fixture waits for the `exeio listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a graceful stop of the daemon may take before the fixture SIGKILLs it.
@@ -221,6 +224,7 @@ struct Running {
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<JoinHandle<()>>,
+    stdout_thread: Option<JoinHandle<()>>,
     exit: Option<ExitStatus>,
 }
 
@@ -255,7 +259,7 @@ impl Running {
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().expect("stdout");
         let lines = Arc::clone(&stdout);
-        thread::spawn(move || {
+        let stdout_thread = thread::spawn(move || {
             let mut first = Some(tx);
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
@@ -281,6 +285,7 @@ impl Running {
             stdout,
             stderr,
             stderr_thread: Some(stderr_thread),
+            stdout_thread: Some(stdout_thread),
             exit: None,
         };
         match rx.recv_timeout(START_TIMEOUT) {
@@ -323,6 +328,14 @@ impl Running {
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.exit.is_none() {
             self.exit = wait_child(&mut self.child, timeout);
+        }
+        // Its last lines (`shutting down: ...`) may still be in the pipe:
+        // let the reader reach EOF (a little while, never forever).
+        if self.exit.is_some()
+            && let Some(h) = self.stdout_thread.take()
+            && wait_until(Duration::from_secs(2), || h.is_finished())
+        {
+            let _ = h.join();
         }
         self.exit
     }
@@ -442,7 +455,8 @@ impl Daemon {
         self.config_dir().join("processes.json")
     }
 
-    /// Every stdout line printed so far by the current run (the first is `exeio listening on`).
+    /// Every stdout line printed so far by the current run (the first is
+    /// `exeio listening on`); all of them once `wait_exit` or `stop` saw it exit.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.run().stdout.lock().unwrap().clone()
     }
