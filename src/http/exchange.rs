@@ -15,6 +15,9 @@ use super::conn::{Conn, Transport};
 use super::request::{Framing, Head, HeadError};
 use crate::sys;
 
+mod copy;
+pub use copy::{CopyError, MIN_RATE, RATE_GRACE};
+
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
