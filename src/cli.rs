@@ -332,9 +332,13 @@ mod tests {
     #[test]
     fn deploy_caps() {
         let d = Config::default();
-        assert_eq!((d.max_deploy_bytes, d.max_release_bytes), (512 << 20, 2 << 30));
-        let Cli::Run(c) = run(&["--max-deploy-bytes", "1000", "--max-release-bytes", "5000"])
-            .unwrap() else {
+        assert_eq!(
+            (d.max_deploy_bytes, d.max_release_bytes),
+            (512 << 20, 2 << 30)
+        );
+        let Cli::Run(c) =
+            run(&["--max-deploy-bytes", "1000", "--max-release-bytes", "5000"]).unwrap()
+        else {
             panic!()
         };
         assert_eq!((c.max_deploy_bytes, c.max_release_bytes), (1000, 5000));

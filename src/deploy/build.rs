@@ -106,12 +106,19 @@ pub fn run(
             l.finish(line);
         }
     }
-    while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None) {}
-    let tail = pipes[1].as_ref().map(|l| l.last.clone()).unwrap_or_default();
+    while let Err(nix::errno::Errno::EINTR) =
+        nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None)
+    {}
+    let tail = pipes[1]
+        .as_ref()
+        .map(|l| l.last.clone())
+        .unwrap_or_default();
     match status {
         None => Err(BuildError::TimedOut(timeout)),
         Some(WaitStatus::Exited(_, 0)) => Ok(()),
-        Some(WaitStatus::Exited(_, code)) => Err(BuildError::Failed(with_line(format!("exit {code}"), &tail))),
+        Some(WaitStatus::Exited(_, code)) => {
+            Err(BuildError::Failed(with_line(format!("exit {code}"), &tail)))
+        }
         Some(WaitStatus::Signaled(_, sig, _)) => Err(BuildError::Failed(with_line(
             format!("killed by signal {}", sig as i32),
             &tail,

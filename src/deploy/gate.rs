@@ -138,7 +138,10 @@ mod tests {
         // down for good: at once
         let mut f = sample(Status::Failed, Health::Starting);
         f.why_down = Some("exited with code 1".into());
-        assert_eq!(g.judge(&f, t0), Verdict::Unhealthy("exited with code 1".into()));
+        assert_eq!(
+            g.judge(&f, t0),
+            Verdict::Unhealthy("exited with code 1".into())
+        );
     }
 
     #[test]
@@ -158,7 +161,10 @@ mod tests {
         assert!(matches!(g.judge(&s, t0), Verdict::Unhealthy(_)));
         let mut b = sample(Status::Backoff, Health::None);
         b.why_down = Some("exited with code 3".into());
-        assert_eq!(g.judge(&b, t0), Verdict::Unhealthy("exited with code 3".into()));
+        assert_eq!(
+            g.judge(&b, t0),
+            Verdict::Unhealthy("exited with code 3".into())
+        );
         // held for its dependencies: until the deadline
         let w = sample(Status::Waiting, Health::None);
         assert_eq!(g.judge(&w, t0), Verdict::Wait(g.deadline));

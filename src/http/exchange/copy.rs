@@ -105,7 +105,12 @@ impl Exchange<'_> {
     }
 
     /// `n` bytes of data into `sink`.
-    fn copy_exact(&mut self, sink: &mut dyn Write, n: u64, pace: &mut Pace) -> Result<u64, CopyError> {
+    fn copy_exact(
+        &mut self,
+        sink: &mut dyn Write,
+        n: u64,
+        pace: &mut Pace,
+    ) -> Result<u64, CopyError> {
         let mut left = n;
         while left > 0 {
             if self.conn.data().is_empty() {
@@ -155,7 +160,9 @@ impl Exchange<'_> {
                 return Err(BodyError::TooLarge.into());
             }
             if size == 0 {
-                let room = usize::try_from(limit - after).unwrap_or(usize::MAX).min(64 * 1024);
+                let room = usize::try_from(limit - after)
+                    .unwrap_or(usize::MAX)
+                    .min(64 * 1024);
                 let deadline = pace.next(Instant::now())?;
                 self.trailers(room, deadline)?;
                 return Ok(total);
