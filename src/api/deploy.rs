@@ -45,6 +45,13 @@ pub fn deploy(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, A
         .transpose()
         .map_err(ApiError::BadRequest)?;
     let d = &api.deployer;
+    if ex.declares_more_than(usize::try_from(d.max_deploy_bytes).unwrap_or(usize::MAX)) {
+        // Refused before the lock, the disk or a byte of the body.
+        return Err(copy_error(
+            CopyError::Body(BodyError::TooLarge),
+            d.max_deploy_bytes,
+        ));
+    }
     let ended = {
         let _lock = d.lock(&spec.id)?;
         let rel = d.releases(&spec.id)?;

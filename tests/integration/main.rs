@@ -15,6 +15,8 @@ mod client_hosts;
 mod client_ops;
 mod client_tls;
 mod dashboard;
+mod deploy;
+mod deploy_faults;
 mod edge;
 mod edge_audit;
 mod edge_capacity;
