@@ -64,7 +64,7 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 fn upload(bin: &Path) -> Result<Vec<Metric>, String> {
     let ex = Exeio::start_with(bin, None, &["--max-deploy-bytes", "300000000"])?;
     let mut conn = ex.conn();
-    let spec = json!({"id": "app", "command": "sh", "args": ["{release}/run.sh"],
+    let spec = json!({"id": "app", "command": "sleep", "args": ["100000"],
                       "deploy": {"build": ["false"]}});
     conn.ok("POST", "/add", Some(&spec.to_string()))?;
     let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9;
@@ -163,7 +163,8 @@ fn rollback(bin: &Path) -> Result<Vec<Metric>, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let spec = json!({"id": "app", "command": "sh", "args": ["{release}/run.sh"],
+    let current = ex.data_dir.join("releases/app/current/run.sh");
+    let spec = json!({"id": "app", "command": "sh", "args": [current],
                       "stop_timeout_seconds": 2,
                       "health": {"tcp": format!("127.0.0.1:{port}"), "period_seconds": 1},
                       "deploy": {"healthy_timeout_seconds": 5}});

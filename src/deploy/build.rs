@@ -89,7 +89,7 @@ pub fn run(
         } else {
             wait = wait.min(POLL_EXIT);
         }
-        for p in pipes.iter().flatten() {
+        for p in pipes.iter().flatten().filter(|p| !p.closed) {
             fds.push(p.file.as_fd());
         }
         let _ = sys::wait_readable(&fds, Some(wait));
@@ -144,6 +144,8 @@ struct Lines {
     carry: Vec<u8>,
     /// The last whole non-empty line (for stderr's message).
     last: String,
+    /// The end of the output was read.
+    closed: bool,
 }
 
 impl Lines {
@@ -153,6 +155,7 @@ impl Lines {
             stream,
             carry: Vec::new(),
             last: String::new(),
+            closed: false,
         }
     }
 
@@ -188,12 +191,14 @@ impl Lines {
 
 /// Read what a pipe has now (a few reads at most).
 fn read_some(pipe: &mut Option<Lines>, buf: &mut [u8], line: &mut dyn FnMut(Stream, &str)) {
-    let Some(p) = pipe else { return };
+    let Some(p) = pipe.as_mut().filter(|p| !p.closed) else {
+        return;
+    };
     for _ in 0..16 {
         match p.file.read(buf) {
             Ok(0) => {
                 p.finish(line);
-                *pipe = None;
+                p.closed = true;
                 return;
             }
             Ok(n) => p.feed(&buf[..n], line),

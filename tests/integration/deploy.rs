@@ -43,13 +43,16 @@ pub fn app(tag: &str, healthy: bool) -> Vec<u8> {
     tarball(&files)
 }
 
-/// The test app's config: `extra` is merged in (its `deploy` too).
-pub fn app_spec(id: &str, extra: Value) -> Value {
+/// The test app's config: `extra` is merged in (its `deploy` too). It
+/// finds its release through the `current` link (what `{release}` names
+/// is the same directory, resolved at each spawn).
+pub fn app_spec(d: &Daemon, id: &str, extra: Value) -> Value {
+    let current = root(d, id).join("current");
     let mut spec = json!({
         "id": id,
         "command": "sh",
-        "args": ["{release}/run.sh"],
-        "health": {"exec": ["sh", "-c", "test -f ok"], "period_seconds": 1, "timeout_seconds": 2},
+        "args": ["-c", format!("cd {} && exec sh ./run.sh", current.display())],
+        "health": {"exec": ["test", "-f", current.join("ok")], "period_seconds": 1, "timeout_seconds": 2},
         "deploy": {"healthy_timeout_seconds": 4},
     });
     if let (Value::Object(s), Value::Object(e)) = (&mut spec, extra) {
@@ -123,8 +126,7 @@ pub fn leftovers(d: &Daemon, id: &str) -> Vec<String> {
 
 /// Add the app and deploy a first, healthy release; its name.
 pub fn first_release(d: &Daemon, id: &str, extra: Value) -> String {
-    let p = add_ok(d, app_spec(id, extra));
-    assert_eq!(p["status"], "stopped", "no release yet: {p}");
+    add_ok(d, app_spec(d, id, extra));
     let r = deploy(d, id, &app("A", true));
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()["release"].as_str().unwrap().to_owned()
@@ -239,7 +241,7 @@ fn unsafe_tar(name: &str) -> Vec<u8> {
 #[test]
 fn over_the_cap_is_413_before_the_body_is_read() {
     let d = Daemon::start_with(&["--max-deploy-bytes", "4096"], &[]);
-    add_ok(&d, app_spec("app", json!({})));
+    add_ok(&d, app_spec(&d, "app", json!({})));
     let big: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
     let r = deploy(&d, "app", &big);
     assert_eq!(r.status, 413, "{}", r.body);
