@@ -313,12 +313,13 @@ fn a_failed_or_timed_out_build_is_422_and_switches_nothing() {
     );
     let list = releases(&d, "app");
     assert_eq!(list["current"], good.as_str(), "{list}");
-    let outcomes: Vec<&str> = list["releases"]
+    let mut outcomes: Vec<&str> = list["releases"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["outcome"].as_str().unwrap())
         .collect();
+    outcomes.sort_unstable();
     assert_eq!(outcomes, ["failed", "failed", "succeeded"], "{list}");
     assert_eq!(
         status_of(&d, "app")["pid"],
