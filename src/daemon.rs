@@ -55,6 +55,9 @@ pub fn run(cfg: Config) -> Result<()> {
         (Some(cert), Some(key)) => Some(http::tls::load(cert, key).map_err(Error::Other)?),
         _ => None,
     };
+    // Before any process starts: a deploy that exeio died in is finished
+    // or undone (SPEC 4c), so each `current` names a complete release.
+    let recovered = crate::deploy::recover(&paths.data_dir);
     let store = Store::new(paths.store());
     let loaded = store.load().map_err(Error::io("read", paths.store()))?;
     let runs = load_runs(&paths, &loaded);
@@ -147,6 +150,7 @@ pub fn run(cfg: Config) -> Result<()> {
         notifier,
         probes: crate::health::Probes::start(crate::health::THREADS, tx.clone())
             .map_err(Error::start("the health probe threads"))?,
+        data_dir: paths.data_dir.clone(),
     };
     drop(tx);
     let mut supervisor = Supervisor::new(setup);
@@ -162,6 +166,9 @@ pub fn run(cfg: Config) -> Result<()> {
         ));
     }
     report_loaded(&loaded, &paths, &logger);
+    for line in recovered {
+        logger.supervisor(line);
+    }
     supervisor.start_saved(loaded, runs);
     let server = http::start(listener, tls, limits, api.clone(), edge, report)
         .map_err(Error::start("the HTTP server"))?;
