@@ -35,6 +35,7 @@ mod order;
 mod orphans;
 mod periodic;
 mod persistence;
+mod releases_dir;
 mod restart;
 mod saving;
 mod schedule;
