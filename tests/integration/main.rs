@@ -37,6 +37,7 @@ mod order;
 mod orphans;
 mod periodic;
 mod persistence;
+mod releases_dir;
 mod restart;
 mod saving;
 mod schedule;
