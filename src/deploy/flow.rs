@@ -464,11 +464,10 @@ impl Env<'_> {
                 argv.join(" ")
             ),
         );
-        let mut run_spec = spec.clone();
+        // As a run of the new release would see it ({release}, its env), but
+        // always in the release's dir.
+        let mut run_spec = super::resolve::with_release(spec, dir);
         run_spec.working_dir = Some(dir.to_path_buf());
-        run_spec
-            .env
-            .insert("EXEIO_RELEASE_DIR".into(), dir.display().to_string());
         let t0 = Instant::now();
         let result = build::run(&run_spec, argv, timeout, &mut |stream, text| {
             if let Some(log) = &log {

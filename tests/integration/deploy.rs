@@ -178,6 +178,20 @@ fn a_release_is_deployed_switched_and_started() {
         2
     );
     assert!(leftovers(&d, "app").is_empty(), "{:?}", entries(&d, "app"));
+    // a process that names `{release}` waits for its first deploy, then
+    // runs in it
+    let current = root(&d, "web").join("current");
+    let p = add_ok(
+        &d,
+        json!({"id": "web", "command": "sh", "args": ["{release}/run.sh"],
+               "health": {"exec": ["test", "-f", current.join("ok")], "period_seconds": 1},
+               "deploy": {"healthy_timeout_seconds": 4}}),
+    );
+    assert_eq!(p["status"], "stopped", "{p}");
+    let r = deploy(&d, "web", &app("W", true));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(10), || log_of(&d, "web")
+        .contains("serving W")));
     let audit = std::fs::read_to_string(d.logs_dir().join("audit.log")).unwrap();
     assert!(audit.contains("POST /deploy/app 200"), "{audit}");
 }

@@ -218,12 +218,21 @@ fn kill_9_at_any_point_of_a_deploy_or_rollback() {
         json!({"save_for_next_run": true, "deploy": {"healthy_timeout_seconds": 2, "keep": 3}}),
     );
     let rounds = 50;
+    let blob = noise(2 << 20);
     let mut crashed_with_leftovers = 0;
     for round in 0..rounds {
         let addr = d.addr().to_owned();
         let key = d.key.clone();
         let what = rng.below(3);
-        let body = app(&format!("round {round}"), what != 1);
+        // 2 MiB that do not compress: some kills land in the upload or
+        // the extraction, not only in the gate.
+        let run = format!("echo round {round}\nexec sleep 1000\n");
+        let mut files: Vec<(&str, &[u8], u32)> =
+            vec![("run.sh", run.as_bytes(), 0o755), ("blob", &blob, 0o644)];
+        if what != 1 {
+            files.push(("ok", b"", 0o644));
+        }
+        let body = crate::deploy::tarball(&files);
         let worker = std::thread::spawn(move || {
             let h = [("exeio-api-key", key.as_str())];
             match what {
@@ -231,7 +240,7 @@ fn kill_9_at_any_point_of_a_deploy_or_rollback() {
                 _ => request(&addr, "POST", "/deploy/app", &h, Some(&body)),
             }
         });
-        std::thread::sleep(Duration::from_millis(rng.below(900)));
+        std::thread::sleep(Duration::from_millis(rng.below(700)));
         d.kill9();
         let _ = worker.join();
         let left: Vec<String> = leftovers(&d, "app");
