@@ -245,7 +245,12 @@ impl Env<'_> {
                 dir.display()
             )));
         }
-        let fallback = rel.last_good(Some(&name));
+        // Back to what is live if it passed its gate, else to the newest
+        // release that did (names sort by time only to the second).
+        let fallback = rel
+            .current()
+            .filter(|c| passed(rel, c))
+            .or_else(|| rel.last_good(Some(&name)));
         self.switch_and_gate(spec, rel, &name, fallback, &s)
     }
 
@@ -275,13 +280,7 @@ impl Env<'_> {
                 ))
             })?,
         };
-        let fallback = current.filter(|c| {
-            *c != target
-                && rel
-                    .list()
-                    .iter()
-                    .any(|r| r.release == *c && r.outcome == Outcome::Succeeded)
-        });
+        let fallback = current.filter(|c| *c != target && passed(rel, c));
         let result = self.switch_and_gate(spec, rel, &target, fallback, &settings(spec));
         let outcome = result.as_ref().map_or("failed", Ended::outcome);
         self.ended(id, &target, outcome);
@@ -530,6 +529,12 @@ impl Env<'_> {
             json!({"release": release, "rolled_back_to": back_to}),
         ));
     }
+}
+
+/// Did release `name` pass its gate?
+fn passed(rel: &Releases, name: &str) -> bool {
+    rel.get(name)
+        .is_some_and(|r| r.outcome == Outcome::Succeeded)
 }
 
 /// Why a process is down, for a gate's message.

@@ -362,7 +362,13 @@ fn an_unhealthy_release_is_rolled_back_with_409() {
     assert!(msg.ends_with(&format!("rolled back to {good}")), "{msg}");
     let list = releases(&d, "app");
     assert_eq!(list["current"], good.as_str(), "{list}");
-    assert_eq!(list["releases"][0]["outcome"], "rolled_back", "{list}");
+    let entry = list["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["release"] == bad.as_str())
+        .cloned();
+    assert_eq!(entry.unwrap()["outcome"], "rolled_back", "{list}");
     let p = status_of(&d, "app");
     assert_eq!(
         (p["status"].as_str(), p["health"].as_str()),
