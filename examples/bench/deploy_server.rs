@@ -105,7 +105,7 @@ fn upload(bin: &Path) -> Result<Vec<Metric>, String> {
     let growth = peak.load(Ordering::Relaxed).saturating_sub(rss0) as f64 / 1024.0;
     Ok(vec![
         metric(
-            "100 MiB release uploaded + extracted",
+            "100 MiB release uploaded + extracted (MB/s)",
             mb / took,
             Unit::PerSec,
             Target::AtLeast(150.0),
