@@ -103,9 +103,13 @@ fn operation(r: &Route) -> Value {
         op["parameters"] = Value::Array(params);
     }
     if let Some(schema) = body_schema(r.body) {
+        let kind = match r.body {
+            Body::Release => "application/octet-stream",
+            _ => "application/json",
+        };
         op["requestBody"] = json!({
-            "required": true,
-            "content": {"application/json": {"schema": schema}}
+            "required": r.body != Body::Rollback,
+            "content": {kind: {"schema": schema}}
         });
     }
     let mut responses = Map::new();
@@ -159,6 +163,7 @@ fn body_schema(b: Body) -> Option<Value> {
                 "example": "HUP"
             }}
         }),
+        Body::Release | Body::Rollback => super::deploy::body_schema(b),
         Body::NewKey => json!({
             "type": "object", "additionalProperties": false, "required": ["name", "role"],
             "properties": {
@@ -299,6 +304,8 @@ fn reply(r: Reply) -> Value {
                 &["success", "id", "health", "checks"],
             ),
         ),
+        Reply::Deploy => content("application/json", super::deploy::reply_schema()),
+        Reply::Releases => content("application/json", super::deploy::releases_schema()),
         Reply::Metrics => content(super::metrics::CONTENT_TYPE, text()),
         Reply::Events => content("text/event-stream", text()),
         Reply::Keys => content(
@@ -372,7 +379,23 @@ fn config_properties() -> Value {
             "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."},
         "health": health_schema(),
         "instances": {"type": "integer", "minimum": 1, "maximum": crate::spec::instances::MAX_INSTANCES, "nullable": true,
-            "description": "Run N copies ID-1..ID-N managed as one; {instance} in command, args, working_dir, env values, env_file and the health target, and EXEIO_INSTANCE in the env, give each its number. Not for periodic or scheduled jobs"}
+            "description": "Run N copies ID-1..ID-N managed as one; {instance} in command, args, working_dir, env values, env_file and the health target, and EXEIO_INSTANCE in the env, give each its number. Not for periodic or scheduled jobs"},
+        "deploy": deploy_schema()
+    })
+}
+
+/// `deploy` (SPEC 4c): releases kept, the build step, the timeouts.
+fn deploy_schema() -> Value {
+    let secs = |default: u64| json!({"type": "integer", "minimum": 1, "maximum": spec::deploy::MAX_DEPLOY_TIMEOUT_SECONDS, "default": default, "nullable": true});
+    json!({
+        "type": "object", "nullable": true, "additionalProperties": false,
+        "description": "Deploys of releases (POST /deploy/{id}); {release} in command, args, working_dir and env values is the live release's dir",
+        "properties": {
+            "keep": {"type": "integer", "minimum": 1, "maximum": spec::deploy::MAX_KEEP, "default": 5, "nullable": true, "description": "Successful releases kept (failed ones use no slot)"},
+            "build": {"type": "array", "minItems": 1, "items": {"type": "string"}, "nullable": true, "description": "Run in the new release before the switch, e.g. [\"npm\", \"ci\"]; its output goes to the process log"},
+            "build_timeout_seconds": secs(600),
+            "healthy_timeout_seconds": secs(60)
+        }
     })
 }
 

@@ -15,12 +15,14 @@ use crate::calendar::Calendar;
 use crate::policy::{Backoff, RestartPolicy};
 
 mod depends;
+pub mod deploy;
 pub mod health;
 pub mod instances;
 mod job;
 mod signal;
 
 pub use depends::{Condition, DependsOn};
+pub use deploy::{DeployRequest, DeploySpec};
 pub use health::{HealthRequest, HealthSpec, HttpTarget, LogPattern, Probe};
 pub use instances::Instances;
 pub use job::{JobSettings, Overlap};
@@ -151,6 +153,9 @@ pub struct AddRequest {
     /// N copies `ID-1`..`ID-N` managed as one (`instances`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<u32>,
+    /// Deploys of releases (SPEC 4c).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployRequest>,
 }
 
 /// A validated process description.
@@ -191,6 +196,8 @@ pub struct ProcessSpec {
     /// A group of copies, or one of its copies (`instances`). Boxed: most
     /// processes are alone.
     pub instances: Option<Box<Instances>>,
+    /// Deploy settings (SPEC 4c). Boxed: most processes have none.
+    pub deploy: Option<Box<DeploySpec>>,
 }
 
 impl ProcessSpec {
@@ -269,6 +276,7 @@ impl ProcessSpec {
             depends_on: depends::to_wire(&self.depends_on),
             health: self.health.as_ref().map(|h| h.to_request()),
             instances: None,
+            deploy: self.deploy.as_ref().map(|d| d.to_request()),
         }
     }
 }
@@ -527,6 +535,16 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         Some(h) => Some(Box::new(health::validate(h)?)),
         None => None,
     };
+    let deploy = match req.deploy {
+        Some(_) if job => {
+            return Err(FieldError::new(
+                "deploy",
+                "deploy is for services: a periodic or scheduled job has no health gate",
+            ));
+        }
+        Some(d) => Some(Box::new(deploy::validate(d)?)),
+        None => None,
+    };
     Ok(ProcessSpec {
         id,
         command: req.command,
@@ -552,6 +570,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         depends_on,
         health,
         instances: None,
+        deploy,
     })
 }
 

@@ -120,6 +120,10 @@ impl Supervisor {
 
     /// Spawn a run of `id` (its pid), changing nothing if it fails.
     fn spawn(&mut self, id: &ProcessId) -> Result<u32, SpawnError> {
+        // Deploy (SPEC 4c): the live release, read now, in the run's spec.
+        let released =
+            crate::deploy::resolve::for_spawn(&self.procs[id].proc.spec, &self.s.data_dir)
+                .map_err(|_| SpawnError::NoRelease)?;
         let cgroup = match &self.s.cgroups {
             Some(cg) => Some(cg.prepare(id).map_err(|source| SpawnError::Cgroup {
                 id: id.clone(),
@@ -132,7 +136,7 @@ impl Supervisor {
         let e = self.procs.get_mut(id).expect("spawn of a known process");
         let run_number = e.proc.run_count + 1;
         let running = child::spawn(child::Start {
-            spec: &e.proc.spec,
+            spec: released.as_ref().unwrap_or(&e.proc.spec),
             log: e.log.clone(),
             label: e.proc.spec.is_job().then_some(run_number),
             run_number,
