@@ -75,8 +75,28 @@ fn request_for(method: &str, path: &str, role: &str) -> (String, Option<String>)
             body(json!([{"name": "t", "command": ["true"]}])),
         ),
         ("POST", "/notify/test/{name}") => ("/notify/test/t".into(), None),
+        // (table order again: the deploy makes the release the rollback leaves)
+        ("GET", "/releases/{id}") => ("/releases/dep".into(), None),
+        ("POST", "/deploy/{id}") => ("/deploy/dep".into(), Some(plain_release(role))),
+        ("POST", "/rollback/{id}") => ("/rollback/dep".into(), None),
         _ => panic!("no case for {method} {path}: add one to the role table test"),
     }
+}
+
+/// A release of the deploy test's app as a plain tar: its headers and
+/// contents are ASCII, so it travels as this test's text bodies do.
+fn plain_release(tag: &str) -> String {
+    let run = format!("echo serving {tag}\nexec sleep 1000\n");
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode) in [("run.sh", run.as_bytes(), 0o755), ("ok", b"yes\n", 0o644)] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    String::from_utf8(b.into_inner().unwrap()).expect("an ASCII tar")
 }
 
 /// Routes that act on everything run last, shutdown last of all.
@@ -96,6 +116,8 @@ fn every_route_by_every_role_is_allowed_or_forbidden_as_documented() {
         .map(|r| (*r, create_key(&d, &format!("key-{r}"), r)))
         .collect();
     add_ok(&d, sh("p", "echo hello; exec sleep 1000"));
+    // a live, healthy release, so that the admin's rollback has one to go back to
+    crate::deploy::first_release(&d, "dep", json!({}));
     for role in ROLES {
         for prefix in ["stop", "restart", "remove", "update"] {
             add_ok(
