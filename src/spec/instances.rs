@@ -68,6 +68,13 @@ pub(super) fn validate_group(req: AddRequest) -> Result<ProcessSpec, FieldError>
         first.get_or_insert(spec);
     }
     let mut spec = first.expect("count >= 1");
+    if spec.deploy.is_some() || crate::deploy::resolve::uses_release(&spec) {
+        return Err(FieldError::new(
+            "instances",
+            "instances and deploys do not combine yet (`deploy` or {release}): \
+             deploy to a process without instances",
+        ));
+    }
     spec.id = group.clone();
     spec.instances = Some(Box::new(Instances {
         group,
@@ -215,6 +222,23 @@ mod tests {
         assert_eq!(e.field, "instances");
         let e = group(r#"{"id":"w","command":"x","instances":2,"schedule":"@daily"}"#).unwrap_err();
         assert_eq!(e.field, "instances");
+    }
+
+    #[test]
+    fn a_group_takes_no_releases_yet() {
+        for json in [
+            r#"{"id":"w","command":"x","instances":2,"deploy":{}}"#,
+            r#"{"id":"w","command":"{release}/run","instances":2}"#,
+        ] {
+            let e = group(json).expect_err(json);
+            assert_eq!(e.field, "instances", "{json}");
+            assert!(
+                e.message.contains("do not combine"),
+                "{json}: {}",
+                e.message
+            );
+        }
+        assert!(group(r#"{"id":"w","command":"x","instances":2}"#).is_ok());
     }
 
     #[test]
