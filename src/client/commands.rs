@@ -58,6 +58,11 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
         Command::Events { since } => ops::events(ctx, *since),
         Command::Info => ops::info(ctx, &mut r),
         Command::Notify(n) => super::notify::run(ctx, n, &mut r),
+        Command::Deploy { id, path } => super::deploy::deploy(ctx, id, path, &mut r),
+        Command::Releases(id) => super::deploy::releases(ctx, id, &mut r),
+        Command::Rollback { id, release } => {
+            super::deploy::rollback(ctx, id, release.as_deref(), &mut r)
+        }
     };
     if let Err(f) = done {
         r.fail(f);
