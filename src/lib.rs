@@ -44,6 +44,7 @@ pub mod cli;
 pub mod client;
 pub mod cron;
 pub mod daemon;
+pub mod deploy;
 pub mod diag;
 pub mod envfile;
 pub mod error;
