@@ -11,6 +11,7 @@ mod api;
 mod cli;
 mod client;
 mod client_apply;
+mod client_deploy;
 mod client_hosts;
 mod client_ops;
 mod client_tls;
