@@ -39,6 +39,9 @@ Options:
                            X-Forwarded-For address that is not a trusted proxy
       --proxy-protocol     trusted proxies send a PROXY v1/v2 header first
       --no-cgroups         use process groups even where cgroups are available
+      --max-deploy-bytes N largest release upload accepted by POST /deploy (default 512 MiB)
+      --max-release-bytes N
+                           largest extracted release, all files (default 2 GiB)
   -h, --help               print this help
   -V, --version            print the version
 
@@ -76,6 +79,10 @@ pub struct Config {
     pub cgroups: bool,
     pub trusted_proxies: Vec<crate::http::proxy::Cidr>,
     pub proxy_protocol: bool,
+    /// `--max-deploy-bytes`: the cap of a `POST /deploy` body (SPEC 4c).
+    pub max_deploy_bytes: u64,
+    /// `--max-release-bytes`: the cap of an extracted release.
+    pub max_release_bytes: u64,
 }
 
 impl Default for Config {
@@ -100,6 +107,8 @@ impl Default for Config {
             cgroups: true,
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            max_deploy_bytes: 512 << 20,
+            max_release_bytes: 2 << 30,
         }
     }
 }
@@ -165,6 +174,18 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         .values_from_str("--trusted-proxy")
         .map_err(|e| named("--trusted-proxy", e))?;
     let proxy_protocol = p.contains("--proxy-protocol");
+    let mut bytes = |name: &'static str, default: u64| -> Result<u64> {
+        match p
+            .opt_value_from_str::<_, u64>(name)
+            .map_err(|e| named(name, e))?
+        {
+            Some(0) => Err(Error::Usage(format!("{name} must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    };
+    let max_deploy_bytes = bytes("--max-deploy-bytes", d.max_deploy_bytes)?;
+    let max_release_bytes = bytes("--max-release-bytes", d.max_release_bytes)?;
     if proxy_protocol && trusted_proxies.is_empty() {
         return Err(Error::Usage(
             "--proxy-protocol needs --trusted-proxy (whose PROXY headers to believe)".into(),
@@ -228,6 +249,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli> {
         cgroups: !no_cgroups,
         trusted_proxies,
         proxy_protocol,
+        max_deploy_bytes,
+        max_release_bytes,
     })))
 }
 
@@ -304,6 +327,23 @@ mod tests {
         assert!(!c.cgroups);
         assert_eq!(run(&["--version"]).unwrap(), Cli::Version);
         assert_eq!(run(&["-h"]).unwrap(), Cli::Help);
+    }
+
+    #[test]
+    fn deploy_caps() {
+        let d = Config::default();
+        assert_eq!(
+            (d.max_deploy_bytes, d.max_release_bytes),
+            (512 << 20, 2 << 30)
+        );
+        let Cli::Run(c) =
+            run(&["--max-deploy-bytes", "1000", "--max-release-bytes", "5000"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((c.max_deploy_bytes, c.max_release_bytes), (1000, 5000));
+        assert!(run(&["--max-deploy-bytes", "0"]).is_err());
+        assert!(run(&["--max-release-bytes", "lots"]).is_err());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub fn run(cfg: Config) -> Result<()> {
         (Some(cert), Some(key)) => Some(http::tls::load(cert, key).map_err(Error::Other)?),
         _ => None,
     };
+    // Before any process starts: a deploy that exeio died in is finished
+    // or undone (SPEC 4c), so each `current` names a complete release.
+    let recovered = crate::deploy::recover(&paths.data_dir);
     let store = Store::new(paths.store());
     let loaded = store.load().map_err(Error::io("read", paths.store()))?;
     let runs = load_runs(&paths, &loaded);
@@ -118,6 +121,11 @@ pub fn run(cfg: Config) -> Result<()> {
         stopping: AtomicBool::new(false),
         notify: notifier.clone(),
         audit_summary: Default::default(),
+        deployer: Arc::new(crate::deploy::flow::Deployer::new(
+            paths.data_dir.clone(),
+            cfg.max_deploy_bytes,
+            cfg.max_release_bytes,
+        )),
     });
     let limits = Limits {
         max_connections: cfg.max_connections,
@@ -162,6 +170,9 @@ pub fn run(cfg: Config) -> Result<()> {
         ));
     }
     report_loaded(&loaded, &paths, &logger);
+    for line in recovered {
+        logger.supervisor(line);
+    }
     supervisor.start_saved(loaded, runs);
     let server = http::start(listener, tls, limits, api.clone(), edge, report)
         .map_err(Error::start("the HTTP server"))?;

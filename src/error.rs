@@ -102,6 +102,12 @@ pub enum ApiError {
     Throttled(u64),
     Unavailable(String),
     Internal(String),
+    /// A body over a route's own cap (`POST /deploy`), saying which (413).
+    TooLarge(String),
+    /// Understood but not carried out: a deploy's build failed (422).
+    Unprocessable(String),
+    /// No room on the disk (507).
+    InsufficientStorage(String),
 }
 
 impl fmt::Display for ApiError {
@@ -112,7 +118,10 @@ impl fmt::Display for ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Unavailable(m)
-            | ApiError::Internal(m) => f.write_str(m),
+            | ApiError::Internal(m)
+            | ApiError::TooLarge(m)
+            | ApiError::Unprocessable(m)
+            | ApiError::InsufficientStorage(m) => f.write_str(m),
             ApiError::Invalid(e) => write!(f, "{}", e.message),
             ApiError::MethodNotAllowed(allow) => {
                 write!(f, "method not allowed here: use {}", allow.join(" or "))

@@ -37,6 +37,10 @@ pub fn info(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiErro
             "retry_at": view.store.retry_at.map(rfc3339),
         },
         "endpoints": super::routes::endpoint_list(),
+        "deploy": {
+            "max_deploy_bytes": api.deployer.max_deploy_bytes,
+            "max_release_bytes": api.deployer.max_release_bytes,
+        },
     })))
 }
 

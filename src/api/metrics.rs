@@ -258,6 +258,18 @@ pub fn metrics(api: &Api, _: &mut Exchange<'_>, _: &Args) -> Result<Answer, ApiE
     );
     let _ = writeln!(
         s,
+        "# HELP exeio_deploys_total Deploys and rollbacks by process and outcome \
+         (succeeded, rolled_back: the previous release serves again, failed).\n\
+         # TYPE exeio_deploys_total counter"
+    );
+    for (id, outcome, n) in api.deployer.counts() {
+        let _ = writeln!(
+            s,
+            "exeio_deploys_total{{id=\"{id}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        s,
         "# HELP exeio_build_info The version of exeio.\n# TYPE exeio_build_info gauge\n\
          exeio_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")

@@ -13,6 +13,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod deploy;
 mod events;
 mod health;
 mod logs;
@@ -78,6 +79,8 @@ pub struct Api {
     pub notify: crate::notify::Notifier,
     /// Keyless refusals, summarised per address (`audit`).
     pub audit_summary: audit::Summary,
+    /// Deploys (SPEC 4c): caps, per-process locks, counts.
+    pub deployer: Arc<crate::deploy::flow::Deployer>,
 }
 
 /// The decoded `{...}` segments of the path, and the caller.
@@ -235,7 +238,7 @@ impl Api {
                 ));
             }
         }
-        if ex.declares_more_than(MAX_BODY) {
+        if !route.body.streamed() && ex.declares_more_than(MAX_BODY) {
             // Refused before a byte of it is read; the connection closes.
             return Err(ApiError::PayloadTooLarge);
         }
@@ -364,8 +367,8 @@ pub struct Counts {
     by_status: [AtomicU64; STATUSES.len() + 1],
 }
 
-const STATUSES: [u16; 16] = [
-    200, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 503, 505, 204, 304,
+const STATUSES: [u16; 18] = [
+    200, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 503, 505, 204, 304, 422, 507,
 ];
 
 impl Counts {
@@ -403,7 +406,9 @@ pub fn status_of(e: &ApiError) -> u16 {
         ApiError::MethodNotAllowed(_) => 405,
         ApiError::Timeout => 408,
         ApiError::Conflict(_) => 409,
-        ApiError::PayloadTooLarge => 413,
+        ApiError::PayloadTooLarge | ApiError::TooLarge(_) => 413,
+        ApiError::Unprocessable(_) => 422,
+        ApiError::InsufficientStorage(_) => 507,
         ApiError::Throttled(_) => 429,
         ApiError::Internal(_) => 500,
         ApiError::Unavailable(_) => 503,

@@ -103,9 +103,13 @@ fn operation(r: &Route) -> Value {
         op["parameters"] = Value::Array(params);
     }
     if let Some(schema) = body_schema(r.body) {
+        let kind = match r.body {
+            Body::Release => "application/octet-stream",
+            _ => "application/json",
+        };
         op["requestBody"] = json!({
-            "required": true,
-            "content": {"application/json": {"schema": schema}}
+            "required": r.body != Body::Rollback,
+            "content": {kind: {"schema": schema}}
         });
     }
     let mut responses = Map::new();
@@ -158,6 +162,12 @@ fn body_schema(b: Body) -> Option<Value> {
                 "description": "A signal name (HUP, SIGHUP) or number",
                 "example": "HUP"
             }}
+        }),
+        Body::Release => json!({"type": "string", "format": "binary",
+            "description": "The release: a .tar.gz or .tar, at most --max-deploy-bytes"}),
+        Body::Rollback => json!({
+            "type": "object", "additionalProperties": false,
+            "properties": {"release": {"type": "string", "description": "Default: the newest earlier release that passed its health gate"}}
         }),
         Body::NewKey => json!({
             "type": "object", "additionalProperties": false, "required": ["name", "role"],
@@ -277,6 +287,35 @@ fn reply(r: Reply) -> Value {
                     }}}
                 }),
                 &["success", "id", "health", "checks"],
+            ),
+        ),
+        Reply::Deploy => content(
+            "application/json",
+            obj(
+                json!({
+                    "success": {"type": "boolean"},
+                    "message": {"type": "string"},
+                    "release": {"type": "string"},
+                    "previous": {"type": "string", "nullable": true},
+                }),
+                &["success", "release"],
+            ),
+        ),
+        Reply::Releases => content(
+            "application/json",
+            obj(
+                json!({
+                    "success": {"type": "boolean"},
+                    "current": {"type": "string", "nullable": true},
+                    "releases": {"type": "array", "items": obj(json!({
+                        "release": {"type": "string"},
+                        "sha256": {"type": "string"},
+                        "bytes": {"type": "integer"},
+                        "deployed_at": {"type": "string", "format": "date-time"},
+                        "outcome": {"type": "string", "enum": ["pending", "succeeded", "rolled_back", "failed"]},
+                    }), &["release", "sha256", "bytes", "deployed_at", "outcome"])},
+                }),
+                &["success", "current", "releases"],
             ),
         ),
         Reply::Metrics => content(super::metrics::CONTENT_TYPE, text()),

@@ -4,7 +4,8 @@
 //! second list.
 
 use super::{
-    Answer, Api, Args, admin, events, health, logs, metrics, notify, openapi, ops, procs, ui,
+    Answer, Api, Args, admin, deploy, events, health, logs, metrics, notify, openapi, ops, procs,
+    ui,
 };
 use crate::error::ApiError;
 use crate::http::Exchange;
@@ -55,6 +56,19 @@ pub enum Body {
     Signal,
     /// The list of notification targets (`PUT /notify`).
     Notify,
+    /// A release archive (`POST /deploy`): streamed to disk by its handler
+    /// under its own cap, never read whole (see `Body::streamed`).
+    Release,
+    /// `{"release": R}`, optional (`POST /rollback`).
+    Rollback,
+}
+
+impl Body {
+    /// Read by the handler as it arrives, under the route's own cap: the
+    /// 1 MiB cap of every other body does not apply.
+    pub fn streamed(self) -> bool {
+        self == Body::Release
+    }
 }
 
 /// A successful reply.
@@ -88,6 +102,10 @@ pub enum Reply {
     NewKey,
     /// `{success, targets, secrets?}`.
     Notify,
+    /// `{success, message, release, previous}` (409: `rolled_back_to`).
+    Deploy,
+    /// `{success, current, releases}`.
+    Releases,
 }
 
 /// A query parameter.
@@ -216,6 +234,9 @@ pub static ROUTES: &[Route] = &[
     route!("GET" "/notify", Key(Admin), notify::list, "The notification targets (never a secret)", None -> Notify, []),
     route!("PUT" "/notify", Key(Admin), notify::put, "Replace the notification targets, all or nothing", Notify -> Notify, [400, 500]),
     route!("POST" "/notify/test/{name}", Key(Admin), notify::test, "Send a test notification to one target", None -> Message, [404]),
+    route!("GET" "/releases/{id}", Key(Read), deploy::releases, "A process's releases, newest first, and the live one", None -> Releases, [404, 500]),
+    route!("POST" "/deploy/{id}", Key(Admin), deploy::deploy, "Upload a release (.tar.gz or .tar; X-Exeio-SHA256 optional), switch to it, roll back if it is not healthy in time (409)", Release -> Deploy, [400, 404, 408, 409, 413, 422, 500, 503, 507]),
+    route!("POST" "/rollback/{id}", Key(Admin), deploy::rollback, "Switch to an earlier release (default: the newest earlier one that passed its health gate)", Rollback -> Deploy, [400, 404, 409, 500, 503, 507]),
 ];
 
 /// Why no route was found.
@@ -355,6 +376,16 @@ mod tests {
         assert_eq!(role_of("GET", "/session"), Some(Open));
         assert_eq!(role_of("GET", "/"), Some(Open));
         assert_eq!(role_of("GET", "/ui/{asset}"), Some(Open));
+        assert_eq!(role_of("GET", "/releases/{id}"), Some(Key(Read)));
+        assert_eq!(role_of("POST", "/deploy/{id}"), Some(Key(Admin)));
+        assert_eq!(role_of("POST", "/rollback/{id}"), Some(Key(Admin)));
+        // only the deploy's body is streamed past the 1 MiB cap
+        let streamed: Vec<_> = ROUTES
+            .iter()
+            .filter(|r| r.body.streamed())
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(streamed, ["/deploy/{id}"]);
     }
 
     #[test]

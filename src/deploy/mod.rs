@@ -34,6 +34,12 @@
 
 pub mod extract;
 pub mod releases;
+// The flow (branch `deploy`): the upload's file, the build step, the health
+// gate (pure) and the deploy/rollback flow that drives them.
+pub mod build;
+pub mod flow;
+pub mod gate;
+pub mod upload;
 
 pub use extract::{ExtractError, Extracted, Limits, Owner, extract};
 pub use releases::{Outcome, Release, Releases, Temp, live_dir, recover, release_name};

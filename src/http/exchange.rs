@@ -15,6 +15,9 @@ use super::conn::{Conn, Transport};
 use super::request::{Framing, Head, HeadError};
 use crate::sys;
 
+mod copy;
+pub use copy::{CopyError, MIN_RATE, RATE_GRACE};
+
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
@@ -585,11 +588,13 @@ pub fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "Status",
     }
 }

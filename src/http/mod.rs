@@ -33,7 +33,9 @@ pub mod tls;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-pub use exchange::{BodyError, BodyWriter, Exchange, Response, Stream, reason};
+pub use exchange::{
+    BodyError, BodyWriter, CopyError, Exchange, MIN_RATE, RATE_GRACE, Response, Stream, reason,
+};
 pub use listener::{Server, start};
 pub use slots::group;
 
