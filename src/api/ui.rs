@@ -1,5 +1,5 @@
-//! The dashboard (SPEC 3a): one HTML page and its script and style sheet,
-//! compiled into the binary (`src/ui/`), served to anyone without a key.
+//! The dashboard (SPEC 3a): one HTML page, its script (ES modules, one per
+//! concept, `app.js` the entry) and its style sheet, compiled into the binary (`src/ui/`), served to anyone without a key.
 //! The page itself holds no data: it logs in with `POST /session` and then
 //! calls the API with the session cookie like any other client.
 //!
@@ -7,6 +7,7 @@
 //! script or style, nothing from another origin) and refuses framing. The
 //! assets are referenced with a content hash in their URL (`?v=`), so they
 //! can be cached for a year; the page itself is revalidated every time.
+//! A module script is still a script from 'self': the CSP needs no change.
 
 use std::sync::LazyLock;
 
@@ -26,40 +27,86 @@ pub const REVALIDATE: &str = "no-cache";
 
 const INDEX: &str = include_str!("../ui/index.html");
 
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The files of `src/ui/` besides the page: `app.js` is the entry module
+/// the page loads, the other scripts are the modules it imports.
+const SOURCES: &[(&str, &str, &str)] = &[
+    ("app.js", JS, include_str!("../ui/app.js")),
+    ("app.css", CSS, include_str!("../ui/app.css")),
+    ("api.js", JS, include_str!("../ui/api.js")),
+    ("dom.js", JS, include_str!("../ui/dom.js")),
+    ("events.js", JS, include_str!("../ui/events.js")),
+    ("format.js", JS, include_str!("../ui/format.js")),
+    ("forms.js", JS, include_str!("../ui/forms.js")),
+    ("health.js", JS, include_str!("../ui/health.js")),
+    ("logs.js", JS, include_str!("../ui/logs.js")),
+    ("session.js", JS, include_str!("../ui/session.js")),
+    ("state.js", JS, include_str!("../ui/state.js")),
+    ("table.js", JS, include_str!("../ui/table.js")),
+];
+
 /// A file of the dashboard, served as `/ui/{name}?v={version}`.
 pub struct Asset {
     pub name: &'static str,
     pub content_type: &'static str,
-    pub body: &'static [u8],
+    pub body: Vec<u8>,
+    /// A hash of the content: 16 hex digits of FNV-1a.
+    pub version: String,
 }
 
-pub static ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../ui/app.js"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../ui/app.css"),
-    },
-];
+/// The served files. A script module's imports (`from './api.js'`) are
+/// given the version too, so every URL a module loads is cached for good;
+/// the scripts share one version, a hash of all of them (a module's
+/// meaning depends on what it imports, and imports may form cycles).
+pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    let scripts: Vec<&str> = SOURCES.iter().filter(|s| s.1 == JS).map(|s| s.2).collect();
+    let js_version = fnv(scripts.concat().as_bytes());
+    SOURCES
+        .iter()
+        .map(|&(name, content_type, text)| {
+            if content_type != JS {
+                return Asset {
+                    name,
+                    content_type,
+                    body: text.as_bytes().to_vec(),
+                    version: fnv(text.as_bytes()),
+                };
+            }
+            let body = SOURCES
+                .iter()
+                .filter(|s| s.1 == JS)
+                .fold(text.to_owned(), |body, s| {
+                    body.replace(
+                        &format!("from './{}'", s.0),
+                        &format!("from './{}?v={js_version}'", s.0),
+                    )
+                });
+            Asset {
+                name,
+                content_type,
+                body: body.into_bytes(),
+                version: js_version.clone(),
+            }
+        })
+        .collect()
+});
+
+/// 16 hex digits of FNV-1a.
+fn fnv(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
 
 impl Asset {
-    /// A hash of the content: 16 hex digits of FNV-1a.
-    pub fn version(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in self.body {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{h:016x}")
-    }
-
-    /// The URL the page refers to it by.
+    /// The URL the page (or a module) refers to it by.
     pub fn url(&self) -> String {
-        format!("/ui/{}?v={}", self.name, self.version())
+        format!("/ui/{}?v={}", self.name, self.version)
     }
 }
 
@@ -104,13 +151,12 @@ pub fn asset(name: &str, query: &str) -> Response {
             serde_json::to_vec(&body).unwrap_or_default(),
         ));
     };
-    let version = a.version();
-    let current = query_pairs(query).any(|(k, v)| k == "v" && v.as_deref() == Some(&*version));
+    let current = query_pairs(query).any(|(k, v)| k == "v" && v.as_deref() == Some(&*a.version));
     guarded(Response {
         status: 200,
         content_type: a.content_type,
         headers: Vec::new(),
-        body: a.body.to_vec(),
+        body: a.body.clone(),
     })
     .with_header(
         "Cache-Control",
@@ -174,9 +220,17 @@ mod tests {
     #[test]
     fn the_page_refers_to_versioned_assets_and_has_no_inline_code() {
         let html = String::from_utf8(page().body).unwrap();
-        for a in ASSETS {
+        for name in ["app.js", "app.css"] {
+            let a = ASSETS.iter().find(|a| a.name == name).unwrap();
             assert!(html.contains(&a.url()), "{} not referenced", a.url());
         }
+        assert!(
+            html.contains(&format!(
+                "<script type=\"module\" src=\"{}\">",
+                ASSETS[0].url()
+            )),
+            "app.js is not loaded as a module: {html}"
+        );
         assert!(!html.contains("{{"), "a placeholder is left: {html}");
         let lower = html.to_ascii_lowercase();
         assert!(!lower.contains("<style"), "inline style element");
@@ -201,8 +255,8 @@ mod tests {
 
     #[test]
     fn assets_are_guarded_and_cached_by_version() {
-        for a in ASSETS {
-            let fresh = asset(a.name, &format!("v={}", a.version()));
+        for a in ASSETS.iter() {
+            let fresh = asset(a.name, &format!("v={}", a.version));
             assert_eq!(fresh.status, 200);
             assert_eq!(fresh.content_type, a.content_type);
             assert_eq!(fresh.body, a.body);
@@ -218,8 +272,53 @@ mod tests {
                 assert_eq!(header(&stale, "Cache-Control"), Some("no-cache"), "{q}");
             }
         }
-        assert_eq!(ASSETS[0].version().len(), 16);
-        assert_ne!(ASSETS[0].version(), ASSETS[1].version());
+        assert_eq!(ASSETS[0].version.len(), 16);
+        assert_ne!(ASSETS[0].version, ASSETS[1].version);
+    }
+
+    #[test]
+    fn every_script_in_src_ui_is_served_and_imports_by_version() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name != "index.html" {
+                assert!(
+                    ASSETS.iter().any(|a| a.name == name),
+                    "src/ui/{name} is not served: add it to SOURCES"
+                );
+            }
+        }
+        let js = ASSETS.iter().find(|a| a.name == "app.js").unwrap();
+        let mut imported = std::collections::BTreeSet::new();
+        for a in ASSETS.iter().filter(|a| a.content_type == JS) {
+            assert_eq!(a.version, js.version, "{}", a.name);
+            let text = std::str::from_utf8(&a.body).unwrap();
+            for (i, _) in text.match_indices(" from '") {
+                let spec = &text[i + 7..];
+                let spec = &spec[..spec.find('\'').unwrap()];
+                let (path, version) = spec.split_once("?v=").unwrap_or((spec, ""));
+                let name = path.strip_prefix("./").unwrap_or(path);
+                assert!(
+                    ASSETS
+                        .iter()
+                        .any(|b| b.name == name && b.content_type == JS),
+                    "{}: imports {spec}, which is not served",
+                    a.name
+                );
+                assert_eq!(version, js.version, "{}: imports {spec}", a.name);
+                imported.insert(name);
+            }
+        }
+        for a in ASSETS
+            .iter()
+            .filter(|a| a.content_type == JS && a.name != "app.js")
+        {
+            assert!(
+                imported.contains(a.name),
+                "{} is imported by no module",
+                a.name
+            );
+        }
     }
 
     #[test]

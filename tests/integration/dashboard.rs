@@ -1,5 +1,5 @@
-//! The dashboard: `GET /` and its assets are open and carry the security
-//! headers, `GET /session` names the holder of a session cookie, and
+//! The dashboard: `GET /` and its assets (the script modules app.js
+//! imports, too) are open and carry the security headers, `GET /session` names the holder of a session cookie, and
 //! `tests/browser/dashboard.py` drives the page in a real headless Chromium
 //! against a live exeio (log in, live table, a click that stops, live logs,
 //! output shown as text, roles, no console errors).
@@ -70,10 +70,14 @@ fn the_page_and_its_assets_need_no_key_and_carry_the_headers() {
     assert_guarded(&page, "/");
     assert!(page.body.contains("<title>exeio</title>"), "{}", page.body);
 
-    let urls = asset_urls(&page.body);
+    let mut urls = asset_urls(&page.body);
     assert_eq!(urls.len(), 2, "{urls:?}");
     let mut total = page.body.len();
-    for url in &urls {
+    // The page's two assets, then every module a script imports.
+    let mut i = 0;
+    while i < urls.len() {
+        let url = &urls[i].clone();
+        i += 1;
         assert!(url.contains("?v="), "{url} has no version");
         let r = http(d.addr(), "GET", url, &[], None);
         assert_eq!(r.status, 200, "{url}: {}", r.body);
@@ -88,7 +92,15 @@ fn the_page_and_its_assets_need_no_key_and_carry_the_headers() {
             "{url}: {kind}"
         );
         total += r.body.len();
+        for (at, _) in r.body.match_indices(" from './") {
+            let rest = &r.body[at + 9..];
+            let import = format!("/ui/{}", &rest[..rest.find('\'').unwrap()]);
+            if !urls.contains(&import) {
+                urls.push(import);
+            }
+        }
     }
+    assert!(urls.len() > 3, "app.js imports no module: {urls:?}");
     assert!(total < 150 * 1024, "the dashboard is {total} bytes");
 
     let missing = http(d.addr(), "GET", "/ui/nope.js", &[], None);
