@@ -249,7 +249,7 @@ fn the_progress_bar_shows_on_a_terminal() {
     // Some bulk, so that there is something to show.
     let mut noise = vec![0u8; 4 << 20];
     for (i, b) in noise.iter_mut().enumerate() {
-        *b = (i * 2_654_435_761 >> 13) as u8;
+        *b = ((i * 2_654_435_761) >> 13) as u8;
     }
     fs::write(dir.join("blob.bin"), &noise).unwrap();
     let line = format!(

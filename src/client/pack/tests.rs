@@ -216,3 +216,57 @@ fn an_unreadable_file_is_named() {
     let err = pack(&t.0, Vec::new()).unwrap_err();
     assert!(err.to_string().contains("locked"), "{err}");
 }
+
+/// Each entry under `root`: (relative path, kind, mode, contents or link).
+fn tree(root: &Path) -> Vec<(PathBuf, char, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for e in fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let rel = rel.join(e.file_name());
+            let full = root.join(&rel);
+            let m = fs::symlink_metadata(&full).unwrap();
+            let (kind, body) = if m.file_type().is_symlink() {
+                let t = fs::read_link(&full).unwrap();
+                ('l', t.as_os_str().as_bytes().to_vec())
+            } else if m.is_dir() {
+                todo.push(rel.clone());
+                ('d', Vec::new())
+            } else {
+                ('f', fs::read(&full).unwrap())
+            };
+            // Links have no mode of their own; the server drops g/o write.
+            let mode = if kind == 'l' { 0 } else { m.mode() & 0o755 };
+            out.push((rel, kind, mode, body));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What the CLI packs, the server's own extraction takes whole: the same
+/// tree comes out (modes, links as links, long and odd names).
+#[test]
+fn the_server_extracts_what_is_packed() {
+    let t = TempDir::new("accepted");
+    let src = t.0.join("src");
+    fs::create_dir(&src).unwrap();
+    sample(&src);
+    // The server refuses a link out of the release; the packer leaves that to it.
+    fs::remove_file(src.join("abs-link")).unwrap();
+    write(&src.join("shared.txt"), b"group-writable", 0o664);
+    let archive = t.0.join("up.tar.gz");
+    pack(&src, File::create(&archive).unwrap()).unwrap();
+    let into = t.0.join("into");
+    fs::create_dir(&into).unwrap();
+    let limits = crate::deploy::Limits {
+        max_bytes: 1 << 30,
+        max_entries: 100_000,
+    };
+    let got = crate::deploy::extract(&archive, &into, &limits, None);
+    assert!(got.is_ok(), "{:?}", got.err().map(|e| e.to_string()));
+    assert_eq!(tree(&into), tree(&src));
+    let m = fs::metadata(into.join("shared.txt")).unwrap().mode();
+    assert_eq!(m & 0o777, 0o644, "group write dropped by the server");
+}
