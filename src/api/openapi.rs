@@ -573,7 +573,8 @@ fn schemas() -> Value {
                 "health_probe": {"type": "object", "description": "The probe configured (the config's health)"},
                 "health": {"type": "string", "enum": ["none", "starting", "healthy", "unhealthy"]},
                 "health_message": nullable("string"),
-                "health_checked_at": time_or_null
+                "health_checked_at": time_or_null,
+                "release": {"type": "string", "nullable": true, "description": "The live release (SPEC 4c), null when none was deployed"}
             }
         }
     })

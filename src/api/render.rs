@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::current::Current;
 use crate::keys::Role;
 use crate::lifecycle::{ExitInfo, Status};
 use crate::timefmt::rfc3339;
@@ -140,13 +141,15 @@ struct Process<'a> {
     health: &'static str,
     health_message: Option<&'a str>,
     health_checked_at: Option<String>,
+    /// The live release (SPEC 4c), null when none was deployed.
+    release: Option<&'a str>,
 }
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
+fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown, current: &'a Current) -> Process<'a> {
     let spec = &*p.spec;
     let job = spec.is_job();
     let running = p.pid.is_some();
@@ -233,11 +236,12 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         health: p.health.name(),
         health_message: p.health_message.as_deref(),
         health_checked_at: p.health_checked_at.map(rfc3339),
+        release: current.of(spec.id.as_str()),
     }
 }
 
 /// `{"success":true,"process":{...}}`.
-pub fn status_body(p: &ProcView, now: &Clock, shown: Shown) -> Vec<u8> {
+pub fn status_body(p: &ProcView, now: &Clock, shown: Shown, current: &Current) -> Vec<u8> {
     #[derive(Serialize)]
     struct Body<'a> {
         success: bool,
@@ -245,7 +249,7 @@ pub fn status_body(p: &ProcView, now: &Clock, shown: Shown) -> Vec<u8> {
     }
     serde_json::to_vec(&Body {
         success: true,
-        process: process(p, now, shown),
+        process: process(p, now, shown, current),
     })
     .unwrap_or_default()
 }
@@ -255,14 +259,15 @@ pub fn list_body<'a>(
     procs: impl Iterator<Item = &'a ProcView>,
     now: &Clock,
     shown: Shown,
+    current: &'a Current,
 ) -> Vec<u8> {
-    let all: Vec<Process<'a>> = procs.map(|p| process(p, now, shown)).collect();
+    let all: Vec<Process<'a>> = procs.map(|p| process(p, now, shown, current)).collect();
     let mut out = Vec::with_capacity(256 + all.len() * 1024);
     let _ = serde_json::to_writer(&mut out, &all);
     out
 }
 
 /// One process object as a JSON value (replies of requests).
-pub fn process_value(p: &ProcView, now: &Clock, shown: Shown) -> Value {
-    serde_json::to_value(process(p, now, shown)).unwrap_or(Value::Null)
+pub fn process_value(p: &ProcView, now: &Clock, shown: Shown, current: &Current) -> Value {
+    serde_json::to_value(process(p, now, shown, current)).unwrap_or(Value::Null)
 }
