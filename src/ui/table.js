@@ -7,6 +7,7 @@ import { call, enc } from './api.js';
 import { bytes, duration, exitText, quote, when } from './format.js';
 import { healthCell, healthColumn } from './health.js';
 import { processRemoved } from './logs.js';
+import { releaseText } from './deploy.js';
 
 const LABELS = { manually_stopped: 'stopped by hand' };
 
@@ -44,7 +45,10 @@ function makeRow(id) {
   name.textContent = id;
   const cmd = document.createElement('span');
   cmd.className = 'cmd';
-  th.append(name, cmd);
+  const rel = document.createElement('span');
+  rel.className = 'rel';
+  rel.hidden = true;
+  th.append(name, cmd, rel);
   tr.append(th);
   const status = cell(tr, 'Status', 'status');
   const badge = document.createElement('span');
@@ -58,6 +62,7 @@ function makeRow(id) {
   const row = {
     tr,
     cmd,
+    rel,
     status,
     badge,
     label,
@@ -88,6 +93,8 @@ function makeRow(id) {
   }
   if (can('admin')) {
     add('edit', 'Edit');
+    add('deploy', 'Deploy');
+    add('rollback', 'Roll back');
     add('remove', 'Remove', 'danger-text');
   }
   row.acts.append(acts);
@@ -124,6 +131,7 @@ function fill(row, p) {
   const cmdline = [p.command].concat(p.args || []).map(quote).join(' ');
   row.cmd.textContent = cmdline;
   row.cmd.title = cmdline;
+  releaseText(row.rel, p);
   row.status.dataset.status = p.status;
   row.badge.className = 'badge s-' + p.status;
   row.label.textContent = LABELS[p.status] || p.status;
@@ -150,6 +158,7 @@ function fill(row, p) {
   if (b.stop) b.stop.disabled = row.busy || ['stopped', 'manually_stopped', 'failed', 'stopping'].includes(s);
   if (b.restart) b.restart.disabled = row.busy || s === 'stopping';
   if (b.remove) b.remove.disabled = row.busy;
+  if (b.rollback) b.rollback.disabled = row.busy || !p.release;
 }
 
 function upsert(p, at) {

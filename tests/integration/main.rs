@@ -16,6 +16,7 @@ mod client_hosts;
 mod client_ops;
 mod client_tls;
 mod dashboard;
+mod dashboard_deploy;
 mod edge;
 mod edge_audit;
 mod edge_capacity;
