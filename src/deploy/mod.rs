@@ -10,6 +10,7 @@
 //!     releases.json            one entry per release dir (atomic writes)
 //!     current -> <release>     the live release (a relative symlink)
 //!     current.tmp              the next `current`, renamed over it
+//!     .remove-<rand>/          a release being deleted (renamed away first)
 //! ```
 //!
 //! Crash-safety rules (every step is either done or not, and `recover` knows
@@ -32,7 +33,9 @@
 //! dir); `recover` once by the daemon at start-up, before any process starts;
 //! `live_dir` by the supervisor at each spawn (a read of one symlink).
 
+mod entry_path;
 pub mod extract;
+mod recover;
 pub mod releases;
 // The flow (branch `deploy`): the upload's file, the build step, the health
 // gate (pure) and the deploy/rollback flow that drives them.
