@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
-//! periodic, events, thousand, edge, cron, cli, health, order, notify. The
+//! periodic, events, thousand, edge, cron, cli, health, order, notify,
+//! deploy-server (`deploy_server.rs`: upload speed, rollback time). The
 //! families live in `workloads.rs` (one process at a time), `logs.rs`,
 //! `observe.rs` (events, metrics), `scale.rs` (a thousand processes, the
 //! command-line client), `edge.rs` (clients without a key, slow or hostile;
@@ -22,6 +23,7 @@
 //! It is not a test: it prints numbers and exits 0 unless it could not
 //! measure (a missed target is reported, not an error).
 
+mod deploy_server;
 mod edge;
 mod edge_owner;
 mod edge_tls;
@@ -41,8 +43,24 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub const WORKLOADS: &[&str] = &[
-    "idle", "spawn", "exit", "restart", "logcap", "paging", "api", "idlecpu", "periodic", "events",
-    "thousand", "edge", "cron", "cli", "health", "order", "notify",
+    "idle",
+    "spawn",
+    "exit",
+    "restart",
+    "logcap",
+    "paging",
+    "api",
+    "idlecpu",
+    "periodic",
+    "events",
+    "thousand",
+    "edge",
+    "cron",
+    "cli",
+    "health",
+    "order",
+    "notify",
+    "deploy-server",
 ];
 
 const USAGE: &str = "\
@@ -50,7 +68,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
                      periodic, events, thousand, edge, cron, cli, health, order,
-                     notify
+                     notify, deploy-server
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)

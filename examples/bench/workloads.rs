@@ -56,6 +56,7 @@ pub fn run(
         ("notify", _) => crate::notify::notify(bin),
         ("health", _) => crate::health::health(bin, opts),
         ("order", _) => crate::order::order(bin),
+        ("deploy-server", _) => crate::deploy_server::deploy_server(bin),
         (w, _) => Err(format!("no workload {w}")),
     }
 }

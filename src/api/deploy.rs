@@ -45,6 +45,13 @@ pub fn deploy(api: &Api, ex: &mut Exchange<'_>, args: &Args) -> Result<Answer, A
         .transpose()
         .map_err(ApiError::BadRequest)?;
     let d = &api.deployer;
+    if ex.declares_more_than(usize::try_from(d.max_deploy_bytes).unwrap_or(usize::MAX)) {
+        // Refused before the lock, the disk or a byte of the body.
+        return Err(copy_error(
+            CopyError::Body(BodyError::TooLarge),
+            d.max_deploy_bytes,
+        ));
+    }
     let ended = {
         let _lock = d.lock(&spec.id)?;
         let rel = d.releases(&spec.id)?;
@@ -142,4 +149,53 @@ fn answer(ended: Ended) -> Answer {
         status,
         serde_json::to_vec(&body).unwrap_or_default(),
     ))
+}
+
+/// The OpenAPI schema of a deploy's or rollback's body.
+pub fn body_schema(b: super::routes::Body) -> Value {
+    if b == super::routes::Body::Release {
+        return json!({"type": "string", "format": "binary",
+            "description": "The release: a .tar.gz or .tar, at most --max-deploy-bytes"});
+    }
+    json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {"release": {"type": "string",
+            "description": "Default: the newest earlier release that passed its health gate"}}
+    })
+}
+
+/// The OpenAPI schema of a deploy's or rollback's answer (200; a 409 adds
+/// `rolled_back_to`).
+pub fn reply_schema() -> Value {
+    json!({
+        "type": "object", "required": ["success", "release"],
+        "properties": {
+            "success": {"type": "boolean"},
+            "message": {"type": "string"},
+            "release": {"type": "string"},
+            "previous": {"type": "string", "nullable": true},
+        }
+    })
+}
+
+/// The OpenAPI schema of `GET /releases/{id}`.
+pub fn releases_schema() -> Value {
+    json!({
+        "type": "object", "required": ["success", "current", "releases"],
+        "properties": {
+            "success": {"type": "boolean"},
+            "current": {"type": "string", "nullable": true},
+            "releases": {"type": "array", "items": {
+                "type": "object",
+                "required": ["release", "sha256", "bytes", "deployed_at", "outcome"],
+                "properties": {
+                    "release": {"type": "string"},
+                    "sha256": {"type": "string"},
+                    "bytes": {"type": "integer"},
+                    "deployed_at": {"type": "string", "format": "date-time"},
+                    "outcome": {"type": "string", "enum": ["pending", "succeeded", "rolled_back", "failed"]},
+                }
+            }},
+        }
+    })
 }

@@ -163,12 +163,7 @@ fn body_schema(b: Body) -> Option<Value> {
                 "example": "HUP"
             }}
         }),
-        Body::Release => json!({"type": "string", "format": "binary",
-            "description": "The release: a .tar.gz or .tar, at most --max-deploy-bytes"}),
-        Body::Rollback => json!({
-            "type": "object", "additionalProperties": false,
-            "properties": {"release": {"type": "string", "description": "Default: the newest earlier release that passed its health gate"}}
-        }),
+        Body::Release | Body::Rollback => super::deploy::body_schema(b),
         Body::NewKey => json!({
             "type": "object", "additionalProperties": false, "required": ["name", "role"],
             "properties": {
@@ -289,35 +284,8 @@ fn reply(r: Reply) -> Value {
                 &["success", "id", "health", "checks"],
             ),
         ),
-        Reply::Deploy => content(
-            "application/json",
-            obj(
-                json!({
-                    "success": {"type": "boolean"},
-                    "message": {"type": "string"},
-                    "release": {"type": "string"},
-                    "previous": {"type": "string", "nullable": true},
-                }),
-                &["success", "release"],
-            ),
-        ),
-        Reply::Releases => content(
-            "application/json",
-            obj(
-                json!({
-                    "success": {"type": "boolean"},
-                    "current": {"type": "string", "nullable": true},
-                    "releases": {"type": "array", "items": obj(json!({
-                        "release": {"type": "string"},
-                        "sha256": {"type": "string"},
-                        "bytes": {"type": "integer"},
-                        "deployed_at": {"type": "string", "format": "date-time"},
-                        "outcome": {"type": "string", "enum": ["pending", "succeeded", "rolled_back", "failed"]},
-                    }), &["release", "sha256", "bytes", "deployed_at", "outcome"])},
-                }),
-                &["success", "current", "releases"],
-            ),
-        ),
+        Reply::Deploy => content("application/json", super::deploy::reply_schema()),
+        Reply::Releases => content("application/json", super::deploy::releases_schema()),
         Reply::Metrics => content(super::metrics::CONTENT_TYPE, text()),
         Reply::Events => content("text/event-stream", text()),
         Reply::Keys => content(

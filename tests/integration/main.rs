@@ -17,6 +17,8 @@ mod client_ops;
 mod client_tls;
 mod dashboard;
 mod dashboard_deploy;
+mod deploy;
+mod deploy_faults;
 mod edge;
 mod edge_audit;
 mod edge_capacity;
