@@ -357,7 +357,23 @@ fn config_properties() -> Value {
         "depends_on": {"type": "object", "nullable": true, "maxProperties": 64,
             "additionalProperties": {"type": "string", "enum": ["started", "healthy", "completed_successfully"]},
             "description": "Process id -> condition. The process starts only once each holds (status waiting meanwhile)."},
-        "health": health_schema()
+        "health": health_schema(),
+        "deploy": deploy_schema()
+    })
+}
+
+/// `deploy` (SPEC 4c): releases kept, the build step, the timeouts.
+fn deploy_schema() -> Value {
+    let secs = |default: u64| json!({"type": "integer", "minimum": 1, "maximum": spec::deploy::MAX_DEPLOY_TIMEOUT_SECONDS, "default": default, "nullable": true});
+    json!({
+        "type": "object", "nullable": true, "additionalProperties": false,
+        "description": "Deploys of releases (POST /deploy/{id}); {release} in command, args, working_dir and env values is the live release's dir",
+        "properties": {
+            "keep": {"type": "integer", "minimum": 1, "maximum": spec::deploy::MAX_KEEP, "default": 5, "nullable": true, "description": "Successful releases kept (failed ones use no slot)"},
+            "build": {"type": "array", "minItems": 1, "items": {"type": "string"}, "nullable": true, "description": "Run in the new release before the switch, e.g. [\"npm\", \"ci\"]; its output goes to the process log"},
+            "build_timeout_seconds": secs(600),
+            "healthy_timeout_seconds": secs(60)
+        }
     })
 }
 

@@ -15,11 +15,13 @@ use crate::calendar::Calendar;
 use crate::policy::{Backoff, RestartPolicy};
 
 mod depends;
+pub mod deploy;
 pub mod health;
 mod job;
 mod signal;
 
 pub use depends::{Condition, DependsOn};
+pub use deploy::{DeployRequest, DeploySpec};
 pub use health::{HealthRequest, HealthSpec, HttpTarget, LogPattern, Probe};
 pub use job::{JobSettings, Overlap};
 use job::{calendar, catch_up, job_settings};
@@ -146,6 +148,9 @@ pub struct AddRequest {
     pub max_memory_bytes: Option<u64>,
     pub depends_on: Option<BTreeMap<String, String>>,
     pub health: Option<HealthRequest>,
+    /// Deploys of releases (SPEC 4c).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployRequest>,
 }
 
 /// A validated process description.
@@ -183,6 +188,8 @@ pub struct ProcessSpec {
     pub depends_on: DependsOn,
     /// A health probe (SPEC 4b). Boxed: most processes have none.
     pub health: Option<Box<HealthSpec>>,
+    /// Deploy settings (SPEC 4c). Boxed: most processes have none.
+    pub deploy: Option<Box<DeploySpec>>,
 }
 
 impl ProcessSpec {
@@ -256,6 +263,7 @@ impl ProcessSpec {
             max_memory_bytes: self.max_memory_bytes,
             depends_on: depends::to_wire(&self.depends_on),
             health: self.health.as_ref().map(|h| h.to_request()),
+            deploy: self.deploy.as_ref().map(|d| d.to_request()),
         }
     }
 }
@@ -511,6 +519,16 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         Some(h) => Some(Box::new(health::validate(h)?)),
         None => None,
     };
+    let deploy = match req.deploy {
+        Some(_) if job => {
+            return Err(FieldError::new(
+                "deploy",
+                "deploy is for services: a periodic or scheduled job has no health gate",
+            ));
+        }
+        Some(d) => Some(Box::new(deploy::validate(d)?)),
+        None => None,
+    };
     Ok(ProcessSpec {
         id,
         command: req.command,
@@ -535,6 +553,7 @@ pub fn validate(req: AddRequest) -> Result<ProcessSpec, FieldError> {
         max_memory_bytes: memory_limit(req.max_memory_bytes)?,
         depends_on,
         health,
+        deploy,
     })
 }
 
