@@ -269,3 +269,54 @@ fn the_progress_bar_shows_on_a_terminal() {
     assert!(all.contains("[########################]"), "{all}");
     assert!(all.contains("web: deployed release "), "{all}");
 }
+
+/// The README's Deploy block, run as written (another port than 8000):
+/// three deploys (the CLI, curl, a broken one rolled back) and a rollback
+/// by hand leave release 1 live and serving.
+#[test]
+fn the_readme_deploy_example_runs_as_written() {
+    let d = Daemon::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let block = crate::ops::readme_block("## Deploy", "sh").replace("8000", &port.to_string());
+    assert!(block.contains("exeio deploy site build/"), "{block}");
+    let work = d.tmp().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_exeio")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = std::process::Command::new("bash");
+    sh.args(["-euo", "pipefail", "-c", &block])
+        .current_dir(&work)
+        .env("PATH", path)
+        .env("EXEIO_URL", url(&d))
+        .env("EXEIO_API_KEY", KEY)
+        .env("HOME", d.tmp().join("home"))
+        .env("XDG_CONFIG_HOME", d.tmp().join("xdg-config"))
+        .env_remove("EXEIO_CACERT");
+    let o = run_to_end(sh, Duration::from_secs(180));
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("release 3 was rolled back"), "{out}\n{err}");
+    assert!(err.contains("did not become healthy"), "{err}");
+    let v = releases(&d, "site");
+    let list = v["releases"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{v}");
+    assert_eq!(list[0]["outcome"], "rolled_back", "{v}");
+    assert_eq!(v["current"], list[2]["release"], "release 1 is live: {v}");
+    let page = http(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        "/index.html",
+        &[],
+        None,
+    );
+    assert_eq!(page.body.trim(), "version 1", "{}", page.body);
+    println!("--- stdout\n{out}--- stderr\n{err}");
+    println!("--- log\n{}", logs(&d, "site").join("\n"));
+}
