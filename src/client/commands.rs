@@ -395,6 +395,9 @@ pub fn status_text(p: &Value, style: Style, now: f64) -> String {
             .unwrap_or_default();
         items.push(("health", format!("{}{why}", style.health(&h).apply(&h))));
     }
+    if let Some(r) = s("release") {
+        items.push(("release", r));
+    }
     if let Some(f) = s("log_file") {
         items.push(("log file", f));
     }

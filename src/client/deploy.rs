@@ -18,6 +18,8 @@ use super::{Ctx, Failure, Report};
 
 pub fn deploy(ctx: &Ctx<'_>, id: &str, path: &Path, r: &mut Report) -> Result<(), Failure> {
     let src = Source::open(path)?;
+    // A wrong key or an unknown id is told before the packing, not after.
+    ctx.client.get(&format!("/releases/{}", encode(id)))?;
     let cannot = |e: io::Error| Failure::Other(format!("cannot pack {}: {e}", path.display()));
     let first = src.digest().map_err(cannot)?;
     let mut body = Tally {
@@ -67,8 +69,8 @@ pub fn deploy(ctx: &Ctx<'_>, id: &str, path: &Path, r: &mut Report) -> Result<()
     r.out.push_str(&deployed_line(id, &v));
     if waited {
         eprintln_note(&format!(
-            "{} sent, sha256 {}",
-            table::size(first.len),
+            "{:.1} MB sent, sha256 {}",
+            first.len as f64 / 1e6,
             first.sha256
         ));
     }
@@ -270,6 +272,22 @@ mod tests {
             releases_table(&none, Style::default()),
             "no release deployed yet\n"
         );
+    }
+
+    #[test]
+    fn status_names_the_live_release() {
+        let p = json!({"id": "web", "status": "running", "command": "sh", "args": [],
+                       "release": "20261207T231500Z-0123456789ab"});
+        let out = super::super::commands::status_text(&p, Style::default(), 0.0);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("release:") && l.ends_with(" 20261207T231500Z-0123456789ab")),
+            "{out}"
+        );
+        let p = json!({"id": "web", "status": "running", "command": "sh", "args": [],
+                       "release": null});
+        let out = super::super::commands::status_text(&p, Style::default(), 0.0);
+        assert!(!out.contains("release"), "{out}");
     }
 
     #[test]
