@@ -155,6 +155,7 @@ pub fn run(cfg: Config) -> Result<()> {
         notifier,
         probes: crate::health::Probes::start(crate::health::THREADS, tx.clone())
             .map_err(Error::start("the health probe threads"))?,
+        data_dir: paths.data_dir.clone(),
     };
     drop(tx);
     let mut supervisor = Supervisor::new(setup);

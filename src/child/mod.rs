@@ -129,6 +129,8 @@ pub enum SpawnError {
         path: std::path::PathBuf,
         why: String,
     },
+    /// The config uses `{release}` and no release is deployed (SPEC 4c).
+    NoRelease,
 }
 
 impl std::fmt::Display for SpawnError {
@@ -157,6 +159,7 @@ impl std::fmt::Display for SpawnError {
             SpawnError::EnvFile { path, why } => {
                 write!(f, "env_file {}: {why}", path.display())
             }
+            SpawnError::NoRelease => f.write_str(crate::deploy::resolve::NO_RELEASE),
         }
     }
 }

@@ -31,7 +31,8 @@
 //! Who calls what: `extract` and `Releases` are called by the deploy flow on
 //! its worker (one deploy per process at a time, so one writer per releases
 //! dir); `recover` once by the daemon at start-up, before any process starts;
-//! `live_dir` by the supervisor at each spawn (a read of one symlink).
+//! `resolve::for_spawn` (through `live_dir`, a read of one symlink) by the
+//! supervisor at each spawn.
 
 mod entry_path;
 pub mod extract;
@@ -46,3 +47,6 @@ pub mod upload;
 
 pub use extract::{ExtractError, Extracted, Limits, Owner, extract};
 pub use releases::{Outcome, Release, Releases, Temp, live_dir, recover, release_name};
+
+// `{release}` and EXEIO_RELEASE_DIR at each spawn (branch `store`).
+pub mod resolve;

@@ -217,7 +217,9 @@ impl Supervisor {
             self.pending.push(Pending::ready(reply, Err(e), false));
             return;
         }
-        let verb = if crate::lifecycle::runs_at_start(&spec) {
+        let verb = if self.waits_for_release(&spec) {
+            "added: stopped, no release deployed yet (its first deploy starts it)"
+        } else if crate::lifecycle::runs_at_start(&spec) {
             "added and started"
         } else {
             "added: it runs on its schedule"
@@ -244,13 +246,18 @@ impl Supervisor {
     fn add_one(&mut self, spec: ProcessSpec, now: Now) -> Result<(), ApiError> {
         let id = spec.id.clone();
         let saves = spec.save_for_next_run;
+        if self.waits_for_release(&spec) {
+            self.add_waiting_for_release(spec, now);
+            return Ok(());
+        }
         let held = !crate::lifecycle::order::unmet(&spec.depends_on, |dep| {
             self.procs.get(dep).map(|e| e.proc.facts())
         })
         .is_empty();
         if !crate::lifecycle::runs_at_start(&spec) || held {
             // Nothing starts now, so check what a start would need.
-            crate::child::check(&spec).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            self.check_start(&spec)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
         self.insert(spec, Want::Up);
         let status = self.procs[&id].proc.status();
@@ -424,7 +431,7 @@ impl Supervisor {
             .processes
             .iter()
             .filter(|s| plan.added.contains(&s.id))
-            .filter_map(|s| Some((s.id.clone(), crate::child::check(s).err()?.to_string())))
+            .filter_map(|s| Some((s.id.clone(), self.check_start(s).err()?.to_string())))
             .collect();
         if !plan.failed.is_empty() {
             let done = Done {

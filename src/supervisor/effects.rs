@@ -94,6 +94,10 @@ impl Supervisor {
 
     /// Spawn a run of `id`, changing nothing if it fails.
     fn spawn(&mut self, id: &ProcessId, now: Now) -> Result<(), SpawnError> {
+        // Deploy (SPEC 4c): the live release, read now, in the run's spec.
+        let released =
+            crate::deploy::resolve::for_spawn(&self.procs[id].proc.spec, &self.s.data_dir)
+                .map_err(|_| SpawnError::NoRelease)?;
         let cgroup = match &self.s.cgroups {
             Some(cg) => Some(cg.prepare(id).map_err(|source| SpawnError::Cgroup {
                 id: id.clone(),
@@ -107,7 +111,7 @@ impl Supervisor {
         let automatic = matches!(e.proc.state, crate::lifecycle::State::Backoff { .. });
         let run_number = e.proc.run_count + 1;
         let running = child::spawn(child::Start {
-            spec: &e.proc.spec,
+            spec: released.as_ref().unwrap_or(&e.proc.spec),
             log: e.log.clone(),
             label: e.proc.spec.is_job().then_some(run_number),
             run_number,

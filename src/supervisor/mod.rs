@@ -22,6 +22,7 @@ mod health;
 mod order;
 mod procs;
 mod publish;
+mod release;
 mod replies;
 mod save;
 mod signal;
@@ -86,6 +87,8 @@ pub struct Setup {
     pub notifier: crate::notify::Notifier,
     /// The pool that runs health checks.
     pub probes: crate::health::Probes,
+    /// `<data-dir>`: where releases live (SPEC 4c, `deploy`).
+    pub data_dir: PathBuf,
 }
 
 /// The state of `processes.json`: what is wanted on disk and what is there.
@@ -145,13 +148,18 @@ impl Supervisor {
         let mut runs = runs;
         for s in saved.processes {
             let id = s.spec.id.clone();
-            let want = if s.manually_stopped {
+            // Deploy (SPEC 4c): one that uses {release} waits for a deploy.
+            let waits = self.waits_for_release(&s.spec);
+            let want = if s.manually_stopped || waits {
                 Want::Down
             } else {
                 Want::Up
             };
             self.insert(s.spec, want);
             let e = self.procs.get_mut(&id).expect("inserted");
+            if waits {
+                e.proc.error = Some(crate::deploy::resolve::NO_RELEASE.to_owned());
+            }
             e.proc.run_count = s.run_count;
             if let Some(file) = runs.remove(&id) {
                 let history = file.runs;
