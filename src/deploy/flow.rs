@@ -159,13 +159,13 @@ struct Settings {
     healthy_timeout: Duration,
 }
 
-fn settings(_spec: &ProcessSpec) -> Settings {
-    // TODO(store): read `spec.deploy` once it exists.
+fn settings(spec: &ProcessSpec) -> Settings {
+    let d = spec.deploy.as_deref().cloned().unwrap_or_default();
     Settings {
-        keep: 5,
-        build: None,
-        build_timeout: Duration::from_secs(600),
-        healthy_timeout: Duration::from_secs(60),
+        keep: d.keep as usize,
+        build: d.build,
+        build_timeout: d.build_timeout,
+        healthy_timeout: d.healthy_timeout,
     }
 }
 
