@@ -227,7 +227,8 @@ fn bad_input_is_refused_with_its_reason_and_nothing_is_deployed() {
 
     let v = releases(&d, "web");
     assert!(v["current"].is_null(), "{v}");
-    assert_eq!(state_of(&d, "web"), "stopped");
+    let p = status_of(&d, "web");
+    assert!(p["pid"].is_null() && p["release"].is_null(), "{p}");
 }
 
 /// On a terminal (`script` gives the client a pty), the bar shows the bytes
