@@ -1,5 +1,6 @@
-// Releases (SPEC 4c): each row shows its process's live release (the
-// process object's `release`); admins get Deploy (a .tar.gz, .tgz or .tar
+// Releases (SPEC 4c): the row of a process that takes releases (its config
+// uses `{release}`, or it has one) shows its live release (the process
+// object's `release`) under its name; admins get Deploy (a .tar.gz, .tgz or .tar
 // chosen here, sent as the body of POST /deploy/{id} with fetch, the file
 // streamed by the browser) and Roll back (after a confirmation). Both wait
 // for exeio's health gate and show its outcome: live, or rolled back and why.
@@ -8,11 +9,18 @@ import { $, notify, safe, setError } from './dom.js';
 import { ApiError, call, enc } from './api.js';
 import { listSoon } from './table.js';
 
-// The release line under a process's name.
-export function releaseText(el, p) {
-  el.textContent = p.release ? 'release ' + p.release : '';
+// Whether a process takes releases: it has one, or its config uses {release}.
+function takesReleases(p) {
+  if (p.release) return true;
+  const words = [p.command, p.working_dir].concat(p.args || [], Object.values(p.env || {}));
+  return words.some((w) => typeof w === 'string' && w.includes('{release}'));
+}
+
+// The release line under a process's name (hidden for other processes).
+export function releaseText(line, el, p) {
+  line.hidden = !takesReleases(p);
+  el.textContent = p.release ? 'release ' + p.release : 'no release yet';
   el.title = p.release ? 'the live release' : '';
-  el.hidden = !p.release;
 }
 
 // What exeio said of a deploy or rollback, as one line.

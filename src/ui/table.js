@@ -45,9 +45,13 @@ function makeRow(id) {
   name.textContent = id;
   const cmd = document.createElement('span');
   cmd.className = 'cmd';
-  const rel = document.createElement('span');
-  rel.className = 'rel';
+  // The release line (deploy.js): the live release, and for admins its buttons.
+  const rel = document.createElement('div');
+  rel.className = 'rel-line';
   rel.hidden = true;
+  const relName = document.createElement('span');
+  relName.className = 'rel';
+  rel.append(relName);
   th.append(name, cmd, rel);
   tr.append(th);
   const status = cell(tr, 'Status', 'status');
@@ -63,6 +67,7 @@ function makeRow(id) {
     tr,
     cmd,
     rel,
+    relName,
     status,
     badge,
     label,
@@ -93,9 +98,12 @@ function makeRow(id) {
   }
   if (can('admin')) {
     add('edit', 'Edit');
-    add('deploy', 'Deploy');
-    add('rollback', 'Roll back');
     add('remove', 'Remove', 'danger-text');
+    for (const [act, text] of [['deploy', 'Deploy'], ['rollback', 'Roll back']]) {
+      const b = button(act, text, id);
+      row.buttons[act] = b;
+      rel.append(b);
+    }
   }
   row.acts.append(acts);
   // Keep the rows in id order, as /list gives them.
@@ -131,7 +139,7 @@ function fill(row, p) {
   const cmdline = [p.command].concat(p.args || []).map(quote).join(' ');
   row.cmd.textContent = cmdline;
   row.cmd.title = cmdline;
-  releaseText(row.rel, p);
+  releaseText(row.rel, row.relName, p);
   row.status.dataset.status = p.status;
   row.badge.className = 'badge s-' + p.status;
   row.label.textContent = LABELS[p.status] || p.status;

@@ -52,8 +52,8 @@ def main():
         return d.find_element("css selector", f"tr[data-id='web'] button[data-act='{act}']")
 
     def shown_release():
-        return js("const r = document.querySelector(\"tr[data-id='web'] .rel\");"
-                  "return r && !r.hidden ? r.textContent : '';")
+        return js("const l = document.querySelector(\"tr[data-id='web'] .rel-line\");"
+                  "return l && !l.hidden ? l.querySelector('.rel').textContent : '';")
 
     def current():
         return api.ok("GET", "/releases/web")["current"]
@@ -80,7 +80,7 @@ def main():
         wait_for("the web row", lambda: visible(d, "tr[data-id='web']"))
 
         def before():
-            assert shown_release() == "", shown_release()
+            assert shown_release() == "no release yet", shown_release()
             assert not button("rollback").is_enabled(), "rollback with nothing to go back to"
         step("no release yet: none shown, no rollback", before)
 
@@ -92,6 +92,15 @@ def main():
             assert f"release {r1['name']} is live" in text, text
             wait_for("the release under the name", lambda: shown_release() == "release " + r1["name"])
         step("deploy a .tar.gz chosen in the page", first)
+
+        def fits():
+            for w in (1440, 360):
+                b.set_viewport(w, 900)
+                inner = js("const t = document.querySelector('.table-wrap');"
+                           "return [t.scrollWidth, t.clientWidth];")
+                assert inner[0] <= inner[1] + 1, f"at {w}px the table needs {inner[0]}px of {inner[1]}px"
+            b.set_viewport(1440, 900)
+        step("the release line scrolls nothing at 1,440 and 360 px", fits)
 
         def second():
             text = deploy(a.second, True)
