@@ -150,7 +150,7 @@ impl Supervisor {
             let id = s.spec.id.clone();
             // Deploy (SPEC 4c): one that uses {release} waits for a deploy.
             let waits = self.waits_for_release(&s.spec);
-            let want = if s.manually_stopped || waits {
+            let want = if s.manually_stopped {
                 Want::Down
             } else {
                 Want::Up
@@ -171,7 +171,7 @@ impl Supervisor {
                 }
                 e.scheduled_saved = last;
             }
-            if want == Want::Up {
+            if want == Want::Up && !waits {
                 self.sys(format!("starting saved process '{id}'"));
                 let fx = self.procs.get_mut(&id).expect("inserted").proc.revive(now);
                 self.apply(&id, fx, now);

@@ -1,6 +1,7 @@
 //! Processes that use `{release}` (SPEC 4c), as the supervisor adds them:
-//! before the first deploy such a process is added `stopped`, its `error`
-//! saying "no release deployed yet"; the deploy that follows starts it with
+//! before the first deploy such a process is added `stopped` (wanted up,
+//! not started; the same at boot), its `error` saying "no release deployed
+//! yet"; the deploy that follows starts it with
 //! an ordinary `Input::Start` (the spawn reads the live release then, in
 //! `effects::spawn` through `deploy::resolve::for_spawn`).
 
@@ -33,7 +34,8 @@ impl Supervisor {
     pub(super) fn add_waiting_for_release(&mut self, spec: ProcessSpec, now: Now) {
         let id = spec.id.clone();
         let saves = spec.save_for_next_run;
-        self.insert(spec, Want::Down);
+        // Wanted up but not started: `stopped`, not `manually_stopped`.
+        self.insert(spec, Want::Up);
         let e = self.procs.get_mut(&id).expect("inserted");
         e.proc.error = Some(resolve::NO_RELEASE.to_owned());
         let status = e.proc.status();

@@ -39,6 +39,7 @@ mod order;
 mod orphans;
 mod periodic;
 mod persistence;
+mod releases_dir;
 mod restart;
 mod saving;
 mod schedule;
