@@ -392,7 +392,7 @@ impl CpuSample {
     }
 }
 
-fn status_field(pid: i32, name: &str) -> Result<u64, String> {
+pub(crate) fn status_field(pid: i32, name: &str) -> Result<u64, String> {
     let s = fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     s.lines()

@@ -11,7 +11,8 @@
 //!
 //! Workloads: idle, spawn, exit, restart, logcap, paging, api, idlecpu,
 //! periodic, events, thousand, edge, cron, cli, health, order, notify,
-//! deploy-server (`deploy_server.rs`: upload speed, rollback time). The
+//! deploy-server (`deploy_server.rs`: upload speed, rollback time), deploy
+//! (`deploy.rs`: `exeio deploy` of a directory end to end). The
 //! families live in `workloads.rs` (one process at a time), `logs.rs`,
 //! `observe.rs` (events, metrics), `scale.rs` (a thousand processes, the
 //! command-line client), `edge.rs` (clients without a key, slow or hostile;
@@ -23,6 +24,7 @@
 //! It is not a test: it prints numbers and exits 0 unless it could not
 //! measure (a missed target is reported, not an error).
 
+mod deploy;
 mod deploy_server;
 mod edge;
 mod edge_owner;
@@ -61,6 +63,7 @@ pub const WORKLOADS: &[&str] = &[
     "order",
     "notify",
     "deploy-server",
+    "deploy",
 ];
 
 const USAGE: &str = "\
@@ -68,7 +71,7 @@ usage: cargo run --release --example bench -- [OPTIONS]
   --only NAME        run only this workload (repeatable, or comma-separated):
                      idle, spawn, exit, restart, logcap, paging, api, idlecpu,
                      periodic, events, thousand, edge, cron, cli, health, order,
-                     notify, deploy-server
+                     notify, deploy-server, deploy
   --runs N           runs per workload (default 3)
   --size-mb N        size of the paging workload's log (default 1024)
   --api-seconds N    length of each api run, per endpoint (default 10)

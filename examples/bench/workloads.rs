@@ -57,6 +57,7 @@ pub fn run(
         ("health", _) => crate::health::health(bin, opts),
         ("order", _) => crate::order::order(bin),
         ("deploy-server", _) => crate::deploy_server::deploy_server(bin),
+        ("deploy", _) => crate::deploy::deploy(bin),
         (w, _) => Err(format!("no workload {w}")),
     }
 }

@@ -13,6 +13,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod current;
 mod deploy;
 mod events;
 mod health;
@@ -311,11 +312,12 @@ impl Api {
         if let Some(field) = done.refused {
             body.insert("field".into(), Value::String(field));
         }
+        let current = current::Current::all(&self.deployer.data_dir);
         let procs: Vec<Value> = done
             .ids
             .iter()
             .filter_map(|id| view.get(id.as_str()))
-            .map(|p| render::process_value(p, &now, shown))
+            .map(|p| render::process_value(p, &now, shown, &current))
             .collect();
         if done.many {
             body.insert("processes".into(), Value::Array(procs));

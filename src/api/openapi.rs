@@ -582,7 +582,8 @@ fn schemas() -> Value {
                 "health_checked_at": time_or_null,
                 "instance_of": {"type": "string", "description": "A copy of this group (instances)"},
                 "instance": {"type": "integer", "description": "This copy's number (1..instances)"},
-                "instances": {"type": "integer", "description": "How many copies its group has"}
+                "instances": {"type": "integer", "description": "How many copies its group has"},
+                "release": {"type": "string", "nullable": true, "description": "The live release (SPEC 4c), null when none was deployed"}
             }
         }
     })

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::current::Current;
 use super::render::{self, Clock};
 use super::{Answer, Api, Args};
 use crate::error::ApiError;
@@ -25,6 +26,7 @@ pub fn list(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, ApiE
         view.procs.iter().map(|p| &**p),
         &now,
         args.shown(),
+        &Current::all(&api.deployer.data_dir),
     )))
 }
 
@@ -39,6 +41,7 @@ pub fn status(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, Ap
             &copies,
             &now,
             args.shown(),
+            &Current::all(&api.deployer.data_dir),
         )));
     }
     let p = view
@@ -48,6 +51,7 @@ pub fn status(api: &Api, _: &mut Exchange<'_>, args: &Args) -> Result<Answer, Ap
         p,
         &Clock::now(),
         args.shown(),
+        &Current::one(&api.deployer.data_dir, id.as_str()),
     )))
 }
 

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::current::Current;
 use crate::keys::Role;
 use crate::lifecycle::{ExitInfo, Status};
 use crate::timefmt::rfc3339;
@@ -148,13 +149,15 @@ struct Process<'a> {
     instance: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     instances: Option<u32>,
+    /// The live release (SPEC 4c), null when none was deployed.
+    release: Option<&'a str>,
 }
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
+fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown, current: &'a Current) -> Process<'a> {
     let spec = &*p.spec;
     let job = spec.is_job();
     let running = p.pid.is_some();
@@ -244,6 +247,7 @@ fn process<'a>(p: &'a ProcView, now: &Clock, shown: Shown) -> Process<'a> {
         instance_of: spec.instances.as_ref().map(|i| i.group.as_str()),
         instance: spec.instances.as_ref().map(|i| i.number),
         instances: spec.instances.as_ref().map(|i| i.count),
+        release: current.of(spec.id.as_str()),
     }
 }
 
@@ -254,6 +258,7 @@ pub fn group_body(
     copies: &[&std::sync::Arc<ProcView>],
     now: &Clock,
     shown: Shown,
+    current: &Current,
 ) -> Vec<u8> {
     let mut config = copies
         .first()
@@ -270,13 +275,13 @@ pub fn group_body(
     let body = serde_json::json!({
         "success": true,
         "group": {"id": id, "instances": copies.len(), "config": config},
-        "processes": copies.iter().map(|p| process_value(p, now, shown)).collect::<Vec<_>>(),
+        "processes": copies.iter().map(|p| process_value(p, now, shown, current)).collect::<Vec<_>>(),
     });
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// `{"success":true,"process":{...}}`.
-pub fn status_body(p: &ProcView, now: &Clock, shown: Shown) -> Vec<u8> {
+pub fn status_body(p: &ProcView, now: &Clock, shown: Shown, current: &Current) -> Vec<u8> {
     #[derive(Serialize)]
     struct Body<'a> {
         success: bool,
@@ -284,7 +289,7 @@ pub fn status_body(p: &ProcView, now: &Clock, shown: Shown) -> Vec<u8> {
     }
     serde_json::to_vec(&Body {
         success: true,
-        process: process(p, now, shown),
+        process: process(p, now, shown, current),
     })
     .unwrap_or_default()
 }
@@ -294,14 +299,15 @@ pub fn list_body<'a>(
     procs: impl Iterator<Item = &'a ProcView>,
     now: &Clock,
     shown: Shown,
+    current: &'a Current,
 ) -> Vec<u8> {
-    let all: Vec<Process<'a>> = procs.map(|p| process(p, now, shown)).collect();
+    let all: Vec<Process<'a>> = procs.map(|p| process(p, now, shown, current)).collect();
     let mut out = Vec::with_capacity(256 + all.len() * 1024);
     let _ = serde_json::to_writer(&mut out, &all);
     out
 }
 
 /// One process object as a JSON value (replies of requests).
-pub fn process_value(p: &ProcView, now: &Clock, shown: Shown) -> Value {
-    serde_json::to_value(process(p, now, shown)).unwrap_or(Value::Null)
+pub fn process_value(p: &ProcView, now: &Clock, shown: Shown, current: &Current) -> Value {
+    serde_json::to_value(process(p, now, shown, current)).unwrap_or(Value::Null)
 }

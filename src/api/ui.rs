@@ -36,6 +36,7 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("app.js", JS, include_str!("../ui/app.js")),
     ("app.css", CSS, include_str!("../ui/app.css")),
     ("api.js", JS, include_str!("../ui/api.js")),
+    ("deploy.js", JS, include_str!("../ui/deploy.js")),
     ("dom.js", JS, include_str!("../ui/dom.js")),
     ("events.js", JS, include_str!("../ui/events.js")),
     ("format.js", JS, include_str!("../ui/format.js")),

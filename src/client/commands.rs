@@ -58,6 +58,11 @@ pub fn run(command: &Command, ctx: &Ctx<'_>) -> Report {
         Command::Events { since } => ops::events(ctx, *since),
         Command::Info => ops::info(ctx, &mut r),
         Command::Notify(n) => super::notify::run(ctx, n, &mut r),
+        Command::Deploy { id, path } => super::deploy::deploy(ctx, id, path, &mut r),
+        Command::Releases(id) => super::deploy::releases(ctx, id, &mut r),
+        Command::Rollback { id, release } => {
+            super::deploy::rollback(ctx, id, release.as_deref(), &mut r)
+        }
     };
     if let Err(f) = done {
         r.fail(f);
@@ -412,6 +417,9 @@ pub fn status_text(p: &Value, style: Style, now: f64) -> String {
             .map(|m| format!(" (last failure: {m})"))
             .unwrap_or_default();
         items.push(("health", format!("{}{why}", style.health(&h).apply(&h))));
+    }
+    if let Some(r) = s("release") {
+        items.push(("release", r));
     }
     if let Some(f) = s("log_file") {
         items.push(("log file", f));

@@ -98,6 +98,30 @@ impl Client {
         self.finish(sent)
     }
 
+    /// POST `len` bytes read from `body` as they are sent (a release):
+    /// `Content-Length` known ahead, and `Expect: 100-continue`, so that a
+    /// refusal (401, 403, 404, 413) comes before the upload, not after.
+    pub fn upload(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<Received, Failure> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("content-length", len)
+            .header("expect", "100-continue");
+        if let Some(k) = &self.key {
+            req = req.header("exeio-api-key", k);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.finish(req.send(ureq::SendBody::from_reader(body)))
+    }
+
     /// GET a stream (a log follow): the body, read as it arrives.
     pub fn stream(&self, path: &str) -> Result<impl Read + Send + 'static, Failure> {
         let mut req = self.agent.get(format!("{}{path}", self.url));

@@ -13,12 +13,15 @@ pub mod addflags;
 pub mod apply;
 pub mod args;
 pub mod commands;
+pub mod deploy;
 pub mod health;
 pub mod hosts;
 pub mod http;
 pub mod logs;
 pub mod notify;
 pub mod ops;
+pub mod pack;
+pub mod progress;
 pub mod table;
 pub mod tls;
 
@@ -312,6 +315,9 @@ Commands:
   events [--since ID]         every change as it happens, one line each
   info                        exeio's version, uptime and endpoints
   notify ls|set -f FILE|test NAME  notification targets (webhooks, commands)
+  deploy ID PATH              upload a release (a directory or .tar.gz) and switch to it
+  releases ID                 the releases kept, the current one marked
+  rollback ID [RELEASE]       back to RELEASE, or to the last good release
   shutdown                    stop every process and exeio itself
   help [COMMAND]              this help, or a command's
 
@@ -335,6 +341,7 @@ Run 'exeio --help' for the daemon's own flags.
 pub fn help(topic: Option<&str>) -> String {
     let text = match topic {
         Some(t) if ops::help(t).is_some() => ops::help(t).unwrap_or_default(),
+        Some(t) if deploy::help(t).is_some() => deploy::help(t).unwrap_or_default(),
         Some("ls") => {
             "Usage: exeio ls\n\n\
              A table of the processes: ID, STATUS, HEALTH, PID, UPTIME, RESTARTS\n\

@@ -23,11 +23,16 @@ impl Supervisor {
             return;
         };
         e.probing.store(generation, Ordering::Relaxed);
+        // An exec probe runs like the process: in its live release (SPEC 4c).
+        let spec = match crate::deploy::live_dir(&self.s.data_dir, id.as_str()) {
+            Some(dir) => Arc::new(crate::deploy::resolve::with_release(&e.proc.spec, &dir)),
+            None => e.proc.spec.clone(),
+        };
         let check = Check {
             id: id.clone(),
             generation,
             seq,
-            spec: e.proc.spec.clone(),
+            spec,
             wanted: Arc::downgrade(&e.probing),
         };
         if self.s.probes.submit(check).is_err() {

@@ -11,12 +11,14 @@
 // page knows), dom.js (notices, errors), format.js (figures as text),
 // session.js (log in and out), table.js (the process table), health.js
 // (probes), events.js (live changes), logs.js (the log viewer) and
-// forms.js (the add/edit dialog, the removal confirmation).
+// forms.js (the add/edit dialog, the removal confirmation), deploy.js
+// (releases: the live one, deploy and rollback).
 
 import { $, safe } from './dom.js';
 import { call, onSessionLost } from './api.js';
 import { confirmRemove, openEdit, wireForms } from './forms.js';
 import { openLogs, wireLogs } from './logs.js';
+import { openDeploy, rollback, wireDeploy } from './deploy.js';
 import { begin, login, logout, sessionLost, showLogin } from './session.js';
 import { act, listSoon, tick } from './table.js';
 
@@ -24,6 +26,8 @@ import { act, listSoon, tick } from './table.js';
 async function rowButton(what, id, b) {
   if (what === 'logs') return openLogs(id);
   if (what === 'edit') return openEdit(id);
+  if (what === 'deploy') return openDeploy(id);
+  if (what === 'rollback') return rollback(id, b);
   if (what === 'remove' && !(await confirmRemove(id))) return;
   return act(what, id, b);
 }
@@ -43,6 +47,7 @@ function wire() {
   );
   wireLogs();
   wireForms();
+  wireDeploy();
   setInterval(tick, 1000);
 }
 

@@ -53,6 +53,7 @@ export function openEvents() {
   on('added', () => listSoon(50));
   on('updated', () => listSoon(50));
   on('run', () => listSoon(50));
+  on('deploy', () => listSoon(50));
   on('removed', (d) => dropRow(d.id));
   on('gap', () => listSoon(0));
   on('dropped', () => listSoon(0));

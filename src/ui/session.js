@@ -6,6 +6,7 @@ import { S, can } from './state.js';
 import { call } from './api.js';
 import { closeEvents, openEvents } from './events.js';
 import { closeDialogs } from './forms.js';
+import { closeDeploy } from './deploy.js';
 import { closeLogs } from './logs.js';
 import { clearTable, listSoon, updateCount } from './table.js';
 
@@ -27,6 +28,7 @@ function teardown() {
   closeLogs();
   clearTable();
   closeDialogs();
+  closeDeploy();
 }
 
 export function begin(user) {

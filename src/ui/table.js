@@ -7,6 +7,7 @@ import { call, enc } from './api.js';
 import { bytes, duration, exitText, quote, when } from './format.js';
 import { healthCell, healthColumn } from './health.js';
 import { processRemoved } from './logs.js';
+import { releaseText } from './deploy.js';
 
 const LABELS = { manually_stopped: 'stopped by hand' };
 
@@ -44,7 +45,14 @@ function makeRow(id) {
   name.textContent = id;
   const cmd = document.createElement('span');
   cmd.className = 'cmd';
-  th.append(name, cmd);
+  // The release line (deploy.js): the live release, and for admins its buttons.
+  const rel = document.createElement('div');
+  rel.className = 'rel-line';
+  rel.hidden = true;
+  const relName = document.createElement('span');
+  relName.className = 'rel';
+  rel.append(relName);
+  th.append(name, cmd, rel);
   tr.append(th);
   const status = cell(tr, 'Status', 'status');
   const badge = document.createElement('span');
@@ -58,6 +66,8 @@ function makeRow(id) {
   const row = {
     tr,
     cmd,
+    rel,
+    relName,
     status,
     badge,
     label,
@@ -89,6 +99,11 @@ function makeRow(id) {
   if (can('admin')) {
     add('edit', 'Edit');
     add('remove', 'Remove', 'danger-text');
+    for (const [act, text] of [['deploy', 'Deploy'], ['rollback', 'Roll back']]) {
+      const b = button(act, text, id);
+      row.buttons[act] = b;
+      rel.append(b);
+    }
   }
   row.acts.append(acts);
   // Keep the rows in id order, as /list gives them.
@@ -124,6 +139,7 @@ function fill(row, p) {
   const cmdline = [p.command].concat(p.args || []).map(quote).join(' ');
   row.cmd.textContent = cmdline;
   row.cmd.title = cmdline;
+  releaseText(row.rel, row.relName, p);
   row.status.dataset.status = p.status;
   row.badge.className = 'badge s-' + p.status;
   row.label.textContent = LABELS[p.status] || p.status;
@@ -150,6 +166,7 @@ function fill(row, p) {
   if (b.stop) b.stop.disabled = row.busy || ['stopped', 'manually_stopped', 'failed', 'stopping'].includes(s);
   if (b.restart) b.restart.disabled = row.busy || s === 'stopping';
   if (b.remove) b.remove.disabled = row.busy;
+  if (b.rollback) b.rollback.disabled = row.busy || !p.release;
 }
 
 function upsert(p, at) {

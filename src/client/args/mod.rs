@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{Failure, addflags};
 
+mod deploy;
 mod ops;
 
 /// Flags that apply to every command.
@@ -82,6 +83,18 @@ pub enum Command {
     },
     Info,
     Notify(NotifyCmd),
+    /// `deploy ID PATH`: a directory (packed as tar.gz) or an archive, uploaded.
+    Deploy {
+        id: String,
+        path: PathBuf,
+    },
+    /// `releases ID`: the releases kept on the server.
+    Releases(String),
+    /// `rollback ID [RELEASE]`: back to RELEASE, or to the last good one.
+    Rollback {
+        id: String,
+        release: Option<String>,
+    },
 }
 
 /// Where `update` gets the new configuration.
@@ -190,6 +203,9 @@ pub const COMMANDS: &[&str] = &[
     "events",
     "info",
     "notify",
+    "deploy",
+    "releases",
+    "rollback",
     "shutdown",
     "help",
 ];
@@ -509,6 +525,7 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
             let (id, from) = addflags::update(s)?;
             Command::Update { id, from }
         }
+        "deploy" | "releases" | "rollback" => deploy::command(name, pos)?,
         "clear-log" | "stop-all" | "restart-all" | "signal" | "audit" | "events" | "info" => {
             ops::command(name, &s, pos)?
         }
