@@ -213,7 +213,6 @@ impl Env<'_> {
                 "the upload's sha256 is {sha256}, not the {want} of X-Exeio-SHA256: nothing was deployed"
             )));
         }
-        let name = release_name(SystemTime::now(), sha256);
         let incoming = rel
             .incoming()
             .map_err(|e| storage("make the incoming dir", &e))?;
@@ -225,6 +224,7 @@ impl Env<'_> {
         let got = extract(upload.path(), incoming.path(), &limits, owner.as_ref())
             .map_err(extract_error)?;
         drop(upload);
+        let name = rel.unused_name(sha256);
         let dir = rel
             .commit(incoming, &name, sha256, bytes)
             .map_err(|e| storage("commit the release", &e))?;

@@ -238,6 +238,29 @@ impl Releases {
         self.list().into_iter().find(|r| r.release == name)
     }
 
+    /// A name for a new release of `sha256` that is not taken: names go
+    /// down to the second, so the same archive deployed twice within one
+    /// second waits for the next second (the process's deploy lock keeps
+    /// any other deploy from taking that one).
+    pub fn unused_name(&self, sha256: &str) -> String {
+        let taken =
+            |name: &str| fs::symlink_metadata(self.dir(name)).is_ok() || self.get(name).is_some();
+        let mut name = release_name(SystemTime::now(), sha256);
+        for _ in 0..3 {
+            if !taken(&name) {
+                break;
+            }
+            let into = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            std::thread::sleep(std::time::Duration::from_nanos(u64::from(
+                1_000_000_000 - into,
+            )));
+            name = release_name(SystemTime::now(), sha256);
+        }
+        name
+    }
+
     /// Record the gate's verdict on `name`. `NotFound` if unrecorded.
     pub fn set_outcome(&self, name: &str, outcome: Outcome) -> io::Result<()> {
         let mut meta = self.load()?;

@@ -424,3 +424,19 @@ fn recover_leaves_an_unreadable_metadata_file_alone() {
     assert!(said(&log, "releases left as they are"), "{log:?}");
     assert!(r.dir(&one).exists());
 }
+
+#[test]
+fn the_same_archive_twice_in_one_second_gets_a_new_name() {
+    let s = Scratch::new("same-second");
+    let r = s.releases();
+    let sha = format!("{:064x}", 42);
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let incoming = r.incoming().unwrap();
+        let name = r.unused_name(&sha);
+        r.commit(incoming, &name, &sha, 1).unwrap();
+        names.push(name);
+    }
+    assert_ne!(names[0], names[1], "the second commit would be refused");
+    assert!(names[1] > names[0], "{names:?}");
+}
