@@ -14,13 +14,13 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+use crossbeam_channel::{Receiver, TryRecvError};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::handover::Handover;
 use super::{Outcome, timed_out};
 use crate::spec::ProcessSpec;
 use crate::sys;
@@ -34,11 +34,9 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 /// Commands in flight at most (3 fds each); more wait in the hand-over
 /// queue, and a full queue makes the workers wait.
 const MAX_IN_FLIGHT: usize = 1024;
-const HANDOVER: usize = 64;
 /// Reads of one pipe per turn: a command that floods its output cannot
 /// keep the waiter from the others.
 const READS_PER_TURN: usize = 16;
-const STACK: usize = 128 * 1024;
 
 /// A started check command.
 pub struct Running {
@@ -101,37 +99,18 @@ impl Running {
 }
 
 /// The thread that waits for every check command in flight.
-pub struct Waiter {
-    tx: Option<Sender<Running>>,
-    bell: Arc<OwnedFd>,
-}
+pub struct Waiter(Handover<Running>);
 
 impl Waiter {
     pub fn start() -> io::Result<Waiter> {
-        let (tx, rx) = bounded(HANDOVER);
-        let bell = Arc::new(sys::eventfd()?);
-        let b = bell.clone();
-        std::thread::Builder::new()
-            .name("probe-exec".into())
-            .stack_size(STACK)
-            .spawn(move || wait_all(&rx, &b))?;
-        Ok(Waiter { tx: Some(tx), bell })
+        Handover::start("probe-exec", wait_all).map(Waiter)
     }
 
     /// Hand a started command over (waits while the waiter is full).
     pub fn watch(&self, r: Running) {
-        let Some(tx) = &self.tx else { return };
-        match tx.send(r) {
-            Ok(()) => sys::eventfd_ring(&self.bell),
-            Err(e) => e.into_inner().finish(None, &mut [0u8; 512]),
+        if let Err(e) = self.0.send(r) {
+            e.finish(None, &mut [0u8; 512]);
         }
-    }
-}
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        self.tx = None;
-        sys::eventfd_ring(&self.bell); // it sees the hand-over closed
     }
 }
 

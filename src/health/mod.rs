@@ -18,6 +18,7 @@
 //! writes them (`logs::LineHook`).
 
 mod exec;
+mod handover;
 mod net;
 
 use std::io;

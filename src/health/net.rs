@@ -16,11 +16,11 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::handover::Handover;
 use super::{Outcome, timed_out};
 use crate::spec::HttpTarget;
 use crate::sys;
@@ -30,8 +30,6 @@ pub const MAX_RESPONSE: usize = 4096;
 /// Checks in flight at most (a socket each); more wait in the hand-over
 /// queue, and a full queue makes the workers wait.
 const MAX_IN_FLIGHT: usize = 1024;
-const HANDOVER: usize = 64;
-const STACK: usize = 128 * 1024;
 
 /// Where a check is.
 enum Phase {
@@ -172,37 +170,18 @@ impl Dial {
 }
 
 /// The thread that carries every `http` and `tcp` check in flight.
-pub struct Dialer {
-    tx: Option<Sender<Dial>>,
-    bell: Arc<OwnedFd>,
-}
+pub struct Dialer(Handover<Dial>);
 
 impl Dialer {
     pub fn start() -> io::Result<Dialer> {
-        let (tx, rx) = bounded(HANDOVER);
-        let bell = Arc::new(sys::eventfd()?);
-        let b = bell.clone();
-        std::thread::Builder::new()
-            .name("probe-net".into())
-            .stack_size(STACK)
-            .spawn(move || dial_all(&rx, &b))?;
-        Ok(Dialer { tx: Some(tx), bell })
+        Handover::start("probe-net", dial_all).map(Dialer)
     }
 
     /// Hand a started check over (waits while the dialer is full).
     pub fn watch(&self, d: Dial) {
-        let Some(tx) = &self.tx else { return };
-        match tx.send(d) {
-            Ok(()) => sys::eventfd_ring(&self.bell),
-            Err(e) => e.into_inner().finish(Outcome::failed("exeio is stopping")),
+        if let Err(e) = self.0.send(d) {
+            e.finish(Outcome::failed("exeio is stopping"));
         }
-    }
-}
-
-impl Drop for Dialer {
-    fn drop(&mut self) {
-        self.tx = None;
-        sys::eventfd_ring(&self.bell); // it sees the hand-over closed
     }
 }
 
