@@ -278,7 +278,7 @@ mod tests {
     fn status_names_the_live_release() {
         let p = json!({"id": "web", "status": "running", "command": "sh", "args": [],
                        "release": "20261207T231500Z-0123456789ab"});
-        let out = super::super::commands::status_text(&p, Style::default(), 0.0);
+        let out = super::super::status::status_text(&p, Style::default(), 0.0);
         assert!(
             out.lines()
                 .any(|l| l.starts_with("release:") && l.ends_with(" 20261207T231500Z-0123456789ab")),
@@ -286,7 +286,7 @@ mod tests {
         );
         let p = json!({"id": "web", "status": "running", "command": "sh", "args": [],
                        "release": null});
-        let out = super::super::commands::status_text(&p, Style::default(), 0.0);
+        let out = super::super::status::status_text(&p, Style::default(), 0.0);
         assert!(!out.contains("release"), "{out}");
     }
 

@@ -4,7 +4,7 @@
 //! the command against each host: one host in the foreground, several in
 //! parallel threads whose output is printed in host order (`ls` merges them
 //! into one table with a HOST column). Commands (`commands`, `logs`,
-//! `apply`) talk HTTP through `http::Client` and render with `table`.
+//! `apply`, `status`) talk HTTP through `http::Client` and render with `table`.
 //!
 //! Exit codes: 0 ok, 1 error, 2 usage, 3 `status` of a process that is not
 //! running, 4 unknown process id. Called by `main.rs` only.
@@ -22,6 +22,7 @@ pub mod notify;
 pub mod ops;
 pub mod pack;
 pub mod progress;
+mod status;
 pub mod table;
 pub mod tls;
 

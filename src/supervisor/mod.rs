@@ -16,6 +16,7 @@
 //! and the events.
 
 mod alerts;
+mod apply;
 mod commands;
 mod effects;
 mod group;

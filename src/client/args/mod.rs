@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{Failure, addflags};
 
+mod admin;
 mod deploy;
 mod ops;
 
@@ -247,8 +248,6 @@ const APPLY: &[Flag] = &[
     flag(&["--prune"], false),
     flag(&["--dry-run"], false),
 ];
-const KEYS: &[Flag] = &[flag(&["--role"], true)];
-const NOTIFY: &[Flag] = &[flag(&["--file", "-f"], true)];
 
 /// A command line split into flags and positional arguments.
 pub(super) struct Split {
@@ -292,11 +291,11 @@ pub fn parse(args: Vec<String>) -> Result<Invocation, Failure> {
         "logs" => LOGS.iter().collect(),
         "runs" => RUNS.iter().collect(),
         "apply" => APPLY.iter().collect(),
-        "keys" => KEYS.iter().collect(),
+        "keys" => admin::KEYS.iter().collect(),
         "update" => addflags::flags(),
         "audit" => ops::AUDIT.iter().collect(),
         "events" => ops::EVENTS.iter().collect(),
-        "notify" => NOTIFY.iter().collect(),
+        "notify" => admin::NOTIFY.iter().collect(),
         _ => vec![],
     };
     let split = split(args, &own, &mut globals)?;
@@ -515,8 +514,8 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
                 dry_run: s.has("--dry-run"),
             })
         }
-        "keys" => keys(&s, pos)?,
-        "notify" => Command::Notify(notify(&s, pos)?),
+        "keys" => admin::keys(&s, pos)?,
+        "notify" => Command::Notify(admin::notify(&s, pos)?),
         "shutdown" => {
             exactly(0, "no argument")?;
             Command::Shutdown
@@ -531,78 +530,6 @@ fn command(name: &'static str, s: Split) -> Result<Command, Failure> {
         }
         _ => return Err(usage(format!("unknown command {name:?}"))),
     })
-}
-
-fn keys(s: &Split, mut pos: Vec<String>) -> Result<Command, Failure> {
-    let sub = if pos.is_empty() {
-        String::new()
-    } else {
-        pos.remove(0)
-    };
-    let role = s.value("--role");
-    if role.is_some() && sub != "add" {
-        return Err(usage("--role goes with keys add"));
-    }
-    let one = |pos: &mut Vec<String>, what: &str| -> Result<String, Failure> {
-        match pos.len() {
-            1 => Ok(pos.remove(0)),
-            0 => Err(usage(format!("keys {what} needs a NAME"))),
-            _ => Err(usage(format!(
-                "keys {what}: unexpected argument {:?}",
-                pos[1]
-            ))),
-        }
-    };
-    match sub.as_str() {
-        "ls" | "list" if pos.is_empty() => Ok(Command::KeysLs),
-        "ls" | "list" => Err(usage(format!("keys ls: unexpected argument {:?}", pos[0]))),
-        "add" => {
-            let name = one(&mut pos, "add")?;
-            let role = role.ok_or_else(|| usage("keys add needs --role read|operate|admin"))?;
-            if !["read", "operate", "admin"].contains(&role) {
-                return Err(usage(format!(
-                    "--role must be read, operate or admin, not {role:?}"
-                )));
-            }
-            Ok(Command::KeysAdd {
-                name,
-                role: role.to_owned(),
-            })
-        }
-        "revoke" => Ok(Command::KeysRevoke(one(&mut pos, "revoke")?)),
-        "" => Err(usage("keys needs ls, add or revoke")),
-        other => Err(usage(format!(
-            "keys: unknown subcommand {other:?} (ls, add, revoke)"
-        ))),
-    }
-}
-
-fn notify(s: &Split, mut pos: Vec<String>) -> Result<NotifyCmd, Failure> {
-    let sub = if pos.is_empty() {
-        String::new()
-    } else {
-        pos.remove(0)
-    };
-    let file = s.value("--file");
-    if file.is_some() && sub != "set" {
-        return Err(usage("-f FILE goes with notify set"));
-    }
-    match (sub.as_str(), pos.len()) {
-        ("ls" | "list", 0) => Ok(NotifyCmd::Ls),
-        ("set", 0) => file
-            .map(|f| NotifyCmd::Set(PathBuf::from(f)))
-            .ok_or_else(|| usage("notify set needs -f FILE (a JSON list of targets)")),
-        ("test", 1) => Ok(NotifyCmd::Test(pos.remove(0))),
-        ("test", 0) => Err(usage("notify test needs a target NAME")),
-        ("ls" | "list" | "set" | "test", _) => Err(usage(format!(
-            "notify {sub}: unexpected argument {:?}",
-            pos.last().cloned().unwrap_or_default()
-        ))),
-        ("", _) => Err(usage("notify needs ls, set -f FILE or test NAME")),
-        (other, _) => Err(usage(format!(
-            "notify: unknown subcommand {other:?} (ls, set, test)"
-        ))),
-    }
 }
 
 pub(super) fn count(name: &str, v: &str) -> Result<usize, Failure> {
