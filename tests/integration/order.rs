@@ -248,12 +248,24 @@ fn remove_of_a_needed_process_is_409_naming_its_dependents() {
 }
 
 /// A process that, on SIGTERM, waits `delay` seconds, then appends `id` to `file`.
+/// A process that, on SIGTERM, waits `delay` then appends its id to
+/// `file`; it prints "ready" once its trap is set (see `wait_ready`).
 fn recorder(id: &str, file: &Path, delay: &str) -> Value {
     let script = format!(
-        "trap 'sleep {delay}; echo {id} >> \"{}\"; exit 0' TERM; sleep 1000 & wait",
+        "trap 'sleep {delay}; echo {id} >> \"{}\"; exit 0' TERM; echo ready; sleep 1000 & wait",
         file.display()
     );
     sh(id, &script)
+}
+
+/// Running is not enough: a TERM that comes before the recorder's trap is
+/// set ends it without a line (seen under load), so wait for its "ready".
+fn wait_ready(d: &Daemon, id: &str) {
+    assert!(
+        wait_until(SHORT, || logs(d, id).iter().any(|l| l.ends_with("ready"))),
+        "{id} never set its trap: {:#?}",
+        logs(d, id)
+    );
 }
 
 fn lines(file: &Path) -> Vec<String> {
@@ -278,7 +290,7 @@ fn stop_all_stops_dependents_first() {
         with_deps(recorder("worker", &file, "1"), json!({"web": "started"})),
     );
     for id in ["db", "web", "worker"] {
-        wait_status(&d, id, "running", SHORT);
+        wait_ready(&d, id);
     }
     let r = d.post("/stop-all", "");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -310,9 +322,9 @@ fn shutdown_stops_dependents_first_and_still_ends() {
     );
     stuck["stop_timeout_seconds"] = json!(1);
     add_ok(&d, stuck);
-    for id in ["db", "web", "stuck"] {
-        wait_status(&d, id, "running", SHORT);
-    }
+    wait_ready(&d, "db");
+    wait_ready(&d, "web");
+    wait_status(&d, "stuck", "running", SHORT);
     let status = d.stop();
     assert!(status.success(), "{status}");
     assert_eq!(lines(&file), ["web", "db"]);
