@@ -238,13 +238,17 @@ impl Releases {
         self.list().into_iter().find(|r| r.release == name)
     }
 
-    /// A name for a new release of `sha256` that is not taken: names go
-    /// down to the second, so the same archive deployed twice within one
-    /// second waits for the next second (the process's deploy lock keeps
-    /// any other deploy from taking that one).
+    /// A name for a new release of `sha256` that sorts after every release
+    /// already recorded: names go down to the second and everything here
+    /// orders releases by name (rollback target, prune), so a deploy within
+    /// the same second as the last one waits for the next second (the
+    /// process's deploy lock keeps any other deploy from taking it).
     pub fn unused_name(&self, sha256: &str) -> String {
-        let taken =
-            |name: &str| fs::symlink_metadata(self.dir(name)).is_ok() || self.get(name).is_some();
+        let newest = self.list().first().map(|r| r.release[..16].to_owned());
+        let taken = |name: &str| {
+            fs::symlink_metadata(self.dir(name)).is_ok()
+                || newest.as_deref().is_some_and(|n| n >= &name[..16])
+        };
         let mut name = release_name(SystemTime::now(), sha256);
         for _ in 0..3 {
             if !taken(&name) {

@@ -426,17 +426,22 @@ fn recover_leaves_an_unreadable_metadata_file_alone() {
 }
 
 #[test]
-fn the_same_archive_twice_in_one_second_gets_a_new_name() {
+fn releases_of_one_second_get_names_in_deploy_order() {
     let s = Scratch::new("same-second");
     let r = s.releases();
-    let sha = format!("{:064x}", 42);
     let mut names = Vec::new();
-    for _ in 0..2 {
+    // the same archive twice, then one whose sha256 sorts first
+    for sha in [
+        format!("{:064x}", 42),
+        format!("{:064x}", 42),
+        "0".repeat(64),
+    ] {
         let incoming = r.incoming().unwrap();
         let name = r.unused_name(&sha);
         r.commit(incoming, &name, &sha, 1).unwrap();
         names.push(name);
     }
+    assert!(names[2] > names[1], "{names:?}");
     assert_ne!(names[0], names[1], "the second commit would be refused");
     assert!(names[1] > names[0], "{names:?}");
 }

@@ -396,7 +396,7 @@ fn stop_all_stops_the_dependents_of_a_group_first() {
     let file = d.tmp().join("stopped");
     let recorder = |id: &str, delay: &str| {
         let script = format!(
-            "trap 'sleep {delay}; echo {id} >> \"{}\"; exit 0' TERM; sleep 1000 & wait",
+            "trap 'sleep {delay}; echo {id} >> \"{}\"; exit 0' TERM; echo ready; sleep 1000 & wait",
             file.display()
         );
         sh(id, &script)
@@ -408,8 +408,12 @@ fn stop_all_stops_the_dependents_of_a_group_first() {
     let mut app = recorder("app", "1");
     app["depends_on"] = json!({"db": "started"});
     add_ok(&d, app);
+    // running is not enough: a TERM before the trap is set loses the line
     for id in ["db-1", "db-2", "app"] {
-        wait_status(&d, id, "running", SHORT);
+        assert!(
+            wait_until(SHORT, || logs(&d, id).iter().any(|l| l.ends_with("ready"))),
+            "{id} never set its trap"
+        );
     }
     let r = d.post("/stop-all", "");
     assert_eq!(r.status, 200, "{}", r.body);
