@@ -248,9 +248,14 @@ fn kill_9_at_any_point_of_a_deploy_or_rollback() {
         check_recovered(&d, "app", round);
         if !left.is_empty() {
             crashed_with_leftovers += 1;
-            let log = std::fs::read_to_string(d.logs_dir().join("exeio.log")).unwrap_or_default();
+            // (the log is written by exeio's logger thread: poll for it)
+            let log =
+                || std::fs::read_to_string(d.logs_dir().join("exeio.log")).unwrap_or_default();
             assert!(
-                left.iter().all(|l| log.contains(l.as_str())),
+                wait_until(Duration::from_secs(10), || {
+                    let log = log();
+                    left.iter().all(|l| log.contains(l.as_str()))
+                }),
                 "round {round}: the log does not name {left:?}"
             );
         }
