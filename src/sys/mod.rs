@@ -17,26 +17,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 /// Wait until one of `fds` is readable, or `timeout` passes (`None`:
 /// forever). Which of them are readable (or hung up).
 pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut polled: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .collect();
-    let timeout = match timeout {
-        None => PollTimeout::NONE,
-        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX),
-    };
-    loop {
-        match poll(&mut polled, timeout) {
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(polled
-        .iter()
-        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-        .collect())
+    let read: Vec<(BorrowedFd<'_>, bool)> = fds.iter().map(|fd| (*fd, false)).collect();
+    wait_ready(&read, timeout)
 }
 
 /// Wait until one of `fds` is ready, or `timeout` passes (`None`:
